@@ -1,0 +1,1 @@
+"""The sidetrail collector: ingest -> storage -> audit-log query API."""

@@ -1,0 +1,186 @@
+"""``sidetrail-collector``: serve the API, and manage API keys.
+
+Every command exits non-zero with a one-line reason on failure. ``--config`` may be left out, in which
+case ``$SIDETRAIL_COLLECTOR_CONFIG`` is used when set, else the built-in defaults (SQLite at
+``./data/audit.db``, listening on 127.0.0.1:8680).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from collector.app import create_app, open_storage
+from collector.config import CollectorConfig
+from collector.keys import SCOPES, mint_key
+from collector.storage.base import StorageUnavailable
+from core import __version__
+from core.config import ConfigError, load_file, load_mapping
+from core.event import now_ms
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr with exit status 1."""
+
+
+def _load_config(path: str | None) -> CollectorConfig:
+    path = path or os.environ.get("SIDETRAIL_COLLECTOR_CONFIG")
+    if path:
+        return load_file(CollectorConfig, path)
+    return load_mapping(CollectorConfig, {})
+
+
+def _serve(args: argparse.Namespace) -> None:
+    config = _load_config(args.config)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("sidetrail.collector").info(
+        "sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen
+    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            print=None,
+            handle_signals=True,
+            shutdown_timeout=10.0,
+        )
+    except OSError as exc:
+        raise CliError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+    except StorageUnavailable as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _with_storage(config: CollectorConfig, action):  # type: ignore[no-untyped-def]
+    storage = open_storage(config)
+    await storage.start()
+    try:
+        return await action(storage)
+    finally:
+        await storage.close()
+
+
+def _keys_create(args: argparse.Namespace) -> None:
+    try:
+        token, record = mint_key(args.tenant, args.scope, args.name or "")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    asyncio.run(_with_storage(_load_config(args.config), lambda s: s.create_key(record)))
+    if args.json:
+        print(
+            orjson.dumps(
+                {
+                    "key_id": record.key_id,
+                    "tenant_id": record.tenant_id,
+                    "scope": record.scope,
+                    "name": record.name,
+                    "secret": token,
+                }
+            ).decode()
+        )
+        return
+    print(token)
+    print(
+        f"created key {record.key_id} (tenant {record.tenant_id}, scope {record.scope}); the secret above "
+        "is shown once, only its hash is stored",
+        file=sys.stderr,
+    )
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    records = asyncio.run(_with_storage(_load_config(args.config), lambda s: s.list_keys(args.tenant)))
+    if args.json:
+        for r in records:
+            print(
+                orjson.dumps(
+                    {
+                        "key_id": r.key_id,
+                        "tenant_id": r.tenant_id,
+                        "scope": r.scope,
+                        "name": r.name,
+                        "created_at": r.created_at,
+                        "revoked_at": r.revoked_at,
+                    }
+                ).decode()
+            )
+        return
+    print(f"{'KEY_ID':<16}  {'TENANT':<20}  {'SCOPE':<6}  {'STATUS':<7}  {'CREATED':<20}  NAME")
+    for r in records:
+        created = datetime.fromtimestamp(r.created_at / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = "active" if r.active else "revoked"
+        print(f"{r.key_id:<16}  {r.tenant_id:<20}  {r.scope:<6}  {status:<7}  {created:<20}  {r.name}")
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    revoked = asyncio.run(
+        _with_storage(_load_config(args.config), lambda s: s.revoke_key(args.key_id, now_ms()))
+    )
+    if not revoked:
+        raise CliError(f"no active key with id {args.key_id}")
+    print(f"revoked key {args.key_id}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidetrail-collector", description="The sidetrail collector.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help="collector YAML (default: $SIDETRAIL_COLLECTOR_CONFIG or built-in defaults)",
+        )
+        return p
+
+    serve = with_config(commands.add_parser("serve", help="run the collector's HTTP API"))
+    serve.set_defaults(func=_serve)
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
+        dest="keys_command", required=True, metavar="KEYS_COMMAND"
+    )
+    create = with_config(keys.add_parser("create", help="create a key; prints its secret once on stdout"))
+    create.add_argument("--tenant", required=True, help="tenant the key belongs to")
+    create.add_argument("--scope", required=True, choices=SCOPES, help="what the key may do")
+    create.add_argument("--name", help="a label for humans")
+    create.add_argument("--json", action="store_true", help="print the key as one JSON object")
+    create.set_defaults(func=_keys_create)
+    listing = with_config(keys.add_parser("list", help="list keys (never their secrets)"))
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    listing.add_argument("--json", action="store_true", help="one JSON object per key")
+    listing.set_defaults(func=_keys_list)
+    revoke = with_config(keys.add_parser("revoke", help="revoke a key; effective on its next request"))
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(func=_keys_revoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as exc:
+        print(f"sidetrail-collector: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StorageUnavailable) as exc:
+        print(f"sidetrail-collector: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP routes of the collector: ingest, query, health, with one error envelope and one auth check."""

@@ -1,0 +1,60 @@
+"""Authentication and tenancy: every API route calls :func:`authenticate` with the scope it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from collector.api.errors import ApiError
+from collector.keys import SATISFIES, parse_key_id, token_matches
+from collector.metrics import CollectorMetrics
+from collector.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key and the tenant it belongs to."""
+
+    key_id: str
+    tenant_id: str
+    scope: str
+
+
+def _presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return request.headers.get("X-API-Key") or None
+
+
+async def authenticate(
+    request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str
+) -> Principal:
+    """Return the caller, or raise the 401/403 the request deserves.
+
+    The key is looked up on every request, so a revocation takes effect on the next one.
+    """
+    token = _presented_token(request)
+    if token is None:
+        metrics.auth_failures.labels("authentication_required").inc()
+        raise ApiError(
+            401,
+            "authentication_required",
+            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            {"WWW-Authenticate": 'Bearer realm="sidetrail"'},
+        )
+    key_id = parse_key_id(token)
+    record = await storage.find_key(key_id) if key_id else None
+    if not token_matches(token, record) or record is None or not record.active:
+        metrics.auth_failures.labels("invalid_key").inc()
+        raise ApiError(401, "authentication_required", "the API key is not valid or was revoked")
+    if record.scope not in SATISFIES[scope]:
+        metrics.auth_failures.labels("insufficient_permissions").inc()
+        raise ApiError(403, "insufficient_permissions", f"this route needs a key with scope '{scope}'")
+    claimed = request.headers.get("X-Tenant-ID")
+    if claimed is not None and claimed != record.tenant_id:
+        metrics.auth_failures.labels("tenant_mismatch").inc()
+        raise ApiError(403, "tenant_mismatch", "X-Tenant-ID does not match the API key's tenant")
+    return Principal(key_id=record.key_id, tenant_id=record.tenant_id, scope=record.scope)

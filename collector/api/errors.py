@@ -1,0 +1,108 @@
+"""The one error envelope, and the middleware that maps every failure into it.
+
+Every error response on every route has the body
+``{"error": {"code": "...", "message": "...", "request_id": "..."}}`` and an ``X-Request-ID`` header
+(also sent on successes). Handlers raise :class:`ApiError`; aiohttp's own HTTP exceptions (unknown
+route, wrong method, body too large) and storage failures are translated here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from collector.storage.base import StorageUnavailable, WriterQueueFull
+
+log = logging.getLogger("sidetrail.collector.api")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+_MAX_INCOMING_ID = 128
+
+
+class ApiError(Exception):
+    """An error answered to the client in the envelope."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def invalid_parameter(name: str, problem: str) -> ApiError:
+    """A 400 whose message starts with the offending parameter's name."""
+    return ApiError(400, "invalid_parameter", f"{name}: {problem}")
+
+
+_HTTP_STATUS_CODES = {
+    400: "invalid_parameter",
+    401: "authentication_required",
+    403: "insufficient_permissions",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+    431: "headers_too_large",
+    503: "unavailable",
+}
+
+
+def error_response(
+    request_id: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
+    response = web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _request_id(request: web.Request) -> str:
+    incoming = request.headers.get("X-Request-ID", "")
+    if 0 < len(incoming) <= _MAX_INCOMING_ID and incoming.isprintable():
+        return incoming
+    return secrets.token_hex(8)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Assign the request id and turn every exception into the envelope."""
+    request_id = _request_id(request)
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        return error_response(request_id, exc.status, exc.code, exc.message, exc.headers)
+    except WriterQueueFull:
+        return error_response(
+            request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": "1"}
+        )
+    except StorageUnavailable as exc:
+        return error_response(
+            request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"}
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_STATUS_CODES.get(exc.status, "http_error")
+        message = {
+            404: f"no route for {request.method} {request.path}",
+            405: f"method {request.method} is not allowed on {request.path}",
+            413: "request body is larger than the collector accepts",
+        }.get(exc.status, exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(request_id, exc.status, code, message, headers)
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request_id)
+        return error_response(request_id, 500, "internal_error", "internal error; see the collector log")
+    response.headers["X-Request-ID"] = request_id
+    return response

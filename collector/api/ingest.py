@@ -1,0 +1,69 @@
+"""``POST /v1/ingest``: validate each event on its own, store the good ones, answer after commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from collector.api.auth import authenticate
+from collector.api.errors import ApiError, invalid_parameter
+from collector.api.state import CONFIG, METRICS, STORAGE
+from collector.storage.base import InsertResult
+from core.event import EventError, now_ms, validate_event
+
+
+def _decode_body(request: web.Request, body: bytes) -> list[Any]:
+    """Return the raw events in the body; NDJSON lines that are not JSON become ``EventError`` slots."""
+    if request.content_type == "application/x-ndjson":
+        events: list[Any] = []
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                events.append(EventError("invalid_json", "line is not valid JSON"))
+        return events
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_parameter("body", f"not valid JSON ({exc})") from None
+    if isinstance(document, list):
+        return document
+    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
+        raise invalid_parameter("body", 'must be {"events": [...]} or an NDJSON stream')
+    return document["events"]
+
+
+async def ingest(request: web.Request) -> web.Response:
+    app = request.app
+    metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
+    principal = await authenticate(request, storage, metrics, "ingest")
+    raw_events = _decode_body(request, await request.read())
+    if len(raw_events) > limits.max_events_per_request:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{len(raw_events)} events in one request; at most {limits.max_events_per_request} are accepted",
+        )
+    received_at = now_ms()
+    valid: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            if isinstance(raw, EventError):
+                raise raw
+            event = validate_event(raw, principal.tenant_id)
+        except EventError as exc:
+            rejected.append({"index": index, "code": exc.code, "message": exc.message})
+            metrics.events_rejected.labels(exc.code).inc()
+            continue
+        event["received_at"] = received_at
+        valid.append(event)
+    result = await storage.insert_events(valid) if valid else InsertResult(0, 0)
+    metrics.events_accepted.inc(result.accepted)
+    metrics.events_duplicate.inc(result.duplicates)
+    body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,14 @@
+"""Typed keys for what the app shares with its handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from collector.config import CollectorConfig
+from collector.metrics import CollectorMetrics
+from collector.storage.base import Storage
+
+CONFIG = web.AppKey("config", CollectorConfig)
+STORAGE = web.AppKey("storage", Storage)
+METRICS = web.AppKey("metrics", CollectorMetrics)
+CURSOR_SECRET = web.AppKey("cursor_secret", bytes)

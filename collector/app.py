@@ -1,0 +1,67 @@
+"""Builds the collector's aiohttp application: routes, middlewares and the storage lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from collector.api import health, ingest, query
+from collector.api.errors import Handler, error_middleware
+from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
+from collector.config import CollectorConfig
+from collector.metrics import CollectorMetrics
+from collector.storage.base import Storage
+from collector.storage.sqlite import SqliteStorage
+
+log = logging.getLogger("sidetrail.collector")
+
+
+def open_storage(config: CollectorConfig) -> Storage:
+    """The storage backend the config names (not yet started)."""
+    return SqliteStorage(config.storage, queue_max_events=config.ingest.queue_max_events)
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics = request.app[METRICS]
+    metrics.http_requests.labels(route, str(response.status)).inc()
+    metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    storage = app[STORAGE]
+    await storage.start()
+    app[CURSOR_SECRET] = await storage.get_secret("cursor")
+    config = app[CONFIG]
+    app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
+    log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.path)
+    yield
+    await storage.close()
+
+
+def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
+    """Return the app; storage is opened on startup and closed (after draining writes) on cleanup."""
+    # The metrics middleware is outermost so it records the status the error middleware produced.
+    app = web.Application(
+        middlewares=[_metrics_middleware, error_middleware],
+        client_max_size=config.ingest.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[STORAGE] = storage if storage is not None else open_storage(config)
+    app[METRICS] = CollectorMetrics()
+    app.cleanup_ctx.append(_storage_ctx)
+    app.router.add_post("/v1/ingest", ingest.ingest)
+    app.router.add_get("/v1/audit-log", query.list_events)
+    app.router.add_get("/v1/audit-log/{event_id}", query.get_event)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    return app

@@ -1,0 +1,67 @@
+"""Collector configuration: the typed form of ``collector.yaml``. Defaults are the documented ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.config import Duration, Size
+
+
+@dataclass(frozen=True)
+class SqliteStorageConfig:
+    """The embedded default: one SQLite file in WAL mode."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = "./data/audit.db"
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    read_connections: int = 4
+
+    def validate(self) -> list[tuple[str, str]]:
+        if not 1 <= self.read_connections <= 64:
+            return [("read_connections", "must be between 1 and 64")]
+        return []
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Limits on ``POST /v1/ingest`` and the group-commit writer queue."""
+
+    max_body_bytes: Size = 16 * 1024 * 1024
+    max_events_per_request: int = 10_000
+    queue_max_events: int = 200_000
+    retry_after: Duration = 1.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.max_body_bytes < 1024:
+            errors.append(("max_body_bytes", "must be at least 1KiB"))
+        if self.max_events_per_request < 1:
+            errors.append(("max_events_per_request", "must be at least 1"))
+        if self.queue_max_events < self.max_events_per_request:
+            errors.append(("queue_max_events", "must be at least max_events_per_request"))
+        return errors
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Top level of ``collector.yaml``."""
+
+    listen: str = "127.0.0.1:8680"
+    storage: SqliteStorageConfig = field(default_factory=SqliteStorageConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def validate(self) -> list[tuple[str, str]]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            return [("listen", f"must be HOST:PORT like 127.0.0.1:8680, got {self.listen!r}")]
+        return []

@@ -1,0 +1,78 @@
+"""Prometheus self-metrics of the collector, on a registry of its own (one per app instance).
+
+Labels stay bounded: route templates and status codes, never tenants, actors, IPs or raw paths.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from core import __version__
+
+
+class CollectorMetrics:
+    """Every metric the collector exports; see README "Operating" for their meaning."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("sidetrail_collector_build", "Version of the running collector.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        self.http_requests = Counter(
+            "sidetrail_collector_http_requests_total",
+            "HTTP requests answered, by route template and status code.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "sidetrail_collector_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            registry=r,
+        )
+        self.events_accepted = Counter(
+            "sidetrail_collector_events_accepted_total", "Events stored for the first time.", registry=r
+        )
+        self.events_duplicate = Counter(
+            "sidetrail_collector_events_duplicate_total",
+            "Events received again with an id already stored (resends absorbed).",
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "sidetrail_collector_events_rejected_total",
+            "Events refused by validation, by reason code.",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "sidetrail_collector_auth_failures_total",
+            "Requests refused by authentication or authorization, by reason code.",
+            ["reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "sidetrail_collector_writer_queue_events", "Events waiting for the storage writer.", registry=r
+        )
+        self.queue_capacity = Gauge(
+            "sidetrail_collector_writer_queue_capacity_events",
+            "Events the writer queue holds before ingest answers 503.",
+            registry=r,
+        )
+
+    def watch_queue(self, depth: Callable[[], int], capacity: int) -> None:
+        self.queue_depth.set_function(lambda: float(depth()))
+        self.queue_capacity.set(capacity)

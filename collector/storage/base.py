@@ -1,0 +1,121 @@
+"""The storage contract shared by every backend.
+
+Exceptions::
+
+    StorageError
+    ├── StorageUnavailable   the database cannot be reached or written: the API answers 503
+    └── WriterQueueFull      the group-commit queue is at capacity: 503 with Retry-After
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+# Columns an exact-match filter may name, with the Python type of their values.
+FILTER_COLUMNS: dict[str, type] = {
+    "action": str,
+    "actor_id": str,
+    "actor_type": str,
+    "resource_type": str,
+    "resource_id": str,
+    "method": str,
+    "status_code": int,
+    "outcome": str,
+    "client_ip": str,
+    "request_id": str,
+}
+
+
+class StorageError(Exception):
+    """Base of storage failures."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or written right now; the request may be retried."""
+
+
+class WriterQueueFull(StorageError):
+    """The writer queue holds as many events as it may; the sender should retry later."""
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """What one committed insert did: new rows and ids that were already stored."""
+
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """One page of a tenant's events in ``(created_at, id)`` order.
+
+    ``after`` is the keyset position of the last row already returned; rows strictly past it (in
+    ``order``) are returned. ``limit`` rows at most; callers ask for one more to learn ``has_more``.
+    """
+
+    tenant_id: str
+    limit: int
+    order: Literal["asc", "desc"] = "desc"
+    filters: dict[str, Any] = field(default_factory=dict)
+    from_ms: int | None = None
+    to_ms: int | None = None
+    after: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored API key: never the secret itself, only its hash."""
+
+    key_id: str
+    tenant_id: str
+    scope: str
+    name: str
+    secret_hash: str
+    created_at: int
+    revoked_at: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Storage(Protocol):
+    """What the collector needs from a database. Every method is safe to call from the event loop."""
+
+    async def start(self) -> None:
+        """Open connections and create or migrate the schema."""
+
+    async def close(self) -> None:
+        """Commit what is queued, then release every connection. Idempotent."""
+
+    async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
+        """Store validated events; return only after they are durable. Duplicates are not stored."""
+
+    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Return stored events (``created_at``/``received_at`` as epoch ms) matching ``query``."""
+
+    async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
+        """Return one of the tenant's events by id, or ``None``."""
+
+    async def find_key(self, key_id: str) -> ApiKeyRecord | None:
+        """Return the key record with this id, revoked or not."""
+
+    async def create_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key record."""
+
+    async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key record (of one tenant when given), oldest first."""
+
+    async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
+        """Mark a key revoked; ``False`` when there is no such active key."""
+
+    async def get_secret(self, name: str) -> bytes:
+        """Return a named server secret, creating it once (shared by collectors on one database)."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StorageUnavailable` unless the database answers."""
+
+    def queue_depth(self) -> int:
+        """Events waiting for the writer."""

@@ -1,0 +1,107 @@
+"""SQLite schema, created and migrated with sqlite-utils; each migration runs once, in order.
+
+``events.seq`` is an AUTOINCREMENT rowid: it is the insertion order the API exposes, and AUTOINCREMENT
+guarantees a value is never handed out twice, even after retention deletes the newest rows.
+Timestamps are stored as integer epoch milliseconds (compact, and keyset comparisons stay numeric).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+from core.event import now_ms
+
+EVENT_COLUMNS = (
+    "seq",
+    "tenant_id",
+    "id",
+    "created_at",
+    "received_at",
+    "action",
+    "outcome",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "actor_email",
+    "resource_type",
+    "resource_id",
+    "method",
+    "path",
+    "status_code",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "source",
+    "metadata",
+)
+
+
+def _v1_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            outcome TEXT,
+            actor_id TEXT,
+            actor_name TEXT,
+            actor_type TEXT,
+            actor_email TEXT,
+            resource_type TEXT,
+            resource_id TEXT,
+            method TEXT,
+            path TEXT,
+            status_code INTEGER,
+            client_ip TEXT,
+            user_agent TEXT,
+            request_id TEXT,
+            source TEXT NOT NULL,
+            metadata TEXT NOT NULL
+        )
+        """
+    )
+    events = db.table("events")
+    # Idempotent ingest hangs on this one; the second serves every time-ordered page of a tenant.
+    events.create_index(["tenant_id", "id"], index_name="events_tenant_id", unique=True)
+    events.create_index(["tenant_id", "created_at", "id"], index_name="events_tenant_time")
+    db.table("api_keys").create(
+        {
+            "key_id": str,
+            "tenant_id": str,
+            "scope": str,
+            "name": str,
+            "secret_hash": str,
+            "created_at": int,
+            "revoked_at": int,
+        },
+        pk="key_id",
+        not_null={"tenant_id", "scope", "name", "secret_hash", "created_at"},
+    )
+    db.table("api_keys").create_index(["tenant_id"], index_name="api_keys_tenant")
+    db.table("secrets").create({"name": str, "value": bytes}, pk="name", not_null={"value"})
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _v1_initial),)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration not yet recorded, each in its own transaction; return the schema version."""
+    db = sqlite_utils.Database(conn)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, apply in MIGRATIONS:
+        if version in applied:
+            continue
+        with db.atomic():
+            apply(db)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ms()))
+    return MIGRATIONS[-1][0]
