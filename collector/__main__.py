@@ -124,9 +124,7 @@ def _keys_list(args: argparse.Namespace) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:
-    revoked = asyncio.run(
-        _with_storage(_load_config(args.config), lambda s: s.revoke_key(args.key_id, now_ms()))
-    )
+    revoked = asyncio.run(_with_storage(_load_config(args.config), lambda s: s.revoke_key(args.key_id, now_ms())))
     if not revoked:
         raise CliError(f"no active key with id {args.key_id}")
     print(f"revoked key {args.key_id}")

@@ -29,9 +29,7 @@ def _presented_token(request: web.Request) -> str | None:
     return request.headers.get("X-API-Key") or None
 
 
-async def authenticate(
-    request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str
-) -> Principal:
+async def authenticate(request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str) -> Principal:
     """Return the caller, or raise the 401/403 the request deserves.
 
     The key is looked up on every request, so a revocation takes effect on the next one.

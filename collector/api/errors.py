@@ -87,9 +87,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": "1"}
         )
     except StorageUnavailable as exc:
-        return error_response(
-            request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"}
-        )
+        return error_response(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -126,9 +126,7 @@ async def list_events(request: web.Request) -> web.Response:
     next_cursor = None
     if has_more:
         last = rows[-1]
-        next_cursor = encode_cursor(
-            secret, principal.tenant_id, digest, order, (last["created_at"], last["id"])
-        )
+        next_cursor = encode_cursor(secret, principal.tenant_id, digest, order, (last["created_at"], last["id"]))
     return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_cursor": next_cursor})
 
 
@@ -137,11 +135,7 @@ async def get_event(request: web.Request) -> web.Response:
     principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
     event_id = request.match_info["event_id"]
     # Ids that cannot exist answer the same 404 as another tenant's: nothing is learned either way.
-    event = (
-        await app[STORAGE].get_event(principal.tenant_id, event_id.lower())
-        if _UUID_RE.match(event_id)
-        else None
-    )
+    event = await app[STORAGE].get_event(principal.tenant_id, event_id.lower()) if _UUID_RE.match(event_id) else None
     if event is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
     return _json({"data": present(event)})

@@ -146,9 +146,7 @@ class SqliteStorage:
 
     async def get_secret(self, name: str) -> bytes:
         def get_or_create(conn: sqlite3.Connection) -> bytes:
-            conn.execute(
-                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, secrets.token_bytes(32))
-            )
+            conn.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, secrets.token_bytes(32)))
             return bytes(conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
 
         return await self._write(get_or_create)
@@ -174,9 +172,7 @@ class SqliteStorage:
             conn = self._connect(readonly=False)
             migrate(conn)
         except Exception as exc:  # reported to start(), which fails the collector's startup
-            loop.call_soon_threadsafe(
-                _settle, ready, None, StorageUnavailable(f"cannot open {self.path}: {exc}")
-            )
+            loop.call_soon_threadsafe(_settle, ready, None, StorageUnavailable(f"cannot open {self.path}: {exc}"))
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         try:
@@ -238,9 +234,7 @@ class SqliteStorage:
         params: tuple[str, ...] = ()
         if tenant_id is not None:
             sql, params = sql + " WHERE tenant_id = ?", (tenant_id,)
-        rows = await self._read(
-            lambda conn: conn.execute(sql + " ORDER BY created_at, key_id", params).fetchall()
-        )
+        rows = await self._read(lambda conn: conn.execute(sql + " ORDER BY created_at, key_id", params).fetchall())
         return [ApiKeyRecord(*row) for row in rows]
 
     async def ping(self) -> None:
@@ -315,9 +309,6 @@ def _build_query(query: EventQuery) -> tuple[str, list[Any]]:
     if query.after is not None:
         clauses.append(f"(created_at, id) {'<' if query.order == 'desc' else '>'} (?, ?)")
         params.extend(query.after)
-    sql = (
-        f"{_SELECT_EVENTS} WHERE {' AND '.join(clauses)} "
-        f"ORDER BY created_at {direction}, id {direction} LIMIT ?"
-    )
+    sql = f"{_SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction} LIMIT ?"
     params.append(query.limit)
     return sql, params

@@ -1,0 +1,1 @@
+"""The sidetrail agent: receivers -> processors -> exporters, beside the app whose logs it reads."""

@@ -1,0 +1,158 @@
+"""Agent configuration: the typed form of ``agent.yaml``. Defaults are the documented ones."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from core.config import Duration, Size
+from core.event import EVENT_FIELDS
+
+LogFormat = Literal["nginx_combined", "apache_common", "apache_combined", "json", "regex"]
+
+# Event fields a json mapping or regex group may fill; the collector assigns the rest.
+MAPPABLE_FIELDS = frozenset(EVENT_FIELDS) - {"id", "tenant_id", "received_at", "seq", "source"}
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """Who this agent is, where it keeps its state (checkpoints), where it serves ``/metrics``.
+
+    ``metrics_listen`` is HOST:PORT for ``/metrics``, ``/healthz`` and ``/readyz``; empty disables it.
+    """
+
+    id: str = field(default_factory=socket.gethostname)
+    data_dir: str = "./data/agent"
+    metrics_listen: str = "127.0.0.1:8681"
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.id):
+            errors.append(("id", "must be 1-128 letters, digits, '.', '_' or '-'"))
+        if self.metrics_listen:
+            host, sep, port = self.metrics_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                errors.append(("metrics_listen", f"must be HOST:PORT or empty, got {self.metrics_listen!r}"))
+        return errors
+
+
+@dataclass(frozen=True)
+class FileSourceConfig:
+    """Tail files matching ``include`` (globs) and not ``exclude``; parse each line with ``format``.
+
+    ``fields`` (json): dot-path in the JSON line -> event field, e.g. ``{user.id: actor_id}``.
+    ``pattern`` (regex): a regular expression whose named groups are event fields or parsed fields.
+    ``time_format``: how the time field is written: ``rfc3339``, ``unix``, ``unix_ms`` or a strptime
+    format; the default suits each format (nginx/apache ``%d/%b/%Y:%H:%M:%S %z``, json ``rfc3339``).
+    """
+
+    type: Literal["file"]
+    include: list[str]
+    exclude: list[str] = field(default_factory=list)
+    format: LogFormat = "nginx_combined"
+    start_at: Literal["beginning", "end"] = "end"
+    fields: dict[str, str] = field(default_factory=dict)
+    pattern: str | None = None
+    time_format: str | None = None
+    poll_interval: Duration = 1.0
+    max_line_bytes: Size = 64 * 1024
+    flush_partial_after: Duration = 5.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors: list[tuple[str, str]] = []
+        if not self.include:
+            errors.append(("include", "must list at least one path or glob"))
+        if self.format == "regex":
+            if not self.pattern:
+                errors.append(("pattern", "is required when format is regex"))
+            else:
+                try:
+                    compiled = re.compile(self.pattern)
+                except re.error as exc:
+                    errors.append(("pattern", f"invalid regular expression at position {exc.pos}: {exc.msg}"))
+                else:
+                    if not compiled.groupindex:
+                        errors.append(("pattern", "must have named groups, e.g. (?P<method>\\S+)"))
+        elif self.pattern is not None:
+            errors.append(("pattern", "is only used with format: regex"))
+        if self.fields and self.format != "json":
+            errors.append(("fields", "is only used with format: json"))
+        for path, target in self.fields.items():
+            if target not in MAPPABLE_FIELDS and not target.startswith("metadata."):
+                errors.append((f"fields.{path}", f"{target!r} is not an event field"))
+        if self.max_line_bytes < 256:
+            errors.append(("max_line_bytes", "must be at least 256B"))
+        if self.poll_interval <= 0:
+            errors.append(("poll_interval", "must be greater than 0"))
+        return errors
+
+
+SourceConfig = FileSourceConfig
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """A batch is sent when any limit is reached."""
+
+    max_events: int = 1000
+    max_bytes: Size = 1024 * 1024
+    max_wait: Duration = 0.2
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if not 1 <= self.max_events <= 10_000:
+            errors.append(("max_events", "must be between 1 and 10000"))
+        if self.max_bytes < 1024:
+            errors.append(("max_bytes", "must be at least 1KiB"))
+        return errors
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    """Where and how batches are shipped."""
+
+    endpoint: str
+    api_key: str
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: Duration = 10.0
+    initial_backoff: Duration = 0.2
+    max_backoff: Duration = 30.0
+    max_in_flight_batches: int = 4
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        url = urlsplit(self.endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            errors.append(("endpoint", f"must be an http:// or https:// URL, got {self.endpoint!r}"))
+        if not self.api_key:
+            errors.append(("api_key", "must not be empty"))
+        if self.max_backoff < self.initial_backoff:
+            errors.append(("max_backoff", "must be at least initial_backoff"))
+        if not 1 <= self.max_in_flight_batches <= 64:
+            errors.append(("max_in_flight_batches", "must be between 1 and 64"))
+        return errors
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Top level of ``agent.yaml``."""
+
+    sources: dict[str, SourceConfig]
+    exporter: ExporterConfig
+    agent: AgentSection = field(default_factory=AgentSection)
+    checkpoint_interval: Duration = 1.0
+    shutdown_timeout: Duration = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.sources:
+            errors.append(("sources", "must define at least one source"))
+        for name in self.sources:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", name):
+                errors.append((f"sources.{name}", "source names are 1-64 letters, digits, '.', '_' or '-'"))
+        return errors

@@ -1,0 +1,200 @@
+"""Wires the agent: receivers -> processors (parse, build event, batch) -> exporter, plus checkpoints.
+
+Start order is exporter first, receivers last; stop is the reverse (stop reading, flush the batch,
+drain the exporter within the deadline, save checkpoints). See ``agent/receivers/file.py`` for how
+files are tailed and ``agent/checkpoint.py`` for when offsets advance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from watchfiles import awatch
+
+from agent.checkpoint import CheckpointStore
+from agent.config import AgentConfig
+from agent.exporters.http import HttpExporter
+from agent.metrics import AgentMetrics, SourceStats
+from agent.processors.batch import Batch, BatchProcessor, BatchQueue
+from agent.processors.event import EventBuilder
+from agent.processors.parse import LineParser, build_parser
+from agent.receivers.file import Chunk, FileReceiver
+
+log = logging.getLogger("sidetrail.agent")
+
+_PARSE_ERROR_LOG_EVERY = 60.0
+
+
+@dataclass
+class _Source:
+    receiver: FileReceiver
+    parser: LineParser
+    builder: EventBuilder
+    stats: SourceStats
+    last_error_log: float = 0.0
+    errors_since_log: int = 0
+
+
+class Pipeline:
+    """One running agent. ``start()`` returns once everything runs; ``stop()`` drains and is idempotent."""
+
+    def __init__(self, config: AgentConfig, checkpoints: CheckpointStore, metrics: AgentMetrics | None = None) -> None:
+        self.config = config
+        self.checkpoints = checkpoints
+        self.metrics = metrics or AgentMetrics()
+        self.queue = BatchQueue(config.exporter.max_in_flight_batches)
+        self.batcher = BatchProcessor(config.exporter.batch, self.queue)
+        self.exporter = HttpExporter(config.exporter, self.metrics, self._on_ack)
+        host = socket.gethostname()
+        self.sources: dict[str, _Source] = {}
+        for name, source_config in config.sources.items():
+            self.sources[name] = _Source(
+                receiver=FileReceiver(name, source_config, checkpoints, self._consume),
+                parser=build_parser(source_config),
+                builder=EventBuilder(config.agent.id, host, name),
+                stats=SourceStats(),
+            )
+        self.metrics.watch_sources(
+            lambda: [(n, s.receiver.stats, s.stats, s.receiver.open_files) for n, s in self.sources.items()]
+        )
+        self.metrics.watch_in_flight(self.queue.in_flight)
+        self._stop_reading = asyncio.Event()
+        self._receiver_tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._exporter_task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    # -- data path -----------------------------------------------------------------------------------
+
+    async def _consume(self, chunk: Chunk) -> None:
+        source = self.sources[chunk.ref.source]
+        parse, build = source.parser.parse, source.builder.build
+        ref = chunk.ref
+        encoded: list[bytes] = []
+        failures = 0
+        for offset, raw in chunk.lines:
+            fields = parse(raw.decode("utf-8", "replace").rstrip("\r"))
+            if fields is None:
+                failures += 1
+                continue
+            encoded.append(orjson.dumps(build(fields, ref.path, ref.key, offset, raw)))
+        source.stats.events += len(encoded)
+        if failures:
+            self._count_parse_errors(source, ref.source, failures)
+        await self.batcher.add(encoded, ref, chunk.end)
+
+    def _count_parse_errors(self, source: _Source, name: str, failures: int) -> None:
+        """Count every failure, log at most once a minute per source (never the line: it may hold secrets)."""
+        source.stats.parse_errors += failures
+        source.errors_since_log += failures
+        now = time.monotonic()
+        if now - source.last_error_log >= _PARSE_ERROR_LOG_EVERY:
+            log.warning(
+                "source %s: %d lines did not parse as %s since the last report (not shipped)",
+                name,
+                source.errors_since_log,
+                self.config.sources[name].format,
+            )
+            source.last_error_log, source.errors_since_log = now, 0
+
+    def _on_ack(self, batch: Batch) -> None:
+        for ref, end in batch.positions.values():
+            self.checkpoints.ack(ref.key, ref.source, ref.path, ref.dev, ref.ino, end)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.exporter.start()
+        self._exporter_task = asyncio.create_task(self.exporter.run(self.queue), name="exporter")
+        self._background = [
+            asyncio.create_task(self.batcher.run_timer(self._stop_reading), name="batch-timer"),
+            asyncio.create_task(self._save_checkpoints_periodically(), name="checkpoints"),
+            asyncio.create_task(self._watch_files(), name="watcher"),
+        ]
+        self._receiver_tasks = [
+            asyncio.create_task(s.receiver.run(self._stop_reading), name=f"source-{n}") for n, s in self.sources.items()
+        ]
+
+    async def stop(self, drain_timeout: float) -> bool:
+        """Stop reading, flush, wait up to ``drain_timeout`` for acknowledgements, save checkpoints.
+
+        Returns True when everything read was acknowledged before the deadline.
+        """
+        if self._stopped:
+            return True
+        self._stopped = True
+        self._stop_reading.set()
+        await asyncio.gather(*self._receiver_tasks, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        drained = False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), drain_timeout)
+            drained = True
+        if self._exporter_task is not None:
+            self._exporter_task.cancel()
+            await asyncio.gather(self._exporter_task, return_exceptions=True)
+        await self.exporter.close()
+        for source in self.sources.values():
+            source.receiver.close()
+        self._save_checkpoints()
+        return drained
+
+    async def _drain(self) -> None:
+        await self.batcher.flush()
+        while len(self.queue):
+            await self.queue.changed()
+
+    def _save_checkpoints(self) -> None:
+        try:
+            self.checkpoints.save()
+            self.metrics.checkpoint_writes.inc()
+        except OSError as exc:
+            self.metrics.checkpoint_failures.inc()
+            log.error("cannot write checkpoints to %s: %s (will retry)", self.checkpoints.path, exc)
+
+    async def _save_checkpoints_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.checkpoint_interval)
+            self._save_checkpoints()
+
+    async def _watch_files(self) -> None:
+        """Wake receivers on file-system events; polling (``poll_interval``) covers filesystems without them."""
+        directories: dict[str, list[FileReceiver]] = {}
+        for name, source in self.sources.items():
+            for pattern in self.config.sources[name].include:
+                directory = _static_prefix(pattern)
+                if directory.is_dir():
+                    directories.setdefault(str(directory.resolve()), []).append(source.receiver)
+        if not directories:
+            return
+        try:
+            async for changes in awatch(
+                *directories, stop_event=self._stop_reading, recursive=False, debounce=50, step=20
+            ):
+                touched = {str(Path(path).parent) for _, path in changes}
+                for directory, receivers in directories.items():
+                    if directory in touched:
+                        for receiver in receivers:
+                            receiver.wake()
+        except (OSError, RuntimeError) as exc:
+            log.warning("file notifications unavailable (%s); relying on polling", exc)
+
+
+def _static_prefix(pattern: str) -> Path:
+    """The directory part of a glob before its first wildcard."""
+    parts = Path(pattern).parts
+    static: list[str] = []
+    for part in parts[:-1]:
+        if any(c in part for c in "*?["):
+            break
+        static.append(part)
+    return Path(*static) if static else Path(".")

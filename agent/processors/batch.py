@@ -1,0 +1,118 @@
+"""BatchProcessor: groups encoded events into batches bounded by count, bytes and time.
+
+Batches leave in the order they were filled, into a bounded queue the exporter drains; when the queue
+is full, ``add`` waits. That wait is the agent's backpressure: receivers stop reading and the files
+themselves buffer the backlog, so memory stays flat however long the collector is away.
+
+A batch also carries *positions*: for each file, the offset after the last line whose event (or
+non-event: a dropped or unparsable line) it holds. Acknowledging the batch advances those checkpoints.
+A batch may hold positions and no events (every line was dropped); it is acknowledged without a send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass, field
+
+from agent.config import BatchConfig
+from agent.receivers.file import FileRef
+
+
+@dataclass
+class Batch:
+    events: list[bytes] = field(default_factory=list)
+    size: int = 0
+    positions: dict[str, tuple[FileRef, int]] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.positions)
+
+
+class BatchQueue:
+    """Filled batches in order, at most ``capacity`` of them (sent or waiting to be)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._batches: collections.deque[Batch] = collections.deque()
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    @property
+    def full(self) -> bool:
+        return len(self._batches) >= self.capacity
+
+    def in_flight(self) -> tuple[int, int]:
+        """Events and bytes held in queued batches."""
+        return sum(len(b.events) for b in self._batches), sum(b.size for b in self._batches)
+
+    def push(self, batch: Batch) -> None:
+        self._batches.append(batch)
+        self._changed.set()
+
+    def peek(self) -> Batch | None:
+        return self._batches[0] if self._batches else None
+
+    def pop(self) -> None:
+        self._batches.popleft()
+        self._changed.set()
+
+    async def changed(self) -> None:
+        """Wait for the next push or pop."""
+        self._changed.clear()
+        await self._changed.wait()
+
+
+class BatchProcessor:
+    """Fills batches from ``add`` and hands them to a :class:`BatchQueue`."""
+
+    def __init__(self, config: BatchConfig, queue: BatchQueue) -> None:
+        self.config = config
+        self.queue = queue
+        self._current = Batch()
+
+    async def add(self, encoded_events: list[bytes], ref: FileRef, end: int) -> None:
+        """Append events read from ``ref``; everything in that file before ``end`` is now accounted for."""
+        for encoded in encoded_events:
+            while self._current.events and (
+                len(self._current.events) >= self.config.max_events
+                or self._current.size + len(encoded) > self.config.max_bytes
+            ):
+                await self._ship()
+            self._start_if_empty()
+            self._current.events.append(encoded)
+            self._current.size += len(encoded) + 1
+        # Position goes in the batch holding this chunk's last event: earlier batches are acked first.
+        self._start_if_empty()
+        self._current.positions[ref.key] = (ref, end)
+
+    def _start_if_empty(self) -> None:
+        if not self._current:
+            self._current.started = time.monotonic()
+
+    async def _ship(self) -> None:
+        while self.queue.full:
+            await self.queue.changed()
+        if self._current:
+            batch, self._current = self._current, Batch()
+            self.queue.push(batch)
+
+    async def flush(self) -> None:
+        """Ship the current batch now, whatever its size."""
+        await self._ship()
+
+    async def run_timer(self, stop: asyncio.Event) -> None:
+        """Ship a batch once its oldest content waited ``max_wait``."""
+        while not stop.is_set():
+            if self._current:
+                due = self._current.started + self.config.max_wait - time.monotonic()
+                if due <= 0:
+                    await self._ship()
+                    continue
+                await asyncio.sleep(due)
+            else:
+                await asyncio.sleep(self.config.max_wait / 4)

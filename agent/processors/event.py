@@ -1,0 +1,113 @@
+"""Turns parsed fields into an audit event: defaults, normalization, deterministic id, source stamp.
+
+Until extraction rules exist the defaults are: ``action`` = ``http.<method>``, ``outcome`` = ``success``
+when the status is below 400, ``actor_id`` = the log's remote user unless it is ``-``, and
+``actor_type`` = ``user`` with an actor, else ``anonymous``. A value the collector would refuse (an
+address that is not an IP, a status outside 100-599, an over-long string) is fixed or moved to
+``metadata`` here, so one odd field never costs the whole event.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Any
+
+from core.event import ACTOR_TYPES, OUTCOMES, format_ms, make_event_id
+
+_STRING_LIMITS = {"path": 8192, "user_agent": 2048, "action": 256, "resource_type": 256, "request_id": 256}
+_PLAIN_FIELDS = (
+    "action",
+    "actor_id",
+    "actor_name",
+    "actor_email",
+    "resource_type",
+    "resource_id",
+    "path",
+    "user_agent",
+    "request_id",
+)
+# Parsed fields kept in metadata when present (they are not event fields, but are worth keeping).
+_METADATA_FIELDS = ("protocol", "body_bytes", "referer")
+
+
+@lru_cache(maxsize=4096)
+def _normalize_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+class EventBuilder:
+    """Builds events for one source of one agent."""
+
+    def __init__(self, agent_id: str, host: str, source_name: str) -> None:
+        self.agent_id = agent_id
+        self.host = host
+        self.source_name = source_name
+        self._origin_prefix = f"{agent_id}\0{source_name}\0".encode()
+
+    def build(self, fields: dict[str, Any], file_path: str, file_key: str, offset: int, line: bytes) -> dict[str, Any]:
+        """Return the event for ``fields`` parsed from ``line``, which starts at ``offset`` in the file.
+
+        The id depends only on (agent, source, file identity, offset, line content) and the event time.
+        """
+        created_at: int = fields["created_at"]
+        event: dict[str, Any] = {
+            "id": make_event_id(created_at, self._origin_prefix + f"{file_key}\0{offset}\0".encode() + line),
+            "created_at": format_ms(created_at),
+        }
+        metadata: dict[str, Any] = {}
+        for name in _PLAIN_FIELDS:
+            value = fields.get(name)
+            if value is not None and value != "":
+                text = str(value)
+                limit = _STRING_LIMITS.get(name, 512)
+                event[name] = text if len(text) <= limit else text[:limit]
+
+        method = fields.get("method")
+        if isinstance(method, str) and method:
+            event["method"] = method.upper()[:16]
+        status = fields.get("status_code")
+        if isinstance(status, int) and 100 <= status <= 599:
+            event["status_code"] = status
+        client = fields.get("client_ip")
+        if client:
+            ip = _normalize_ip(str(client))
+            if ip is not None:
+                event["client_ip"] = ip
+            else:
+                metadata["client"] = str(client)[:256]
+
+        if "action" not in event:
+            event["action"] = f"http.{event['method'].lower()}" if "method" in event else "app.log"
+        outcome = fields.get("outcome")
+        if outcome in OUTCOMES:
+            event["outcome"] = outcome
+        elif "status_code" in event:
+            event["outcome"] = "success" if event["status_code"] < 400 else "failure"
+        remote_user = fields.get("remote_user")
+        if "actor_id" not in event and remote_user and remote_user != "-":
+            event["actor_id"] = str(remote_user)[:512]
+        actor_type = fields.get("actor_type")
+        event["actor_type"] = (
+            actor_type if actor_type in ACTOR_TYPES else ("user" if "actor_id" in event else "anonymous")
+        )
+
+        for name in _METADATA_FIELDS:
+            value = fields.get(name)
+            if value not in (None, "", "-"):
+                metadata[name] = value
+        for name, value in fields.items():
+            if name.startswith("metadata."):
+                metadata[name[len("metadata.") :]] = value
+        event["metadata"] = metadata
+        event["source"] = {
+            "agent_id": self.agent_id,
+            "host": self.host,
+            "name": self.source_name,
+            "file": file_path,
+            "offset": offset,
+        }
+        return event

@@ -1,0 +1,236 @@
+"""Line parsers: one log line in, a dict of parsed fields out (or ``None`` when the line does not parse).
+
+Parsed fields use event field names where one exists (``client_ip``, ``method``, ``path``,
+``status_code``, ``user_agent``, ``created_at`` as epoch ms, ...) plus format-specific extras
+(``remote_user``, ``protocol``, ``body_bytes``, ``referer``). A parser never raises on bad input: a line
+that does not parse is reported as ``None`` and counted by the caller, never shipped as garbage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import orjson
+
+from agent.config import FileSourceConfig
+from core.event import parse_rfc3339_ms
+
+__all__ = ["LineParser", "build_parser"]
+
+CLF_TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+_MONTHS = {
+    m: i
+    for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)
+}
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_COMMON = r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
+_COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
+_ESCAPE_RE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)")
+_JSON_TIME_KEYS = ("created_at", "time", "timestamp", "@timestamp", "ts")
+
+
+class LineParser(Protocol):
+    def parse(self, line: str) -> dict[str, Any] | None:
+        """Parsed fields of ``line`` (without its newline), or ``None`` if it does not parse."""
+
+
+def unescape(value: str) -> str:
+    """Undo nginx/apache log escaping: ``\\"``, ``\\\\`` and ``\\xHH`` (bytes, then UTF-8)."""
+    if "\\" not in value:
+        return value
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        token = match.group(1)
+        return bytes([int(token[1:], 16)]) if len(token) == 3 and token[:1] == b"x" else token
+
+    return _ESCAPE_RE.sub(replace, value.encode()).decode("utf-8", "replace")
+
+
+class _ClfTime:
+    """Parses ``10/Oct/2000:13:55:36 -0700`` fast: many lines share a second, so the last one is cached."""
+
+    def __init__(self) -> None:
+        self._last_text = ""
+        self._last_ms = 0
+
+    def __call__(self, text: str) -> int | None:
+        if text == self._last_text:
+            return self._last_ms
+        try:
+            day, month, rest = text.split("/", 2)
+            year, hh, mm, rest = rest.split(":", 3)
+            ss, offset = rest.split(" ")
+            sign = -1 if offset[0] == "-" else 1
+            tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+            moment = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=tz)
+        except (ValueError, KeyError, IndexError):
+            return None
+        self._last_text, self._last_ms = text, int(moment.timestamp()) * 1000
+        return self._last_ms
+
+
+def time_parser(time_format: str) -> Callable[[Any], int | None]:
+    """Return a function turning a time value written in ``time_format`` into epoch ms, or ``None``."""
+    if time_format == CLF_TIME_FORMAT:
+        return _ClfTime()
+
+    def parse(value: Any) -> int | None:
+        try:
+            if time_format == "rfc3339":
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return _epoch_auto(value)
+                return parse_rfc3339_ms(value)
+            if time_format in ("unix", "unix_ms"):
+                number = float(value)
+                return int(number * 1000) if time_format == "unix" else int(number)
+            moment = datetime.strptime(str(value), time_format)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return int(moment.timestamp() * 1000)
+        except (ValueError, TypeError, OverflowError):
+            return None
+
+    return parse
+
+
+def _epoch_auto(number: float) -> int:
+    """Epoch seconds or milliseconds, told apart by size (ms since 1970 pass 1e12 in 2001)."""
+    return int(number) if number > 1e12 else int(number * 1000)
+
+
+def split_request(request: str) -> tuple[str, str, str] | None:
+    """``GET /a?b=1 HTTP/1.1`` -> (method, target, protocol); ``None`` for anything else (``-``, junk)."""
+    method, _, rest = request.partition(" ")
+    if not method.isalpha() or not method.isupper() or not rest:
+        return None
+    target, _, protocol = rest.rpartition(" ")
+    if not protocol.startswith("HTTP/"):
+        target, protocol = rest, ""
+    if not target or target[0] not in "/*h":
+        return None
+    return method, target, protocol
+
+
+class AccessLogParser:
+    """nginx ``combined``, apache ``common`` and apache ``combined``; trailing extra fields are allowed."""
+
+    def __init__(self, combined: bool) -> None:
+        self._regex = re.compile(_COMBINED if combined else _COMMON)
+        self._combined = combined
+        self._time = _ClfTime()
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        match = self._regex.match(line)
+        if match is None:
+            return None
+        groups = match.groups()
+        request = split_request(unescape(groups[3]))
+        created_at = self._time(groups[2])
+        if request is None or created_at is None:
+            return None
+        fields: dict[str, Any] = {
+            "client_ip": groups[0],
+            "remote_user": groups[1],
+            "created_at": created_at,
+            "method": request[0],
+            "path": request[1],
+            "protocol": request[2],
+            "status_code": int(groups[4]),
+            "body_bytes": 0 if groups[5] == "-" else int(groups[5]),
+        }
+        if self._combined:
+            fields["referer"] = unescape(groups[6])
+            fields["user_agent"] = unescape(groups[7])
+        return fields
+
+
+class RegexParser:
+    """Named groups become fields; ``time``/``created_at`` is parsed, ``status``/``request`` are expanded."""
+
+    def __init__(self, pattern: str, time_format: str) -> None:
+        self._regex = re.compile(pattern)
+        self._time = time_parser(time_format)
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        match = self._regex.search(line)
+        if match is None:
+            return None
+        fields = {k: v for k, v in match.groupdict().items() if v is not None}
+        return _normalize(fields, self._time)
+
+
+class JsonParser:
+    """JSON lines; ``mapping`` takes dot-paths in the document to event fields."""
+
+    def __init__(self, mapping: dict[str, str], time_format: str) -> None:
+        self._paths = [(path.split("."), target) for path, target in mapping.items()]
+        self._time = time_parser(time_format)
+
+    def parse(self, line: str) -> dict[str, Any] | None:
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        fields: dict[str, Any] = {}
+        if self._paths:
+            for steps, target in self._paths:
+                value = _lookup(document, steps)
+                if value is not None:
+                    fields[target] = value
+        else:
+            fields = {k: v for k, v in document.items() if isinstance(v, str | int | float)}
+        if "created_at" not in fields:
+            time_value = next((document[k] for k in _JSON_TIME_KEYS if k in document), None)
+            if time_value is not None:
+                fields["created_at"] = time_value
+        return _normalize(fields, self._time)
+
+
+def _lookup(document: dict[str, Any], steps: list[str]) -> Any:
+    node: Any = document
+    for step in steps:
+        if not isinstance(node, dict) or step not in node:
+            return None
+        node = node[step]
+    return node
+
+
+def _normalize(fields: dict[str, Any], parse_time: Callable[[Any], int | None]) -> dict[str, Any] | None:
+    """Shared by the regex and json parsers: typed time and status, request line split."""
+    raw_time = fields.pop("time", None)
+    raw_time = fields.get("created_at", raw_time)
+    if raw_time is None:
+        return None
+    created_at = parse_time(raw_time)
+    if created_at is None:
+        return None
+    fields["created_at"] = created_at
+    if "request" in fields:
+        request = split_request(str(fields.pop("request")))
+        if request is None:
+            return None
+        fields["method"], fields["path"], fields["protocol"] = request
+    status = fields.pop("status", fields.get("status_code"))
+    if status is not None:
+        try:
+            fields["status_code"] = int(status)
+        except (TypeError, ValueError):
+            return None
+    return fields
+
+
+def build_parser(config: FileSourceConfig) -> LineParser:
+    """The parser a source's ``format`` names, configured from the source."""
+    if config.format in ("nginx_combined", "apache_combined"):
+        return AccessLogParser(combined=True)
+    if config.format == "apache_common":
+        return AccessLogParser(combined=False)
+    if config.format == "json":
+        return JsonParser(config.fields, config.time_format or "rfc3339")
+    assert config.pattern is not None  # guaranteed by FileSourceConfig.validate
+    return RegexParser(config.pattern, config.time_format or CLF_TIME_FORMAT)

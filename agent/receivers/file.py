@@ -1,0 +1,326 @@
+"""FileReceiver: tails the files a source's globs match and hands complete lines downstream.
+
+How one poll works (the design note for this module and :mod:`agent.checkpoint`):
+
+1. **Discover.** Expand ``include`` globs (symlinks followed), drop ``exclude`` matches and ``*.gz``
+   (unless a pattern asks for ``.gz`` itself), ``stat`` each path. A file is known by its device and
+   inode while open.
+2. **Identify.** A file's *key* is ``dev:ino:hash(first line)`` (the first line, or the first 1 KiB when
+   that line is longer). The key is what checkpoints and event ids are tied to: a copied file (other
+   inode) and a reused inode with another first line are both new files. A file is read only once its
+   first line is complete, so its key never changes while it is read.
+3. **Position.** A file with a checkpoint resumes at the acknowledged offset. A file never seen before
+   starts at 0, except on the agent's first poll after start with ``start_at: end``, where it starts
+   after its last complete line.
+4. **Rotate / truncate.** A path that now names another inode opens the new file; the old handle is
+   kept and read to its end, even when it was renamed out of the globs or deleted, and is closed only
+   once it stopped growing for ``rotate_wait``. A file whose size fell below the read position, or whose
+   first line changed, was truncated (copytruncate): reading restarts at 0 under its new key.
+5. **Read.** Each file reads at most ``read_budget`` bytes per round so one busy file cannot starve
+   the rest; only complete lines are emitted (offset = start of the line). A partial last line waits
+   for its newline, or for ``flush_partial_after`` without growth. Lines over ``max_line_bytes`` are
+   cut to that length and counted; the rest of such a line is skipped without being held in memory.
+
+Known limits: lines written between the copy and the truncate of copytruncate are lost (inherent to
+copytruncate; use rename + create). A file that is both deleted and replaced before one poll sees it
+is read only from the handle we already had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import glob
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agent.checkpoint import CheckpointStore
+from agent.config import FileSourceConfig
+
+log = logging.getLogger("sidetrail.agent.file")
+
+FINGERPRINT_BYTES = 1024
+READ_BUDGET = 256 * 1024
+ROTATE_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """Identity of one file, carried with its lines so acknowledgements reach the right checkpoint."""
+
+    source: str
+    key: str
+    path: str
+    dev: int
+    ino: int
+
+
+@dataclass
+class Chunk:
+    """Complete lines from one file: ``(start offset, line without newline)``; ``end`` follows the last."""
+
+    ref: FileRef
+    lines: list[tuple[int, bytes]]
+    end: int
+    truncated: int = 0
+
+
+@dataclass
+class ReceiverStats:
+    lines: int = 0
+    bytes: int = 0
+    truncated_lines: int = 0
+    rotations: int = 0
+    truncations: int = 0
+
+
+@dataclass
+class _Tailed:
+    """An open file being tailed."""
+
+    path: str
+    handle: int
+    dev: int
+    ino: int
+    key: str | None = None
+    fingerprint: bytes = b""
+    pos: int = 0  # next byte to read
+    line_start: int = 0  # where the pending partial line begins
+    partial: bytes = b""
+    overflow: bool = False  # the pending line passed max_line_bytes; skipping to its newline
+    last_growth: float = field(default_factory=time.monotonic)
+    orphaned: bool = False  # no include path names this inode any more
+
+
+def _fingerprint(handle: int) -> bytes | None:
+    """The file's first line (with newline) or first ``FINGERPRINT_BYTES``; ``None`` if not yet complete."""
+    head = os.pread(handle, FINGERPRINT_BYTES, 0)
+    newline = head.find(b"\n")
+    if newline >= 0:
+        return head[: newline + 1]
+    return head if len(head) == FINGERPRINT_BYTES else None
+
+
+def _last_line_end(handle: int, size: int) -> int:
+    """Offset just past the last newline before ``size`` (0 when there is none)."""
+    step = 64 * 1024
+    end = size
+    while end > 0:
+        start = max(0, end - step)
+        block = os.pread(handle, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+Consumer = Callable[[Chunk], Awaitable[None]]
+
+
+class FileReceiver:
+    """Tails one source's files; ``poll()`` does one round, ``run()`` polls until stopped."""
+
+    def __init__(
+        self,
+        name: str,
+        config: FileSourceConfig,
+        checkpoints: CheckpointStore,
+        consumer: Consumer,
+        *,
+        rotate_wait: float = ROTATE_WAIT,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.checkpoints = checkpoints
+        self.consumer = consumer
+        self.rotate_wait = rotate_wait
+        self.stats = ReceiverStats()
+        self._files: dict[tuple[int, int], _Tailed] = {}
+        self._first_poll = True
+        self._wake = asyncio.Event()
+        self._gz_wanted = any(p.endswith(".gz") for p in config.include)
+
+    @property
+    def open_files(self) -> int:
+        return len(self._files)
+
+    # -- discovery ------------------------------------------------------------------------------------
+
+    def _discover(self) -> dict[tuple[int, int], str]:
+        found: dict[tuple[int, int], str] = {}
+        for pattern in self.config.include:
+            for path in sorted(glob.glob(pattern)):
+                if path.endswith(".gz") and not self._gz_wanted:
+                    continue
+                if any(fnmatch.fnmatch(path, ex) for ex in self.config.exclude):
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # vanished between glob and stat
+                if os.path.isfile(path):
+                    found.setdefault((st.st_dev, st.st_ino), path)
+        return found
+
+    def _open(self, identity: tuple[int, int], path: str) -> _Tailed | None:
+        try:
+            handle = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            log.warning("source %s: cannot open %s: %s", self.name, path, exc.strerror)
+            return None
+        st = os.fstat(handle)
+        if (st.st_dev, st.st_ino) != identity:  # replaced between stat and open: next poll sees it
+            os.close(handle)
+            return None
+        tailed = _Tailed(path=path, handle=handle, dev=st.st_dev, ino=st.st_ino)
+        self._identify(tailed)
+        checkpoint = self.checkpoints.get(tailed.key) if tailed.key else None
+        if checkpoint is not None:
+            tailed.pos = checkpoint.offset if checkpoint.offset <= st.st_size else 0
+        elif self._first_poll and self.config.start_at == "end":
+            tailed.pos = _last_line_end(handle, st.st_size)
+        tailed.line_start = tailed.pos
+        log.info("source %s: watching %s from offset %d", self.name, path, tailed.pos)
+        return tailed
+
+    def _identify(self, tailed: _Tailed) -> None:
+        fingerprint = _fingerprint(tailed.handle)
+        if fingerprint is None:
+            return
+        tailed.fingerprint = fingerprint
+        digest = hashlib.blake2b(fingerprint, digest_size=8).hexdigest()
+        tailed.key = f"{tailed.dev}:{tailed.ino}:{digest}"
+
+    # -- polling -------------------------------------------------------------------------------------
+
+    async def poll(self) -> bool:
+        """One round over every file; return True if some file has more to read right away."""
+        found = self._discover()
+        for identity, path in found.items():
+            tailed = self._files.get(identity)
+            if tailed is None:
+                opened = self._open(identity, path)
+                if opened is not None:
+                    self._files[identity] = opened
+            else:
+                if tailed.orphaned:
+                    tailed.orphaned = False
+                tailed.path = path  # renamed within the globs
+        for identity, tailed in self._files.items():
+            if identity not in found and not tailed.orphaned:
+                tailed.orphaned = True
+                self.stats.rotations += 1
+                log.info("source %s: %s was rotated or deleted; reading it to its end", self.name, tailed.path)
+        self._first_poll = False
+
+        more = False
+        for identity, tailed in list(self._files.items()):
+            more |= await self._read(tailed)
+            if tailed.orphaned and not tailed.partial and time.monotonic() - tailed.last_growth > self.rotate_wait:
+                os.close(tailed.handle)
+                del self._files[identity]
+        return more
+
+    def _check_truncation(self, tailed: _Tailed, size: int) -> None:
+        truncated = size < tailed.pos
+        if not truncated and tailed.key is not None:
+            head = os.pread(tailed.handle, len(tailed.fingerprint), 0)
+            truncated = head != tailed.fingerprint
+        if truncated:
+            self.stats.truncations += 1
+            log.info("source %s: %s was truncated; reading again from the start", self.name, tailed.path)
+            tailed.pos = tailed.line_start = 0
+            tailed.partial, tailed.overflow, tailed.key, tailed.fingerprint = b"", False, None, b""
+
+    async def _read(self, tailed: _Tailed) -> bool:
+        size = os.fstat(tailed.handle).st_size
+        self._check_truncation(tailed, size)
+        if tailed.key is None:
+            self._identify(tailed)
+            if tailed.key is None:
+                return False
+        data = os.pread(tailed.handle, READ_BUDGET, tailed.pos) if size > tailed.pos else b""
+        now = time.monotonic()
+        if not data:
+            if tailed.partial and now - tailed.last_growth > self.config.flush_partial_after:
+                await self._emit_partial(tailed)
+            return False
+        tailed.last_growth = now
+        data_start = tailed.pos
+        tailed.pos += len(data)
+        self.stats.bytes += len(data)
+        chunk = self._split(tailed, data, data_start)
+        if chunk.lines:
+            self.stats.lines += len(chunk.lines)
+            await self.consumer(chunk)
+        return len(data) == READ_BUDGET
+
+    def _ref(self, tailed: _Tailed) -> FileRef:
+        assert tailed.key is not None
+        return FileRef(self.name, tailed.key, tailed.path, tailed.dev, tailed.ino)
+
+    def _split(self, tailed: _Tailed, data: bytes, data_start: int) -> Chunk:
+        limit = self.config.max_line_bytes
+        lines: list[tuple[int, bytes]] = []
+        truncated = 0
+        index = 0
+        while (newline := data.find(b"\n", index)) >= 0:
+            if tailed.overflow:  # the pending line was already cut to the limit; drop its tail
+                line = tailed.partial
+                truncated += 1
+            elif tailed.partial:
+                line = tailed.partial + data[index:newline]
+            else:
+                line = data[index:newline]
+            tailed.partial, tailed.overflow = b"", False
+            if len(line) > limit:
+                line = line[:limit]
+                truncated += 1
+            lines.append((tailed.line_start, line))
+            index = newline + 1
+            tailed.line_start = data_start + index
+        if not tailed.overflow:
+            tailed.partial += data[index:]
+            if len(tailed.partial) > limit:
+                tailed.partial, tailed.overflow = tailed.partial[:limit], True
+        self.stats.truncated_lines += truncated
+        return Chunk(self._ref(tailed), lines, tailed.line_start, truncated)
+
+    async def _emit_partial(self, tailed: _Tailed) -> None:
+        """A writer left a line without its newline for too long: ship what is there."""
+        start, line = tailed.line_start, tailed.partial
+        tailed.line_start, tailed.partial, tailed.overflow = tailed.pos, b"", False
+        self.stats.lines += 1
+        await self.consumer(Chunk(self._ref(tailed), [(start, line)], tailed.pos))
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Poll now rather than at the next interval (called on file-system notifications)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; between rounds wait for a notification or ``poll_interval``."""
+        while not stop.is_set():
+            try:
+                more = await self.poll()
+            except OSError as exc:
+                log.error("source %s: poll failed: %s", self.name, exc)
+                more = False
+            if more:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+
+    def close(self) -> None:
+        for tailed in self._files.values():
+            os.close(tailed.handle)
+        self._files.clear()
