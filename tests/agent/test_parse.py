@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.config import FileSourceConfig
+from agent.processors.event import EventBuilder
+from agent.processors.parse import build_parser
+
+
+def parser(**options: object):  # type: ignore[no-untyped-def]
+    return build_parser(FileSourceConfig(type="file", include=["x"], **options))  # type: ignore[arg-type]
+
+
+NGINX = (
+    '203.0.113.7 - alice [22/Nov/2026:05:00:01 +0100] "PUT /api/v1/users/42?x=1 HTTP/1.1" 200 512 '
+    '"https://app.example.com/" "Mozilla/5.0 (X11)"'
+)
+
+
+def test_nginx_combined_fields() -> None:
+    fields = parser().parse(NGINX)
+    assert fields == {
+        "client_ip": "203.0.113.7",
+        "remote_user": "alice",
+        "created_at": 1795320001000,  # 05:00:01 at +01:00 is 04:00:01Z
+        "method": "PUT",
+        "path": "/api/v1/users/42?x=1",
+        "protocol": "HTTP/1.1",
+        "status_code": 200,
+        "body_bytes": 512,
+        "referer": "https://app.example.com/",
+        "user_agent": "Mozilla/5.0 (X11)",
+    }
+
+
+def test_ipv6_escaped_quotes_and_dash_size() -> None:
+    line = (
+        '2001:db8::5 - - [22/Nov/2026:05:00:01 +0000] "DELETE /a HTTP/2.0" 204 - "-" '
+        '"Weird \\"quoted\\" agent \\x22x\\x22"'
+    )
+    fields = parser().parse(line)
+    assert fields is not None
+    assert fields["client_ip"] == "2001:db8::5"
+    assert fields["body_bytes"] == 0
+    assert fields["user_agent"] == 'Weird "quoted" agent "x"'
+
+
+def test_apache_common_and_combined() -> None:
+    common = '192.0.2.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
+    fields = parser(format="apache_common").parse(common)
+    assert fields is not None and fields["remote_user"] == "frank" and "user_agent" not in fields
+    assert fields["created_at"] == 971211336000
+    combined = common + ' "http://www.example.com/start.html" "Mozilla/4.08 [en] (Win98; I ;Nav)"'
+    assert parser(format="apache_combined").parse(combined)["user_agent"] == "Mozilla/4.08 [en] (Win98; I ;Nav)"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "garbage",
+        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "-" 400 0 "-" "-"',
+        '203.0.113.7 - - [32/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 200 0 "-" "-"',
+        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "\\x16\\x03\\x01" 400 0 "-" "-"',
+        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 2000 0 "-" "-"',
+    ],
+)
+def test_lines_that_do_not_parse(line: str) -> None:
+    assert parser().parse(line) is None
+
+
+def test_json_lines_with_dot_path_mapping() -> None:
+    json_parser = parser(
+        format="json",
+        fields={
+            "ts": "created_at",
+            "req.method": "method",
+            "user.id": "actor_id",
+            "event": "action",
+            "t.plan": "metadata.plan",
+        },
+    )
+    line = orjson.dumps(
+        {
+            "ts": "2026-11-22T05:00:00Z",
+            "req": {"method": "post"},
+            "user": {"id": "u1"},
+            "event": "order.created",
+            "t": {"plan": "pro"},
+        }
+    ).decode()
+    fields = json_parser.parse(line)
+    assert fields == {
+        "created_at": 1795323600000,
+        "method": "post",
+        "actor_id": "u1",
+        "action": "order.created",
+        "metadata.plan": "pro",
+    }
+    assert json_parser.parse("[1, 2]") is None
+    assert json_parser.parse("{not json") is None
+    assert json_parser.parse('{"event": "x"}') is None  # no time: cannot place the event
+
+
+def test_json_epoch_times() -> None:
+    assert parser(format="json").parse('{"time": 1795323600.5, "method": "GET"}')["created_at"] == 1795323600500
+    assert parser(format="json", time_format="unix_ms").parse('{"ts": 1795323600500}')["created_at"] == 1795323600500
+
+
+def test_regex_format() -> None:
+    regex = parser(
+        format="regex",
+        pattern=r'^(?P<client_ip>\S+) (?P<actor_id>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" (?P<status>\d{3})',
+    )
+    fields = regex.parse('10.0.0.1 u-7 [22/Nov/2026:05:00:01 +0000] "POST /orders HTTP/1.1" 201')
+    assert fields is not None
+    assert (fields["method"], fields["path"], fields["status_code"], fields["actor_id"]) == (
+        "POST",
+        "/orders",
+        201,
+        "u-7",
+    )
+
+
+@given(st.text(max_size=300))
+def test_parsers_never_raise(text: str) -> None:
+    for fmt in ("nginx_combined", "apache_common", "json"):
+        parser(format=fmt).parse(text)
+
+
+def test_event_defaults_before_rules() -> None:
+    builder = EventBuilder("web-1", "host-a", "nginx")
+    fields = parser().parse(NGINX)
+    event = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 1000, NGINX.encode())
+    assert event["action"] == "http.put"
+    assert event["outcome"] == "success"
+    assert (event["actor_id"], event["actor_type"]) == ("alice", "user")
+    assert event["created_at"] == "2026-11-22T04:00:01.000Z"
+    assert event["source"] == {
+        "agent_id": "web-1",
+        "host": "host-a",
+        "name": "nginx",
+        "file": "/var/log/nginx/access.log",
+        "offset": 1000,
+    }
+    again = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 1000, NGINX.encode())
+    assert again["id"] == event["id"]
+    moved = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 2000, NGINX.encode())
+    assert moved["id"] != event["id"]
+
+
+def test_event_anonymous_failure_and_bad_client() -> None:
+    line = 'localhost - - [22/Nov/2026:05:00:01 +0000] "POST /login HTTP/1.1" 401 0 "-" "curl/8"'
+    event = EventBuilder("a", "h", "s").build(parser().parse(line), "f", "k", 0, line.encode())
+    assert (event["outcome"], event["actor_type"]) == ("failure", "anonymous")
+    assert "actor_id" not in event and "client_ip" not in event
+    assert event["metadata"]["client"] == "localhost"

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.event import EventError, format_ms, make_event_id, parse_rfc3339_ms, validate_event
+
+
+def test_event_ids_are_deterministic_and_uuid7_shaped() -> None:
+    first = make_event_id(1_700_000_000_123, b"agent\0nginx\0file\0100")
+    assert first == make_event_id(1_700_000_000_123, b"agent\0nginx\0file\0100")
+    assert first != make_event_id(1_700_000_000_123, b"agent\0nginx\0file\0101")
+    parsed = uuid.UUID(first)
+    assert parsed.version == 7
+    assert parsed.variant == uuid.RFC_4122
+    assert parsed.int >> 80 == 1_700_000_000_123
+
+
+@given(st.integers(0, 2**47), st.integers(0, 2**47), st.binary(), st.binary())
+def test_event_ids_sort_by_time(t1: int, t2: int, o1: bytes, o2: bytes) -> None:
+    if t1 < t2:
+        assert make_event_id(t1, o1) < make_event_id(t2, o2)
+
+
+@given(st.integers(0, 253402300799999))
+def test_time_format_round_trips(ms: int) -> None:
+    assert parse_rfc3339_ms(format_ms(ms)) == ms
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2026-11-22T05:00:00Z", 1795323600000),
+        ("2026-11-22T06:00:00.5+01:00", 1795323600500),
+        ("2026-11-22T05:00:00.123456789Z", 1795323600123),
+    ],
+)
+def test_rfc3339_parsing(text: str, ms: int) -> None:
+    assert parse_rfc3339_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["2026-11-22", "2026-11-22T05:00:00", "yesterday", "1795323600"])
+def test_rfc3339_requires_time_and_offset(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339_ms(text)
+
+
+def good_event(**changes: object) -> dict[str, object]:
+    event = {"id": make_event_id(1795323600000, b"x"), "created_at": "2026-11-22T05:00:00Z", "action": "http.get"}
+    event.update(changes)
+    return event
+
+
+def test_valid_event_is_normalized() -> None:
+    stored = validate_event(good_event(client_ip="2001:DB8::1", status_code=201, outcome="success"), "acme")
+    assert stored["tenant_id"] == "acme"
+    assert stored["created_at"] == 1795323600000
+    assert stored["client_ip"] == "2001:db8::1"
+    assert stored["metadata"] == {} and stored["source"] == {}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"id": "not-a-uuid"}, "invalid_field", "id"),
+        ({"created_at": None}, "missing_field", "created_at"),
+        ({"created_at": "2026-11-22"}, "invalid_field", "created_at"),
+        ({"action": ""}, "missing_field", "action"),
+        ({"status_code": 42}, "invalid_field", "status_code"),
+        ({"status_code": "200"}, "invalid_field", "status_code"),
+        ({"client_ip": "unix:"}, "invalid_field", "client_ip"),
+        ({"outcome": "maybe"}, "invalid_field", "outcome"),
+        ({"actor_type": "robot"}, "invalid_field", "actor_type"),
+        ({"metadata": [1]}, "invalid_field", "metadata"),
+        ({"tenant_id": "other"}, "tenant_mismatch", "tenant_id"),
+        ({"colour": "red"}, "unknown_field", "colour"),
+    ],
+)
+def test_invalid_events_name_the_field(changes: dict[str, object], code: str, field: str) -> None:
+    with pytest.raises(EventError) as caught:
+        validate_event(good_event(**changes), "acme")
+    assert caught.value.code == code
+    assert field in caught.value.message

@@ -1,0 +1,134 @@
+"""Test helpers: a real collector on 127.0.0.1 (in a thread or a process) and a tiny HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip as gzip_module
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+from aiohttp import web
+
+from collector.api.state import STORAGE
+from collector.app import create_app
+from collector.config import CollectorConfig
+from collector.keys import mint_key
+from core.config import load_mapping
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    body: bytes | None = None,
+    gzip: bool = False,
+    timeout: float = 30.0,
+) -> Reply:
+    """One HTTP request with the standard library; never raises on a 4xx/5xx."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    if params:
+        target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
+    sent_headers = dict(headers or {})
+    if key is not None:
+        sent_headers["Authorization"] = f"Bearer {key}"
+    if json is not None:
+        body = orjson.dumps(json)
+        sent_headers.setdefault("Content-Type", "application/json")
+    if gzip and body is not None:
+        body = gzip_module.compress(body)
+        sent_headers["Content-Encoding"] = "gzip"
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, target, body=body, headers=sent_headers)
+        response = conn.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+class ThreadedCollector:
+    """The real collector app, served on 127.0.0.1:<free port> from a background event loop."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        document = {"listen": "127.0.0.1:0", "storage": {"path": str(tmp_path / "audit.db")}, **overrides}
+        self.config = load_mapping(CollectorConfig, document)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.app = create_app(self.config)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        self.call(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self.call(site.start())
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def key(self, tenant: str, scope: str) -> str:
+        token, record = mint_key(tenant, scope, f"test {scope}")
+        self.call(self.app[STORAGE].create_key(record))
+        return token
+
+    def close(self) -> None:
+        self.call(self._runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a console script from this venv and capture its output."""
+    command = [str(BIN / args[0]), *args[1:]]
+    return subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=60, check=False
+    )
