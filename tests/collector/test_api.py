@@ -78,7 +78,7 @@ def test_ingest_then_list_and_get(collector: ThreadedCollector, keys: dict[str, 
 def test_resent_events_are_counted_as_duplicates(collector: ThreadedCollector, keys: dict[str, str]) -> None:
     batch = [event(n) for n in range(5)]
     assert ingest(collector, keys["ingest"], batch)["accepted"] == 5
-    assert ingest(collector, keys["ingest"], batch + [event(9)]) == {"accepted": 1, "duplicates": 5, "rejected": []}
+    assert ingest(collector, keys["ingest"], [*batch, event(9)]) == {"accepted": 1, "duplicates": 5, "rejected": []}
     metrics = request("GET", f"{collector.url}/metrics").body.decode()
     assert "sidetrail_collector_events_duplicate_total 5.0" in metrics
     assert "sidetrail_collector_events_accepted_total 6.0" in metrics
