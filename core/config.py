@@ -296,26 +296,35 @@ def _convert_dataclass(cls: type, value: object, path: str, errors: list[str]) -
             known = "" if close else f"; known keys: {', '.join(fields)}"
             errors.append(f"{_join(path, key)}: unknown key{hint}{known}")
     kwargs: dict[str, object] = {}
-    failed = False
+    failed: set[str] = set()
     for name, field in fields.items():
         field_path = _join(path, name)
         if name in value:
             converted = _convert(hints[name], value[name], field_path, errors)
             if converted is _MISSING:
-                failed = True
+                failed.add(name)
             else:
                 kwargs[name] = converted
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif not _has_default(field):
             errors.append(f"{field_path}: required key is missing")
-            failed = True
-    if failed:
-        return _MISSING
-    instance = cls(**kwargs)
-    validate = getattr(instance, "validate", None)
-    if callable(validate):
-        for sub_path, message in validate():
-            errors.append(f"{_where(_join(path, sub_path) if sub_path else path)}: {message}")
-    return instance
+            failed.add(name)
+    # Cross-field checks still run when some field failed (defaults stand in for it), so one bad key
+    # never hides another; errors about the stand-ins themselves are left out.
+    stand_ins_ok = all(name not in failed or _has_default(fields[name]) for name in fields)
+    if stand_ins_ok:
+        instance = cls(**kwargs)
+        validate = getattr(instance, "validate", None)
+        if callable(validate):
+            for sub_path, message in validate():
+                if sub_path.split(".", 1)[0] not in failed:
+                    errors.append(f"{_where(_join(path, sub_path) if sub_path else path)}: {message}")
+        if not failed:
+            return instance
+    return _MISSING
+
+
+def _has_default(field: dataclasses.Field[Any]) -> bool:
+    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
 
 
 def _describe(value: object) -> str:

@@ -1,0 +1,89 @@
+"""sidetrail-collector's CLI, run as real processes against a real SQLite file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.helpers import ThreadedCollector, request, run_cli
+
+
+def write_config(tmp_path: Path) -> Path:
+    config = tmp_path / "collector.yaml"
+    config.write_text(f"listen: 127.0.0.1:0\nstorage: {{backend: sqlite, path: {tmp_path / 'audit.db'}}}\n")
+    return config
+
+
+def test_help_for_every_command() -> None:
+    for args in (["--help"], ["serve", "--help"], ["keys", "--help"], ["keys", "create", "--help"]):
+        result = run_cli("sidetrail-collector", *args)
+        assert result.returncode == 0, result.stderr
+        assert "usage:" in result.stdout
+
+
+def test_keys_lifecycle_and_revocation_takes_effect_on_next_request(tmp_path: Path) -> None:
+    server = ThreadedCollector(tmp_path)  # serves tmp_path/audit.db, the file the CLI manages below
+    try:
+        config = str(write_config(tmp_path))
+        created = run_cli(
+            "sidetrail-collector", "keys", "create", "--config", config, "--tenant", "acme", "--scope", "read"
+        )
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip()
+        assert re.fullmatch(r"st_[0-9a-f]{16}_[0-9a-f]{64}", token)
+        key_id = token.split("_")[1]
+        assert "shown once" in created.stderr
+
+        assert request("GET", f"{server.url}/v1/audit-log", key=token).status == 200
+
+        listed = run_cli("sidetrail-collector", "keys", "list", "--config", config)
+        assert key_id in listed.stdout and "acme" in listed.stdout and "active" in listed.stdout
+        assert token not in listed.stdout
+
+        revoked = run_cli("sidetrail-collector", "keys", "revoke", "--config", config, key_id)
+        assert revoked.returncode == 0, revoked.stderr
+        assert request("GET", f"{server.url}/v1/audit-log", key=token).status == 401
+        assert "revoked" in run_cli("sidetrail-collector", "keys", "list", "--config", config).stdout
+
+        again = run_cli("sidetrail-collector", "keys", "revoke", "--config", config, key_id)
+        assert again.returncode == 1
+        assert again.stderr.count("\n") == 1 and "no active key" in again.stderr
+    finally:
+        server.close()
+    # Only a hash is stored: the secret appears nowhere in the database files.
+    secret = token.split("_")[2].encode()
+    for path in tmp_path.glob("audit.db*"):
+        assert secret not in path.read_bytes()
+
+
+def test_keys_create_rejects_bad_input(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+    bad_scope = run_cli("sidetrail-collector", "keys", "create", "--config", config, "--tenant", "a", "--scope", "root")
+    assert bad_scope.returncode != 0 and "invalid choice" in bad_scope.stderr
+    bad_tenant = run_cli(
+        "sidetrail-collector", "keys", "create", "--config", config, "--tenant", "a b", "--scope", "read"
+    )
+    assert bad_tenant.returncode == 1 and bad_tenant.stderr.count("\n") == 1
+
+
+def test_serve_with_a_broken_config_lists_every_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("listen: nowhere\nstorage: {backend: sqlite, synchronous: SOMETIMES}\nport: 1\n")
+    result = run_cli("sidetrail-collector", "serve", "--config", str(config))
+    assert result.returncode != 0
+    assert "listen: must be HOST:PORT" in result.stderr
+    assert "storage.synchronous: must be one of FULL, NORMAL" in result.stderr
+    assert "port: unknown key" in result.stderr
+
+
+def test_serve_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    server = ThreadedCollector(tmp_path / "other")
+    try:
+        config = tmp_path / "collector.yaml"
+        port = server.url.rsplit(":", 1)[1]
+        config.write_text(f"listen: 127.0.0.1:{port}\nstorage: {{path: {tmp_path / 'a.db'}}}\n")
+        result = run_cli("sidetrail-collector", "serve", "--config", str(config))
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1].startswith("sidetrail-collector: cannot listen on")
+    finally:
+        server.close()

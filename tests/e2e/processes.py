@@ -1,0 +1,163 @@
+"""Real collector and agent processes for end-to-end tests, each on its own 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import BIN, free_port, request, run_cli, wait_until
+
+
+class CollectorProcess:
+    """``sidetrail-collector serve`` on a SQLite file under ``root``; keys are created with the CLI."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = root / "audit.db"
+        self.config = root / "collector.yaml"
+        self.config.write_text(f"listen: 127.0.0.1:{self.port}\nstorage: {{backend: sqlite, path: {self.db}}}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def key(self, tenant: str, scope: str) -> str:
+        result = run_cli(
+            "sidetrail-collector", "keys", "create", "--config", str(self.config), "--tenant", tenant, "--scope", scope
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def start(self) -> None:
+        with open(self.root / "collector.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [str(BIN / "sidetrail-collector"), "serve", "--config", str(self.config)], stdout=log, stderr=log
+            )
+        wait_until(self._ready, message="collector /readyz")
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, (self.root / "collector.log").read_text()
+        try:
+            return request("GET", f"{self.url}/readyz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+        self.proc = None
+
+    def metric(self, name: str) -> float:
+        return scrape(f"{self.url}/metrics", name)
+
+    def all_events(self, read_key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every stored event, walking the cursor pages (oldest first)."""
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = {"limit": 200, "order": "asc", **params, **({"cursor": cursor} if cursor else {})}
+            page = request("GET", f"{self.url}/v1/audit-log", key=read_key, params=query).json()
+            events += page["data"]
+            if not page["has_more"]:
+                return events
+            cursor = page["next_cursor"]
+
+
+class AgentProcess:
+    """``sidetrail-agent run`` tailing ``logs/*.log`` under ``root`` and shipping to ``endpoint``."""
+
+    def __init__(self, root: Path, endpoint: str, api_key: str, **source: Any) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.metrics_port = free_port()
+        self.config = root / "agent.yaml"
+        options = "".join(f"    {k}: {v}\n" for k, v in {"start_at": "beginning", **source}.items())
+        self.config.write_text(
+            f"""
+agent: {{id: e2e-agent, data_dir: {root / "state"}, metrics_listen: "127.0.0.1:{self.metrics_port}"}}
+sources:
+  web:
+    type: file
+    include: ["{self.logs}/*.log"]
+    poll_interval: 200ms
+{options}
+exporter:
+  endpoint: {endpoint}
+  api_key: ${{TEST_INGEST_KEY}}
+  batch: {{max_events: 500, max_wait: 50ms}}
+  initial_backoff: 50ms
+  max_backoff: 500ms
+checkpoint_interval: 100ms
+"""
+        )
+        self.api_key = api_key
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.root / "agent.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [str(BIN / "sidetrail-agent"), "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "TEST_INGEST_KEY": self.api_key},
+            )
+        wait_until(self._serving, message="agent /healthz")
+
+    def _serving(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, (self.root / "agent.log").read_text()
+        try:
+            return request("GET", f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> int:
+        """SIGTERM and wait; return the exit status."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def metric(self, name: str) -> float:
+        return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", name)
+
+
+def scrape(url: str, name: str) -> float:
+    """The value of one sample (``name`` with its labels, as exposed) from a /metrics page; 0 if absent."""
+    for line in request("GET", url).body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+
+
+def nginx_line(n: int, method: str = "POST", user: str = "-", status: int = 201) -> str:
+    second = n % 60
+    minute = n // 60 % 60
+    return (
+        f"198.51.100.{n % 250 + 1} - {user} [22/Nov/2026:05:{minute:02d}:{second:02d} +0000] "
+        f'"{method} /api/v1/orders/{n}?page=2 HTTP/1.1" {status} {100 + n} "-" "e2e-client/{n}"'
+    )
+
+
+def settle(predicate: Any, timeout: float = 30.0, message: str = "condition") -> Any:
+    return wait_until(predicate, timeout=timeout, interval=0.1, message=message)
+
+
+__all__ = ["AgentProcess", "CollectorProcess", "append_lines", "nginx_line", "settle", "time"]
