@@ -66,7 +66,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=0, help="stop after this many lines (default: run until stopped)")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Explicit handlers: a process started in the background inherits SIGINT ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     rng = random.Random(args.seed)
     written = 0
     try:
