@@ -10,15 +10,24 @@ Contract:
    agent refuses to start rather than re-read from the beginning (duplicates) or the end (loss).
    ``sidetrail-agent run --reset-checkpoints`` moves it aside and starts afresh.
 
+Each entry is keyed by the file's identity ``dev:ino:fingerprint[:generation]`` (see
+``agent/receivers/file.py``) and also keeps a hash of the file's first ``head_len`` bytes, so a reused
+inode whose new file starts with the same line is still told apart; ``retired`` marks a file that was
+deleted or truncated, so that a later file with the same identity gets the next generation. ``seq``
+and ``last_event_end`` carry the per-file event sequence across restarts (gap detection).
+
 Format (version 1), pinned by a golden test::
 
     {"version": 1,
-     "files": {"<file key>": {"source": "nginx", "path": "/var/log/nginx/access.log",
-                              "dev": 2049, "ino": 131073, "offset": 18213, "updated_at": 1732252800000}}}
+     "files": {"2049:131073:00112233aabbccdd": {
+        "source": "nginx", "path": "/var/log/nginx/access.log", "dev": 2049, "ino": 131073,
+        "offset": 18213, "seq": 120, "last_event_end": 18100, "head_len": 4096,
+        "head_hash": "0011223344556677", "retired": false, "updated_at": 1732252800000}}}
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -28,10 +37,17 @@ import orjson
 
 FORMAT_VERSION = 1
 FILE_NAME = "checkpoints.json"
+# Retired entries (deleted or truncated files) are forgotten after this long. Live entries are kept
+# however idle their file is: forgetting one would re-read the whole file.
+RETIRED_RETENTION_SECONDS = 30 * 86400
 
 
 class CheckpointError(Exception):
     """The checkpoint store exists but cannot be trusted; the agent must not start on it."""
+
+
+def head_hash(head: bytes) -> str:
+    return hashlib.blake2b(head, digest_size=8).hexdigest()
 
 
 @dataclass
@@ -41,11 +57,28 @@ class FileCheckpoint:
     dev: int
     ino: int
     offset: int
+    seq: int
+    last_event_end: int
+    head_len: int
+    head_hash: str
+    retired: bool
     updated_at: int
 
 
+def split_key(key: str) -> tuple[str, int]:
+    """``dev:ino:fp`` -> (base, 0); ``dev:ino:fp:3`` -> (base, 3)."""
+    parts = key.split(":")
+    if len(parts) == 4:
+        return ":".join(parts[:3]), int(parts[3])
+    return key, 0
+
+
+def join_key(base: str, generation: int) -> str:
+    return base if generation == 0 else f"{base}:{generation}"
+
+
 class CheckpointStore:
-    """The agent's acknowledged offsets, one entry per file identity (see ``FileReceiver``)."""
+    """The agent's acknowledged offsets, one entry per file identity."""
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(data_dir)
@@ -68,8 +101,9 @@ class CheckpointStore:
             document = orjson.loads(raw)
             if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
                 raise ValueError(f"unsupported version {document.get('version')!r}")
-            self._entries = {key: FileCheckpoint(**entry) for key, entry in document["files"].items()}
-            for entry in self._entries.values():
+            entries = {key: FileCheckpoint(**entry) for key, entry in document["files"].items()}
+            for key, entry in entries.items():
+                split_key(key)
                 if not isinstance(entry.offset, int) or entry.offset < 0:
                     raise ValueError("negative or non-integer offset")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -78,6 +112,7 @@ class CheckpointStore:
                 "lost or sent twice. Inspect it, or start once with --reset-checkpoints to move it aside "
                 "(files are then read according to start_at)"
             ) from None
+        self._entries = entries
 
     def reset(self) -> Path | None:
         """Move the current store aside (kept for inspection); return where it went."""
@@ -94,18 +129,61 @@ class CheckpointStore:
     def entries(self) -> dict[str, FileCheckpoint]:
         return dict(self._entries)
 
-    def ack(self, key: str, source: str, path: str, dev: int, ino: int, offset: int) -> None:
-        """Record that everything in file ``key`` before ``offset`` is acknowledged."""
+    def latest(self, base: str) -> tuple[int, FileCheckpoint] | None:
+        """The highest generation recorded for a file identity, with its entry."""
+        found = [(split_key(k)[1], e) for k, e in self._entries.items() if split_key(k)[0] == base]
+        return max(found, key=lambda item: item[0]) if found else None
+
+    def ack(
+        self,
+        key: str,
+        source: str,
+        path: str,
+        dev: int,
+        ino: int,
+        offset: int,
+        *,
+        head: bytes = b"",
+        seq: int = 0,
+        last_event_end: int = 0,
+    ) -> None:
+        """Record that everything in file ``key`` before ``offset`` is acknowledged.
+
+        ``head`` is the file's first bytes as read (at least ``min(offset, 4096)`` of them).
+        """
         entry = self._entries.get(key)
         if entry is not None and offset <= entry.offset:
             return
-        self._entries[key] = FileCheckpoint(source, path, dev, ino, offset, int(time.time() * 1000))
+        head_len = min(offset, len(head))
+        self._entries[key] = FileCheckpoint(
+            source=source,
+            path=path,
+            dev=dev,
+            ino=ino,
+            offset=offset,
+            seq=seq,
+            last_event_end=last_event_end,
+            head_len=head_len,
+            head_hash=head_hash(head[:head_len]),
+            retired=entry.retired if entry is not None else False,
+            updated_at=int(time.time() * 1000),
+        )
         self._dirty = True
+
+    def retire(self, key: str) -> None:
+        """The file behind ``key`` is gone (deleted or truncated): its identity may be reused."""
+        entry = self._entries.get(key)
+        if entry is not None and not entry.retired:
+            entry.retired = True
+            entry.updated_at = int(time.time() * 1000)
+            self._dirty = True
 
     def save(self) -> None:
         """Persist if anything changed (tmp -> fsync -> rename -> fsync dir)."""
         if not self._dirty:
             return
+        cutoff = int((time.time() - RETIRED_RETENTION_SECONDS) * 1000)
+        self._entries = {k: e for k, e in self._entries.items() if not (e.retired and e.updated_at < cutoff)}
         document = {"version": FORMAT_VERSION, "files": {k: asdict(v) for k, v in self._entries.items()}}
         tmp = self.path.with_name(FILE_NAME + ".tmp")
         try:

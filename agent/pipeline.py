@@ -22,7 +22,7 @@ from agent.checkpoint import CheckpointStore
 from agent.config import AgentConfig
 from agent.exporters.http import HttpExporter
 from agent.metrics import AgentMetrics, SourceStats
-from agent.processors.batch import Batch, BatchProcessor, BatchQueue
+from agent.processors.batch import Batch, BatchProcessor, BatchQueue, Position
 from agent.processors.event import EventBuilder
 from agent.processors.parse import LineParser, build_parser
 from agent.receivers.file import Chunk, FileReceiver
@@ -70,6 +70,7 @@ class Pipeline:
         self._background: list[asyncio.Task[None]] = []
         self._exporter_task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._streams: dict[str, tuple[int, int]] = {}  # file key -> (events so far, end of the last)
 
     # -- data path -----------------------------------------------------------------------------------
 
@@ -77,18 +78,34 @@ class Pipeline:
         source = self.sources[chunk.ref.source]
         parse, build = source.parser.parse, source.builder.build
         ref = chunk.ref
+        stream = self._stream(ref.key, chunk.lines[0][0])
+        seq, last_end = stream
+        lines = chunk.lines
         encoded: list[bytes] = []
         failures = 0
-        for offset, raw in chunk.lines:
+        for index, (offset, raw) in enumerate(lines):
             fields = parse(raw.decode("utf-8", "replace").rstrip("\r"))
             if fields is None:
                 failures += 1
                 continue
-            encoded.append(orjson.dumps(build(fields, ref.path, ref.key, offset, raw)))
+            end = lines[index + 1][0] if index + 1 < len(lines) else chunk.end
+            event = build(fields, ref.path, ref.key, offset, raw, seq, (last_end, end))
+            encoded.append(orjson.dumps(event))
+            seq, last_end = seq + 1, end
+        self._streams[ref.key] = (seq, last_end)
         source.stats.events += len(encoded)
         if failures:
             self._count_parse_errors(source, ref.source, failures)
-        await self.batcher.add(encoded, ref, chunk.end)
+        await self.batcher.add(encoded, Position(ref, chunk.end, seq, last_end))
+
+    def _stream(self, key: str, first_offset: int) -> tuple[int, int]:
+        """(events so far, end of the last one) for a file: carried on from its checkpoint after a restart."""
+        state = self._streams.get(key)
+        if state is None:
+            entry = self.checkpoints.get(key)
+            resumed = entry is not None and entry.offset == first_offset
+            state = (entry.seq, entry.last_event_end) if resumed and entry else (0, first_offset)
+        return state
 
     def _count_parse_errors(self, source: _Source, name: str, failures: int) -> None:
         """Count every failure, log at most once a minute per source (never the line: it may hold secrets)."""
@@ -105,8 +122,19 @@ class Pipeline:
             source.last_error_log, source.errors_since_log = now, 0
 
     def _on_ack(self, batch: Batch) -> None:
-        for ref, end in batch.positions.values():
-            self.checkpoints.ack(ref.key, ref.source, ref.path, ref.dev, ref.ino, end)
+        for p in batch.positions.values():
+            ref = p.ref
+            self.checkpoints.ack(
+                ref.key,
+                ref.source,
+                ref.path,
+                ref.dev,
+                ref.ino,
+                p.offset,
+                head=ref.head,
+                seq=p.seq,
+                last_event_end=p.last_event_end,
+            )
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

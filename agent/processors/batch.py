@@ -20,11 +20,22 @@ from agent.config import BatchConfig
 from agent.receivers.file import FileRef
 
 
+@dataclass(frozen=True)
+class Position:
+    """How far one file is accounted for: bytes before ``offset``, ``seq`` events (the last ending at
+    ``last_event_end``)."""
+
+    ref: FileRef
+    offset: int
+    seq: int
+    last_event_end: int
+
+
 @dataclass
 class Batch:
     events: list[bytes] = field(default_factory=list)
     size: int = 0
-    positions: dict[str, tuple[FileRef, int]] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
     def __bool__(self) -> bool:
@@ -75,8 +86,8 @@ class BatchProcessor:
         self.queue = queue
         self._current = Batch()
 
-    async def add(self, encoded_events: list[bytes], ref: FileRef, end: int) -> None:
-        """Append events read from ``ref``; everything in that file before ``end`` is now accounted for."""
+    async def add(self, encoded_events: list[bytes], position: Position) -> None:
+        """Append events read from one file; everything in it before ``position.offset`` is accounted for."""
         for encoded in encoded_events:
             while self._current.events and (
                 len(self._current.events) >= self.config.max_events
@@ -88,7 +99,7 @@ class BatchProcessor:
             self._current.size += len(encoded) + 1
         # Position goes in the batch holding this chunk's last event: earlier batches are acked first.
         self._start_if_empty()
-        self._current.positions[ref.key] = (ref, end)
+        self._current.positions[position.ref.key] = position
 
     def _start_if_empty(self) -> None:
         if not self._current:

@@ -48,10 +48,22 @@ class EventBuilder:
         self.source_name = source_name
         self._origin_prefix = f"{agent_id}\0{source_name}\0".encode()
 
-    def build(self, fields: dict[str, Any], file_path: str, file_key: str, offset: int, line: bytes) -> dict[str, Any]:
+    def build(
+        self,
+        fields: dict[str, Any],
+        file_path: str,
+        file_key: str,
+        offset: int,
+        line: bytes,
+        seq: int = 0,
+        byte_range: tuple[int, int] = (0, 0),
+    ) -> dict[str, Any]:
         """Return the event for ``fields`` parsed from ``line``, which starts at ``offset`` in the file.
 
         The id depends only on (agent, source, file identity, offset, line content) and the event time.
+        ``seq`` numbers the events of one file (its key is the *stream*); ``byte_range`` runs from the end of
+        the previous event of that file to the end of this line, so consecutive events tile the file and the
+        collector can tell a lost stretch from lines that were merely dropped.
         """
         created_at: int = fields["created_at"]
         event: dict[str, Any] = {
@@ -109,5 +121,8 @@ class EventBuilder:
             "name": self.source_name,
             "file": file_path,
             "offset": offset,
+            "stream": file_key,
+            "seq": seq,
+            "range": list(byte_range),
         }
         return event

@@ -6,16 +6,20 @@ How one poll works (the design note for this module and :mod:`agent.checkpoint`)
    (unless a pattern asks for ``.gz`` itself), ``stat`` each path. A file is known by its device and
    inode while open.
 2. **Identify.** A file's *key* is ``dev:ino:hash(first line)`` (the first line, or the first 1 KiB when
-   that line is longer). The key is what checkpoints and event ids are tied to: a copied file (other
-   inode) and a reused inode with another first line are both new files. A file is read only once its
-   first line is complete, so its key never changes while it is read.
-3. **Position.** A file with a checkpoint resumes at the acknowledged offset. A file never seen before
-   starts at 0, except on the agent's first poll after start with ``start_at: end``, where it starts
-   after its last complete line.
+   that line is longer), plus ``:N`` from the second *generation* on. The key is what checkpoints and
+   event ids are tied to. A copied file (other inode) is a new file. A reused inode is told apart by its
+   first line, and when even that is the same, by the checkpoint's hash of the first bytes (up to 4 KiB)
+   or by the old file having been retired (deleted or truncated): the newcomer gets the next generation,
+   hence other ids. A file is read only once its first line is complete, so its key never changes while
+   it is read.
+3. **Position.** A file with a live checkpoint whose head still matches resumes at the acknowledged
+   offset. Any other file starts at 0, except on the agent's first poll after start with
+   ``start_at: end``, where a file never seen starts after its last complete line.
 4. **Rotate / truncate.** A path that now names another inode opens the new file; the old handle is
    kept and read to its end, even when it was renamed out of the globs or deleted, and is closed only
-   once it stopped growing for ``rotate_wait``. A file whose size fell below the read position, or whose
-   first line changed, was truncated (copytruncate): reading restarts at 0 under its new key.
+   once it stopped growing for ``rotate_wait`` (a deleted file's checkpoint is then retired). A file
+   whose size fell below the read position, or whose first bytes changed, was truncated (copytruncate):
+   its checkpoint is retired and reading restarts at 0 under a new key.
 5. **Read.** Each file reads at most ``read_budget`` bytes per round so one busy file cannot starve
    the rest; only complete lines are emitted (offset = start of the line). A partial last line waits
    for its newline, or for ``flush_partial_after`` without growth. Lines over ``max_line_bytes`` are
@@ -39,25 +43,30 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agent.checkpoint import CheckpointStore
+from agent.checkpoint import CheckpointStore, head_hash, join_key
 from agent.config import FileSourceConfig
 
 log = logging.getLogger("sidetrail.agent.file")
 
 FINGERPRINT_BYTES = 1024
+HEAD_BYTES = 4096
 READ_BUDGET = 256 * 1024
 ROTATE_WAIT = 5.0
 
 
 @dataclass(frozen=True)
 class FileRef:
-    """Identity of one file, carried with its lines so acknowledgements reach the right checkpoint."""
+    """Identity of one file, carried with its lines so acknowledgements reach the right checkpoint.
+
+    ``head`` is the file's first bytes (up to 4 KiB) as read, for the checkpoint's reuse check.
+    """
 
     source: str
     key: str
     path: str
     dev: int
     ino: int
+    head: bytes
 
 
 @dataclass
@@ -88,7 +97,8 @@ class _Tailed:
     dev: int
     ino: int
     key: str | None = None
-    fingerprint: bytes = b""
+    head: bytes = b""  # the first HEAD_BYTES (fewer while the file is shorter)
+    ref: FileRef | None = None
     pos: int = 0  # next byte to read
     line_start: int = 0  # where the pending partial line begins
     partial: bytes = b""
@@ -179,23 +189,36 @@ class FileReceiver:
             os.close(handle)
             return None
         tailed = _Tailed(path=path, handle=handle, dev=st.st_dev, ino=st.st_ino)
-        self._identify(tailed)
-        checkpoint = self.checkpoints.get(tailed.key) if tailed.key else None
-        if checkpoint is not None:
-            tailed.pos = checkpoint.offset if checkpoint.offset <= st.st_size else 0
-        elif self._first_poll and self.config.start_at == "end":
-            tailed.pos = _last_line_end(handle, st.st_size)
-        tailed.line_start = tailed.pos
-        log.info("source %s: watching %s from offset %d", self.name, path, tailed.pos)
+        self._identify(tailed, st.st_size)
         return tailed
 
-    def _identify(self, tailed: _Tailed) -> None:
+    def _identify(self, tailed: _Tailed, size: int) -> None:
+        """Give the file its key and start position, once its first line is complete."""
         fingerprint = _fingerprint(tailed.handle)
         if fingerprint is None:
             return
-        tailed.fingerprint = fingerprint
-        digest = hashlib.blake2b(fingerprint, digest_size=8).hexdigest()
-        tailed.key = f"{tailed.dev}:{tailed.ino}:{digest}"
+        base = f"{tailed.dev}:{tailed.ino}:{hashlib.blake2b(fingerprint, digest_size=8).hexdigest()}"
+        tailed.head = os.pread(tailed.handle, HEAD_BYTES, 0)
+        latest = self.checkpoints.latest(base)
+        generation, start = 0, None
+        if latest is not None:
+            generation, entry = latest
+            same_file = (
+                not entry.retired
+                and entry.offset <= size
+                and head_hash(tailed.head[: entry.head_len]) == entry.head_hash
+                and len(tailed.head) >= entry.head_len
+            )
+            if same_file:
+                start = entry.offset
+            else:
+                generation += 1  # a different file under a reused identity
+        if start is None:
+            start = _last_line_end(tailed.handle, size) if self._first_poll and self.config.start_at == "end" else 0
+        tailed.key = join_key(base, generation)
+        tailed.pos = tailed.line_start = start
+        tailed.ref = None
+        log.info("source %s: reading %s (key %s) from offset %d", self.name, tailed.path, tailed.key, start)
 
     # -- polling -------------------------------------------------------------------------------------
 
@@ -223,6 +246,8 @@ class FileReceiver:
         for identity, tailed in list(self._files.items()):
             more |= await self._read(tailed)
             if tailed.orphaned and not tailed.partial and time.monotonic() - tailed.last_growth > self.rotate_wait:
+                if tailed.key is not None and os.fstat(tailed.handle).st_nlink == 0:
+                    self.checkpoints.retire(tailed.key)  # deleted: its inode may come back as another file
                 os.close(tailed.handle)
                 del self._files[identity]
         return more
@@ -230,19 +255,20 @@ class FileReceiver:
     def _check_truncation(self, tailed: _Tailed, size: int) -> None:
         truncated = size < tailed.pos
         if not truncated and tailed.key is not None:
-            head = os.pread(tailed.handle, len(tailed.fingerprint), 0)
-            truncated = head != tailed.fingerprint
+            truncated = os.pread(tailed.handle, len(tailed.head), 0) != tailed.head
         if truncated:
             self.stats.truncations += 1
             log.info("source %s: %s was truncated; reading again from the start", self.name, tailed.path)
+            if tailed.key is not None:
+                self.checkpoints.retire(tailed.key)
             tailed.pos = tailed.line_start = 0
-            tailed.partial, tailed.overflow, tailed.key, tailed.fingerprint = b"", False, None, b""
+            tailed.partial, tailed.overflow, tailed.key, tailed.head, tailed.ref = b"", False, None, b"", None
 
     async def _read(self, tailed: _Tailed) -> bool:
         size = os.fstat(tailed.handle).st_size
         self._check_truncation(tailed, size)
         if tailed.key is None:
-            self._identify(tailed)
+            self._identify(tailed, size)
             if tailed.key is None:
                 return False
         data = os.pread(tailed.handle, READ_BUDGET, tailed.pos) if size > tailed.pos else b""
@@ -252,6 +278,8 @@ class FileReceiver:
                 await self._emit_partial(tailed)
             return False
         tailed.last_growth = now
+        if len(tailed.head) < HEAD_BYTES:  # keep the head current until it is complete
+            tailed.head, tailed.ref = os.pread(tailed.handle, HEAD_BYTES, 0), None
         data_start = tailed.pos
         tailed.pos += len(data)
         self.stats.bytes += len(data)
@@ -263,7 +291,9 @@ class FileReceiver:
 
     def _ref(self, tailed: _Tailed) -> FileRef:
         assert tailed.key is not None
-        return FileRef(self.name, tailed.key, tailed.path, tailed.dev, tailed.ino)
+        if tailed.ref is None or tailed.ref.path != tailed.path:
+            tailed.ref = FileRef(self.name, tailed.key, tailed.path, tailed.dev, tailed.ino, tailed.head)
+        return tailed.ref
 
     def _split(self, tailed: _Tailed, data: bytes, data_start: int) -> Chunk:
         limit = self.config.max_line_bytes

@@ -143,7 +143,8 @@ def test_resume_from_acknowledged_checkpoint(tmp_path: Path) -> None:
     receiver, recorder, store = make(tmp_path)
     poll(receiver)
     first = recorder.chunks[0]
-    store.ack(first.ref.key, "src", str(log), first.ref.dev, first.ref.ino, 3)  # only l1 acknowledged
+    ref = first.ref
+    store.ack(ref.key, "src", str(log), ref.dev, ref.ino, 3, head=ref.head)  # only l1 acknowledged
     store.save()
     receiver.close()
     again, recorder2, _ = make(tmp_path)

@@ -134,7 +134,7 @@ def test_parsers_never_raise(text: str) -> None:
 def test_event_defaults_before_rules() -> None:
     builder = EventBuilder("web-1", "host-a", "nginx")
     fields = parser().parse(NGINX)
-    event = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 1000, NGINX.encode())
+    event = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 1000, NGINX.encode(), 7, (990, 1180))
     assert event["action"] == "http.put"
     assert event["outcome"] == "success"
     assert (event["actor_id"], event["actor_type"]) == ("alice", "user")
@@ -145,6 +145,9 @@ def test_event_defaults_before_rules() -> None:
         "name": "nginx",
         "file": "/var/log/nginx/access.log",
         "offset": 1000,
+        "stream": "1:2:abc",
+        "seq": 7,
+        "range": [990, 1180],
     }
     again = builder.build(fields, "/var/log/nginx/access.log", "1:2:abc", 1000, NGINX.encode())
     assert again["id"] == event["id"]
