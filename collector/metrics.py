@@ -58,6 +58,19 @@ class CollectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.source_gaps = Counter(
+            "sidetrail_collector_source_gaps_total",
+            "Places where an agent's file stream skipped events or bytes (see source.gap on the next event).",
+            registry=r,
+        )
+        self.source_missing_events = Counter(
+            "sidetrail_collector_source_missing_events_total", "Events missing in agent file streams.", registry=r
+        )
+        self.source_missing_bytes = Counter(
+            "sidetrail_collector_source_missing_bytes_total",
+            "Bytes of agent files never covered by an event.",
+            registry=r,
+        )
         self.auth_failures = Counter(
             "sidetrail_collector_auth_failures_total",
             "Requests refused by authentication or authorization, by reason code.",

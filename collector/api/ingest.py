@@ -65,5 +65,9 @@ async def ingest(request: web.Request) -> web.Response:
     result = await storage.insert_events(valid) if valid else InsertResult(0, 0)
     metrics.events_accepted.inc(result.accepted)
     metrics.events_duplicate.inc(result.duplicates)
+    if result.gaps:
+        metrics.source_gaps.inc(result.gaps)
+        metrics.source_missing_events.inc(result.missing_events)
+        metrics.source_missing_bytes.inc(result.missing_bytes)
     body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
     return web.Response(body=orjson.dumps(body), content_type="application/json")

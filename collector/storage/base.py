@@ -45,6 +45,9 @@ class InsertResult:
 
     accepted: int
     duplicates: int
+    gaps: int = 0
+    missing_events: int = 0
+    missing_bytes: int = 0
 
 
 @dataclass(frozen=True)

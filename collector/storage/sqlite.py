@@ -37,6 +37,7 @@ from collector.storage.base import (
     WriterQueueFull,
 )
 from collector.storage.sqlite_schema import EVENT_COLUMNS, migrate
+from collector.storage.streams import StreamKey, track_gaps
 
 log = logging.getLogger("sidetrail.collector.storage")
 
@@ -110,15 +111,15 @@ class SqliteStorage:
     # -- writes --------------------------------------------------------------------------------------
 
     async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
-        rows = [_to_row(event) for event in events]
-
         def insert(conn: sqlite3.Connection) -> InsertResult:
+            gaps = track_gaps(events, _SqliteStreams(conn))  # may annotate events: encode after
+            rows = [_to_row(event) for event in events]
             before = conn.total_changes
             conn.executemany(_INSERT_SQL, rows)
             accepted = conn.total_changes - before
-            return InsertResult(accepted=accepted, duplicates=len(rows) - accepted)
+            return InsertResult(accepted, len(rows) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
 
-        return await self._write(insert, weight=len(rows))
+        return await self._write(insert, weight=len(events))
 
     async def create_key(self, record: ApiKeyRecord) -> None:
         values = (
@@ -266,6 +267,29 @@ class SqliteStorage:
             conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
             os.chmod(self.path, 0o600)  # audit data and key hashes: owner only
         return conn
+
+
+class _SqliteStreams:
+    """Stream positions in the ``source_streams`` table, read and written inside the write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def load(self, key: StreamKey) -> tuple[int, int] | None:
+        row = self.conn.execute(
+            "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? "
+            "AND stream = ?",
+            key,
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def store(self, key: StreamKey, last_seq: int, last_end: int) -> None:
+        self.conn.execute(
+            "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq = excluded.last_seq, "
+            "last_end = excluded.last_end",
+            (*key, last_seq, last_end),
+        )
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -88,7 +88,19 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     db.table("secrets").create({"name": str, "value": bytes}, pk="name", not_null={"value"})
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = ((1, _v1_initial),)
+def _v2_source_streams(db: sqlite_utils.Database) -> None:
+    # Last stored position of each agent file stream, for gap detection (collector/storage/streams.py).
+    db.table("source_streams").create(
+        {"tenant_id": str, "agent_id": str, "source": str, "stream": str, "last_seq": int, "last_end": int},
+        pk=("tenant_id", "agent_id", "source", "stream"),
+        not_null={"last_seq", "last_end"},
+    )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
+    (1, _v1_initial),
+    (2, _v2_source_streams),
+)
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -267,3 +267,20 @@ def test_health_and_metrics(collector: ThreadedCollector) -> None:
 def test_request_ids_are_echoed(collector: ThreadedCollector) -> None:
     reply = request("GET", f"{collector.url}/healthz", headers={"X-Request-ID": "abc-123"})
     assert reply.headers["X-Request-ID"] == "abc-123"
+
+
+def test_gaps_in_an_agent_stream_are_counted_and_marked(collector: ThreadedCollector, keys: dict[str, str]) -> None:
+    def streamed(n: int, seq: int, start: int, end: int) -> dict[str, Any]:
+        return event(
+            n, source={"agent_id": "web-1", "name": "nginx", "stream": "1:2:ab", "seq": seq, "range": [start, end]}
+        )
+
+    ingest(collector, keys["ingest"], [streamed(0, 0, 0, 100), streamed(1, 1, 100, 200)])
+    ingest(collector, keys["ingest"], [streamed(1, 1, 100, 200), streamed(2, 2, 200, 300)])  # a resend: no gap
+    ingest(collector, keys["ingest"], [streamed(5, 5, 550, 600)])  # seq 3-4 and bytes 300-550 never arrived
+    metrics = request("GET", f"{collector.url}/metrics").body.decode()
+    assert "sidetrail_collector_source_gaps_total 1.0" in metrics
+    assert "sidetrail_collector_source_missing_events_total 2.0" in metrics
+    assert "sidetrail_collector_source_missing_bytes_total 250.0" in metrics
+    stored = request("GET", f"{collector.url}/v1/audit-log", key=keys["read"], params={"order": "asc"}).json()["data"]
+    assert [e["source"].get("gap") for e in stored] == [None, None, None, {"events": 2, "bytes": 250}]

@@ -1,0 +1,74 @@
+"""Gap detection per source stream, run inside the write transaction.
+
+Agents number the events of each file (``source.stream``, ``source.seq``) and give each event the byte
+range from the end of the previous event to the end of its own line (``source.range``), so consecutive
+events tile the file. The collector remembers, per (tenant, agent, source, stream), the last sequence
+number and byte offset it stored. An event whose ``seq`` jumps ahead, or whose range starts past the
+last end, marks a gap: events or bytes that never arrived (a batch dropped, events rejected, a
+database restored from an older backup). The event after the gap carries
+``source.gap = {"events": n, "bytes": b}`` and the collector counts it. An event at or below the last
+sequence number is a resend and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+StreamKey = tuple[str, str, str, str]
+
+
+@dataclass
+class GapStats:
+    gaps: int = 0
+    missing_events: int = 0
+    missing_bytes: int = 0
+
+
+class StreamState(Protocol):
+    """Where the last position of each stream is kept (a table in the same transaction)."""
+
+    def load(self, key: StreamKey) -> tuple[int, int] | None: ...
+
+    def store(self, key: StreamKey, last_seq: int, last_end: int) -> None: ...
+
+
+def _position(event: dict[str, Any]) -> tuple[StreamKey, int, int, int] | None:
+    source = event["source"]
+    stream, seq, byte_range = source.get("stream"), source.get("seq"), source.get("range")
+    if not isinstance(stream, str) or type(seq) is not int:
+        return None
+    if not (isinstance(byte_range, list) and len(byte_range) == 2 and all(type(b) is int for b in byte_range)):
+        return None
+    key = (event["tenant_id"], str(source.get("agent_id", "")), str(source.get("name", "")), stream)
+    return key, seq, byte_range[0], byte_range[1]
+
+
+def track_gaps(events: list[dict[str, Any]], state: StreamState) -> GapStats:
+    """Annotate events that follow a gap; advance each stream's stored position."""
+    stats = GapStats()
+    by_stream: dict[StreamKey, list[tuple[int, int, int, dict[str, Any]]]] = defaultdict(list)
+    for event in events:
+        position = _position(event)
+        if position is not None:
+            key, seq, start, end = position
+            by_stream[key].append((seq, start, end, event))
+    for key, items in by_stream.items():
+        last = state.load(key)
+        items.sort(key=lambda item: item[0])
+        for seq, start, end, event in items:
+            if last is not None:
+                last_seq, last_end = last
+                if seq <= last_seq:
+                    continue  # a resend
+                missing_events, missing_bytes = seq - last_seq - 1, max(0, start - last_end)
+                if missing_events or missing_bytes:
+                    event["source"]["gap"] = {"events": missing_events, "bytes": missing_bytes}
+                    stats.gaps += 1
+                    stats.missing_events += missing_events
+                    stats.missing_bytes += missing_bytes
+            last = (seq, end)
+        if last is not None:
+            state.store(key, *last)
+    return stats
