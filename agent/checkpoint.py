@@ -46,6 +46,10 @@ class CheckpointError(Exception):
     """The checkpoint store exists but cannot be trusted; the agent must not start on it."""
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def head_hash(head: bytes) -> str:
     return hashlib.blake2b(head, digest_size=8).hexdigest()
 
@@ -134,6 +138,22 @@ class CheckpointStore:
         found = [(split_key(k)[1], e) for k, e in self._entries.items() if split_key(k)[0] == base]
         return max(found, key=lambda item: item[0]) if found else None
 
+    def register(self, key: str, source: str, path: str, dev: int, ino: int, start: int, head: bytes) -> None:
+        """Record a file before any of its events leave: its identity, where reading starts, its head.
+
+        Saved at once by the caller, so that after a crash a different file reusing the identity (same
+        inode and first line) is still told apart by ``head`` and gets other event ids.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = FileCheckpoint(
+                source, path, dev, ino, start, 0, start, len(head), head_hash(head), False, _now_ms()
+            )
+            self._dirty = True
+        elif len(head) > entry.head_len:
+            entry.head_len, entry.head_hash = len(head), head_hash(head)
+            self._dirty = True
+
     def ack(
         self,
         key: str,
@@ -155,6 +175,10 @@ class CheckpointStore:
         if entry is not None and offset <= entry.offset:
             return
         head_len = min(offset, len(head))
+        if entry is not None and entry.head_len > head_len:
+            head_len, digest = entry.head_len, entry.head_hash
+        else:
+            digest = head_hash(head[:head_len])
         self._entries[key] = FileCheckpoint(
             source=source,
             path=path,
@@ -164,9 +188,9 @@ class CheckpointStore:
             seq=seq,
             last_event_end=last_event_end,
             head_len=head_len,
-            head_hash=head_hash(head[:head_len]),
+            head_hash=digest,
             retired=entry.retired if entry is not None else False,
-            updated_at=int(time.time() * 1000),
+            updated_at=_now_ms(),
         )
         self._dirty = True
 
@@ -175,7 +199,7 @@ class CheckpointStore:
         entry = self._entries.get(key)
         if entry is not None and not entry.retired:
             entry.retired = True
-            entry.updated_at = int(time.time() * 1000)
+            entry.updated_at = _now_ms()
             self._dirty = True
 
     def save(self) -> None:

@@ -99,6 +99,7 @@ class _Tailed:
     key: str | None = None
     head: bytes = b""  # the first HEAD_BYTES (fewer while the file is shorter)
     ref: FileRef | None = None
+    registered: int = -1  # how many head bytes the checkpoint store holds for this key
     pos: int = 0  # next byte to read
     line_start: int = 0  # where the pending partial line begins
     partial: bytes = b""
@@ -217,7 +218,7 @@ class FileReceiver:
             start = _last_line_end(tailed.handle, size) if self._first_poll and self.config.start_at == "end" else 0
         tailed.key = join_key(base, generation)
         tailed.pos = tailed.line_start = start
-        tailed.ref = None
+        tailed.ref, tailed.registered = None, -1
         log.info("source %s: reading %s (key %s) from offset %d", self.name, tailed.path, tailed.key, start)
 
     # -- polling -------------------------------------------------------------------------------------
@@ -285,6 +286,7 @@ class FileReceiver:
         self.stats.bytes += len(data)
         chunk = self._split(tailed, data, data_start)
         if chunk.lines:
+            self._register(tailed, chunk.lines[0][0], chunk.end)
             self.stats.lines += len(chunk.lines)
             await self.consumer(chunk)
         return len(data) == READ_BUDGET
@@ -322,8 +324,21 @@ class FileReceiver:
         self.stats.truncated_lines += truncated
         return Chunk(self._ref(tailed), lines, tailed.line_start, truncated)
 
+    def _register(self, tailed: _Tailed, start: int, end: int) -> None:
+        """Persist the file's identity and head before events of the lines ``start``..``end`` leave."""
+        covered = min(end, len(tailed.head))
+        if covered <= tailed.registered:
+            return
+        assert tailed.key is not None
+        self.checkpoints.register(
+            tailed.key, self.name, tailed.path, tailed.dev, tailed.ino, start, tailed.head[:covered]
+        )
+        self.checkpoints.save()
+        tailed.registered = covered
+
     async def _emit_partial(self, tailed: _Tailed) -> None:
         """A writer left a line without its newline for too long: ship what is there."""
+        self._register(tailed, tailed.line_start, tailed.pos)
         start, line = tailed.line_start, tailed.partial
         tailed.line_start, tailed.partial, tailed.overflow = tailed.pos, b"", False
         self.stats.lines += 1
