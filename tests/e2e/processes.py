@@ -71,7 +71,16 @@ class CollectorProcess:
 class AgentProcess:
     """``sidetrail-agent run`` tailing ``logs/*.log`` under ``root`` and shipping to ``endpoint``."""
 
-    def __init__(self, root: Path, endpoint: str, api_key: str, **source: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        endpoint: str,
+        api_key: str,
+        *,
+        include: str = "*.log",
+        checkpoint_interval: str = "100ms",
+        **source: Any,
+    ) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -84,7 +93,7 @@ agent: {{id: e2e-agent, data_dir: {root / "state"}, metrics_listen: "127.0.0.1:{
 sources:
   web:
     type: file
-    include: ["{self.logs}/*.log"]
+    include: ["{self.logs}/{include}"]
     poll_interval: 200ms
 {options}
 exporter:
@@ -93,7 +102,7 @@ exporter:
   batch: {{max_events: 500, max_wait: 50ms}}
   initial_backoff: 50ms
   max_backoff: 500ms
-checkpoint_interval: 100ms
+checkpoint_interval: {checkpoint_interval}
 """
         )
         self.api_key = api_key
