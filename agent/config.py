@@ -60,6 +60,7 @@ class FileSourceConfig:
     poll_interval: Duration = 1.0
     max_line_bytes: Size = 64 * 1024
     flush_partial_after: Duration = 5.0
+    max_open_files: int = 256
 
     def validate(self) -> list[tuple[str, str]]:
         errors: list[tuple[str, str]] = []
@@ -85,6 +86,8 @@ class FileSourceConfig:
                 errors.append((f"fields.{path}", f"{target!r} is not an event field"))
         if self.max_line_bytes < 256:
             errors.append(("max_line_bytes", "must be at least 256B"))
+        if self.max_open_files < 1:
+            errors.append(("max_open_files", "must be at least 1"))
         if self.poll_interval <= 0:
             errors.append(("poll_interval", "must be greater than 0"))
         return errors

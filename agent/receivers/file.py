@@ -20,10 +20,15 @@ How one poll works (the design note for this module and :mod:`agent.checkpoint`)
    once it stopped growing for ``rotate_wait`` (a deleted file's checkpoint is then retired). A file
    whose size fell below the read position, or whose first bytes changed, was truncated (copytruncate):
    its checkpoint is retired and reading restarts at 0 under a new key.
-5. **Read.** Each file reads at most ``read_budget`` bytes per round so one busy file cannot starve
-   the rest; only complete lines are emitted (offset = start of the line). A partial last line waits
-   for its newline, or for ``flush_partial_after`` without growth. Lines over ``max_line_bytes`` are
-   cut to that length and counted; the rest of such a line is skipped without being held in memory.
+5. **Read.** Each file reads at most ``READ_BUDGET`` bytes per round so one busy file cannot starve
+   the rest. At most ``max_open_files`` are open per source: past that, the file idle longest (read to
+   its end) is closed to make room and resumes where it was when reopened. Only complete lines are
+   emitted (offset = start of the line). A partial last line waits for its newline, or for
+   ``flush_partial_after`` without growth. Lines over ``max_line_bytes`` are cut to that length and
+   counted; the rest of such a line is skipped without being held in memory.
+6. **Register.** Before the first events of a file (and while its first 4 KiB are still arriving) are
+   handed on, its identity and head are written to the checkpoint store, so that after a crash a file
+   reusing the identity is recognised as another file.
 
 Known limits: lines written between the copy and the truncate of copytruncate are lost (inherent to
 copytruncate; use rename + create). A file that is both deleted and replaced before one poll sees it
@@ -86,6 +91,7 @@ class ReceiverStats:
     truncated_lines: int = 0
     rotations: int = 0
     truncations: int = 0
+    files_waiting: int = 0  # matched but not opened, at the open-file cap
 
 
 @dataclass
@@ -153,7 +159,8 @@ class FileReceiver:
         self.rotate_wait = rotate_wait
         self.stats = ReceiverStats()
         self._files: dict[tuple[int, int], _Tailed] = {}
-        self._first_poll = True
+        self._present_at_start: set[tuple[int, int]] | None = None
+        self._parked: dict[str, int] = {}  # key -> read position of files closed at the open-file cap
         self._wake = asyncio.Event()
         self._gz_wanted = any(p.endswith(".gz") for p in config.include)
 
@@ -214,9 +221,13 @@ class FileReceiver:
                 start = entry.offset
             else:
                 generation += 1  # a different file under a reused identity
+        key = join_key(base, generation)
+        if start is not None and key in self._parked:  # closed at the open-file cap: resume where we were
+            start = max(start, self._parked.pop(key))
         if start is None:
-            start = _last_line_end(tailed.handle, size) if self._first_poll and self.config.start_at == "end" else 0
-        tailed.key = join_key(base, generation)
+            present_at_start = (tailed.dev, tailed.ino) in (self._present_at_start or ())
+            start = _last_line_end(tailed.handle, size) if present_at_start and self.config.start_at == "end" else 0
+        tailed.key = key
         tailed.pos = tailed.line_start = start
         tailed.ref, tailed.registered = None, -1
         log.info("source %s: reading %s (key %s) from offset %d", self.name, tailed.path, tailed.key, start)
@@ -226,22 +237,27 @@ class FileReceiver:
     async def poll(self) -> bool:
         """One round over every file; return True if some file has more to read right away."""
         found = self._discover()
+        if self._present_at_start is None:
+            self._present_at_start = set(found)  # start_at applies to these only
+        waiting = 0
         for identity, path in found.items():
             tailed = self._files.get(identity)
-            if tailed is None:
-                opened = self._open(identity, path)
-                if opened is not None:
-                    self._files[identity] = opened
-            else:
-                if tailed.orphaned:
-                    tailed.orphaned = False
+            if tailed is not None:
+                tailed.orphaned = False
                 tailed.path = path  # renamed within the globs
+                continue
+            if len(self._files) >= self.config.max_open_files and not self._park_idle_file():
+                waiting += 1
+                continue
+            opened = self._open(identity, path)
+            if opened is not None:
+                self._files[identity] = opened
+        self.stats.files_waiting = waiting
         for identity, tailed in self._files.items():
             if identity not in found and not tailed.orphaned:
                 tailed.orphaned = True
                 self.stats.rotations += 1
                 log.info("source %s: %s was rotated or deleted; reading it to its end", self.name, tailed.path)
-        self._first_poll = False
 
         more = False
         for identity, tailed in list(self._files.items()):
@@ -251,7 +267,27 @@ class FileReceiver:
                     self.checkpoints.retire(tailed.key)  # deleted: its inode may come back as another file
                 os.close(tailed.handle)
                 del self._files[identity]
-        return more
+        return more or bool(waiting)
+
+    def _park_idle_file(self) -> bool:
+        """At the open-file cap: close the file idle longest (read to its end) to make room; remember
+        where it was so reopening it later resumes there. False when every open file is busy."""
+        idle = [
+            (tailed.last_growth, identity)
+            for identity, tailed in self._files.items()
+            if tailed.key is not None
+            and not tailed.partial
+            and not tailed.orphaned
+            and os.fstat(tailed.handle).st_size == tailed.pos
+        ]
+        if not idle:
+            return False
+        _, identity = min(idle)
+        tailed = self._files.pop(identity)
+        assert tailed.key is not None
+        self._parked[tailed.key] = tailed.pos
+        os.close(tailed.handle)
+        return True
 
     def _check_truncation(self, tailed: _Tailed, size: int) -> None:
         truncated = size < tailed.pos

@@ -200,3 +200,39 @@ def test_symlinked_path_is_followed(tmp_path: Path, symlinked: bool) -> None:
     receiver, recorder, _ = make(tmp_path)
     poll(receiver)
     assert recorder.lines == [b"through link"]
+
+
+def test_open_file_cap_reads_every_file_fairly(tmp_path: Path) -> None:
+    for n in range(10):
+        (tmp_path / f"f{n}.log").write_bytes(b"".join(b"f%d-%d\n" % (n, i) for i in range(3)))
+    receiver, recorder, _ = make(tmp_path, max_open_files=3)
+    for _ in range(20):
+        asyncio.run(receiver.poll())
+        assert receiver.open_files <= 3
+    for n in range(10):  # files grow again after being parked: they resume where they were
+        append(tmp_path / f"f{n}.log", b"f%d-late\n" % n)
+    for _ in range(20):
+        asyncio.run(receiver.poll())
+    expected = sorted([b"f%d-%d" % (n, i) for n in range(10) for i in range(3)] + [b"f%d-late" % n for n in range(10)])
+    assert sorted(recorder.lines) == expected
+
+
+def test_inode_reuse_with_identical_first_line_is_a_new_file(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"# header\nfirst file line\n")
+    receiver, recorder, _ = make(tmp_path)
+    poll(receiver)
+    inode = log.stat().st_ino
+    log.unlink()
+    poll(receiver)  # read to its end, closed and retired
+    for _ in range(50):  # create files until the freed inode number is handed out again
+        log.write_bytes(b"# header\nsecond file line\n")
+        if log.stat().st_ino == inode:
+            break
+        log.unlink()
+    else:
+        pytest.skip("the filesystem did not reuse the inode")
+    poll(receiver)
+    assert recorder.lines == [b"# header", b"first file line", b"# header", b"second file line"]
+    keys = [c.ref.key for c in recorder.chunks]
+    assert keys[0] != keys[-1] and keys[0].split(":")[:2] == keys[-1].split(":")[:2]
