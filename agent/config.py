@@ -93,7 +93,33 @@ class FileSourceConfig:
         return errors
 
 
-SourceConfig = FileSourceConfig
+@dataclass(frozen=True)
+class HttpSourceConfig:
+    """A loopback HTTP endpoint for apps that send audit events directly (``POST`` an event or a list).
+
+    Accepted events are appended to a disk spool under ``agent.data_dir`` and fsync'd before the 200; the
+    spool is then shipped like a tailed file. Past ``spool_max_bytes`` the endpoint answers 503.
+    """
+
+    type: Literal["http"]
+    listen: str = "127.0.0.1:8682"
+    max_body_bytes: Size = 1024 * 1024
+    spool_max_bytes: Size = 256 * 1024 * 1024
+    segment_bytes: Size = 16 * 1024 * 1024
+    poll_interval: Duration = 1.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            return [("listen", f"must be HOST:PORT, got {self.listen!r}")]
+        if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+            return [("listen", "must be a loopback address (127.0.0.1, ::1 or localhost): the endpoint has no auth")]
+        if self.segment_bytes > self.spool_max_bytes:
+            return [("segment_bytes", "must not exceed spool_max_bytes")]
+        return []
+
+
+SourceConfig = FileSourceConfig | HttpSourceConfig
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,9 @@ class AgentMetrics:
         )
         self.in_flight_events = Gauge("sidetrail_agent_in_flight_events", "Events batched, not yet acked.", registry=r)
         self.in_flight_bytes = Gauge("sidetrail_agent_in_flight_bytes", "Encoded bytes not yet acked.", registry=r)
+        self.spool_bytes = Gauge(
+            "sidetrail_agent_spool_bytes", "Bytes in an HTTP source's disk spool.", ["source"], registry=r
+        )
         self.checkpoint_writes = Counter(
             "sidetrail_agent_checkpoint_writes_total", "Checkpoint store writes.", registry=r
         )

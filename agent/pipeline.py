@@ -19,13 +19,14 @@ import orjson
 from watchfiles import awatch
 
 from agent.checkpoint import CheckpointStore
-from agent.config import AgentConfig
+from agent.config import AgentConfig, FileSourceConfig, HttpSourceConfig
 from agent.exporters.http import HttpExporter
 from agent.metrics import AgentMetrics, SourceStats
 from agent.processors.batch import Batch, BatchProcessor, BatchQueue, Position
-from agent.processors.event import EventBuilder
-from agent.processors.parse import LineParser, build_parser
+from agent.processors.event import EventBuilder, SpooledEventBuilder
+from agent.processors.parse import LineParser, SpooledEventParser, build_parser
 from agent.receivers.file import Chunk, FileReceiver
+from agent.receivers.http import HttpReceiver
 
 log = logging.getLogger("sidetrail.agent")
 
@@ -38,6 +39,7 @@ class _Source:
     parser: LineParser
     builder: EventBuilder
     stats: SourceStats
+    server: HttpReceiver | None = None
     last_error_log: float = 0.0
     errors_since_log: int = 0
 
@@ -55,6 +57,17 @@ class Pipeline:
         host = socket.gethostname()
         self.sources: dict[str, _Source] = {}
         for name, source_config in config.sources.items():
+            if isinstance(source_config, HttpSourceConfig):
+                server = HttpReceiver(name, source_config, config.agent.data_dir, checkpoints, self._consume)
+                self.sources[name] = _Source(
+                    receiver=server.tailer,
+                    parser=SpooledEventParser(),
+                    builder=SpooledEventBuilder(config.agent.id, host, name),
+                    stats=SourceStats(),
+                    server=server,
+                )
+                self.metrics.spool_bytes.labels(name).set_function(lambda s=server: float(s.spool_bytes()))
+                continue
             self.sources[name] = _Source(
                 receiver=FileReceiver(name, source_config, checkpoints, self._consume),
                 parser=build_parser(source_config),
@@ -117,7 +130,7 @@ class Pipeline:
                 "source %s: %d lines did not parse as %s since the last report (not shipped)",
                 name,
                 source.errors_since_log,
-                self.config.sources[name].format,
+                getattr(self.config.sources[name], "format", "spooled events"),
             )
             source.last_error_log, source.errors_since_log = now, 0
 
@@ -146,6 +159,9 @@ class Pipeline:
             asyncio.create_task(self._save_checkpoints_periodically(), name="checkpoints"),
             asyncio.create_task(self._watch_files(), name="watcher"),
         ]
+        for source in self.sources.values():
+            if source.server is not None:
+                await source.server.start()
         self._receiver_tasks = [
             asyncio.create_task(s.receiver.run(self._stop_reading), name=f"source-{n}") for n, s in self.sources.items()
         ]
@@ -158,6 +174,9 @@ class Pipeline:
         if self._stopped:
             return True
         self._stopped = True
+        for source in self.sources.values():
+            if source.server is not None:
+                await source.server.stop()  # stop intake first: what was accepted is spooled
         self._stop_reading.set()
         await asyncio.gather(*self._receiver_tasks, return_exceptions=True)
         for task in self._background:
@@ -198,7 +217,10 @@ class Pipeline:
         """Wake receivers on file-system events; polling (``poll_interval``) covers filesystems without them."""
         directories: dict[str, list[FileReceiver]] = {}
         for name, source in self.sources.items():
-            for pattern in self.config.sources[name].include:
+            source_config = self.config.sources[name]
+            if not isinstance(source_config, FileSourceConfig):
+                continue
+            for pattern in source_config.include:
                 directory = _static_prefix(pattern)
                 if directory.is_dir():
                     directories.setdefault(str(directory.resolve()), []).append(source.receiver)

@@ -126,3 +126,32 @@ class EventBuilder:
             "range": list(byte_range),
         }
         return event
+
+
+class SpooledEventBuilder(EventBuilder):
+    """For events an app sent whole (HTTP receiver): keep them as they are, add the source stamp."""
+
+    def build(
+        self,
+        fields: dict[str, Any],
+        file_path: str,
+        file_key: str,
+        offset: int,
+        line: bytes,
+        seq: int = 0,
+        byte_range: tuple[int, int] = (0, 0),
+    ) -> dict[str, Any]:
+        event = dict(fields)
+        app_source = event.get("source") if isinstance(event.get("source"), dict) else {}
+        event["source"] = {
+            **app_source,
+            "agent_id": self.agent_id,
+            "host": self.host,
+            "name": self.source_name,
+            "file": file_path,
+            "offset": offset,
+            "stream": file_key,
+            "seq": seq,
+            "range": list(byte_range),
+        }
+        return event

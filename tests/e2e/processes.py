@@ -79,6 +79,7 @@ class AgentProcess:
         *,
         include: str = "*.log",
         checkpoint_interval: str = "100ms",
+        extra_sources: str = "",
         **source: Any,
     ) -> None:
         self.root = root
@@ -95,7 +96,7 @@ sources:
     type: file
     include: ["{self.logs}/{include}"]
     poll_interval: 200ms
-{options}
+{options}{extra_sources}
 exporter:
   endpoint: {endpoint}
   api_key: ${{TEST_INGEST_KEY}}
