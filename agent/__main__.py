@@ -14,10 +14,12 @@ import sys
 
 from agent.checkpoint import CheckpointError, CheckpointStore
 from agent.config import AgentConfig
+from agent.debug import explain, run_rule_tests
+from agent.loading import build_processors, load_agent_config
 from agent.pipeline import Pipeline
 from agent.server import start_server
 from core import __version__
-from core.config import ConfigError, load_file
+from core.config import ConfigError
 
 log = logging.getLogger("sidetrail.agent")
 
@@ -71,8 +73,26 @@ class CliError(Exception):
 
 
 def _check(config_path: str) -> int:
-    config = load_file(AgentConfig, config_path)
-    print(f"{config_path}: OK ({len(config.sources)} source(s): {', '.join(config.sources)})")
+    config = load_agent_config(config_path)
+    failures = run_rule_tests(config, build_processors(config))
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    tests = len(config.tests)
+    if failures:
+        print(f"{config_path}: {len(failures)} of {tests} rule tests failed", file=sys.stderr)
+        return 1
+    print(
+        f"{config_path}: OK ({len(config.sources)} source(s): {', '.join(config.sources)}; {tests} rule tests passed)"
+    )
+    return 0
+
+
+def _explain(config_path: str, source: str, line: str | None) -> int:
+    config = load_agent_config(config_path)
+    processors = build_processors(config)
+    if source not in processors:
+        raise CliError(f"no source named {source!r}; the config has {', '.join(processors)}")
+    explain(processors[source], [line] if line is not None else sys.stdin, sys.stdout)
     return 0
 
 
@@ -87,8 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="move an unreadable checkpoint store aside and start afresh (files are then read per start_at)",
     )
-    check = commands.add_parser("check", help="validate a config, listing every error with its key path")
+    check = commands.add_parser(
+        "check", help="validate a config (every error with its key path) and run its inline rule tests"
+    )
     check.add_argument("--config", required=True, metavar="FILE", help="agent YAML")
+    debug = commands.add_parser("explain", help="show what the rules do with lines (stdin, or --line)")
+    debug.add_argument("--config", required=True, metavar="FILE", help="agent YAML")
+    debug.add_argument("--source", required=True, metavar="NAME", help="the source whose format and rules apply")
+    debug.add_argument("--line", help="one line to explain (default: read lines from stdin)")
     return parser
 
 
@@ -97,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args.config)
-        config = load_file(AgentConfig, args.config)
+        if args.command == "explain":
+            return _explain(args.config, args.source, args.line)
+        config = load_agent_config(args.config)
         logging.basicConfig(
             level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
         )

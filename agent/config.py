@@ -5,13 +5,116 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from core.config import Duration, Size
 from core.event import EVENT_FIELDS
 
-LogFormat = Literal["nginx_combined", "apache_common", "apache_combined", "json", "regex"]
+LogFormat = Literal["nginx_combined", "apache_common", "apache_combined", "json", "regex", "nginx"]
+
+DEFAULT_VERBS = {
+    "POST": "created",
+    "PUT": "updated",
+    "PATCH": "updated",
+    "DELETE": "deleted",
+    "GET": "read",
+    "HEAD": "read",
+}
+DEFAULT_REDACTED_QUERY_KEYS = (
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "password",
+    "passwd",
+    "secret",
+    "api_key",
+    "apikey",
+    "key",
+    "signature",
+    "sig",
+    "X-Amz-Signature",
+    "code",
+)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One extraction rule: when every condition in ``match`` holds, ``drop`` the line or ``set`` fields.
+
+    ``match`` maps a field (event field, parsed field, JSON dot-path) to a value spec: a scalar, a list
+    (any of), ``{regex: ...}``, ``{not: ...}``, ``2xx``..``5xx``, ``{gte/gt/lte/lt: n}``, a CIDR block, or
+    for ``path`` a route template such as ``/api/v1/users/{user_id}``. See README "Writing rules".
+    """
+
+    name: str
+    match: dict[str, Any] = field(default_factory=dict)
+    set: dict[str, str] | None = None
+    drop: bool = False
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.drop and self.set:
+            return [("", "a rule has either drop: true or set:, not both")]
+        if not self.drop and not self.set:
+            return [("", "a rule needs drop: true or a set: block")]
+        return []
+
+
+@dataclass(frozen=True)
+class DefaultRuleConfig:
+    """What happens to lines no rule matched: kept with the built-in defaults, ``drop``ped, or ``set``."""
+
+    drop: bool = False
+    set: dict[str, str] | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.drop and self.set:
+            return [("", "either drop: true or set:, not both")]
+        return []
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Replace every match of ``pattern`` in the named fields (``*``: every string field)."""
+
+    pattern: str
+    replace: str = "[REDACTED]"
+    fields: list[str] = field(default_factory=lambda: ["*"])
+
+    def validate(self) -> list[tuple[str, str]]:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            return [("pattern", f"invalid regular expression at position {exc.pos}: {exc.msg}")]
+        return []
+
+
+@dataclass(frozen=True)
+class RedactionConfig:
+    """Applied to every event before it leaves the host. On by default."""
+
+    enabled: bool = True
+    query_keys: list[str] = field(default_factory=lambda: list(DEFAULT_REDACTED_QUERY_KEYS))
+    extra_query_keys: list[str] = field(default_factory=list)
+    masks: list[MaskConfig] = field(default_factory=list)
+    client_ip: Literal["keep", "truncate"] = "keep"
+
+
+@dataclass(frozen=True)
+class RuleTestConfig:
+    """An inline rule test: ``expect`` is a mapping of event fields, or the word ``dropped``."""
+
+    source: str
+    line: str
+    expect: Any
+    name: str = ""
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.expect != "dropped" and not isinstance(self.expect, dict):
+            return [("expect", "must be a mapping of event fields or the word dropped")]
+        return []
+
 
 # Event fields a json mapping or regex group may fill; the collector assigns the rest.
 MAPPABLE_FIELDS = frozenset(EVENT_FIELDS) - {"id", "tenant_id", "received_at", "seq", "source"}
@@ -56,11 +159,15 @@ class FileSourceConfig:
     start_at: Literal["beginning", "end"] = "end"
     fields: dict[str, str] = field(default_factory=dict)
     pattern: str | None = None
+    log_format: str | None = None
     time_format: str | None = None
     poll_interval: Duration = 1.0
     max_line_bytes: Size = 64 * 1024
     flush_partial_after: Duration = 5.0
     max_open_files: int = 256
+    rules: list[RuleConfig] = field(default_factory=list)
+    default: DefaultRuleConfig | None = None
+    enrich: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> list[tuple[str, str]]:
         errors: list[tuple[str, str]] = []
@@ -79,6 +186,10 @@ class FileSourceConfig:
                         errors.append(("pattern", "must have named groups, e.g. (?P<method>\\S+)"))
         elif self.pattern is not None:
             errors.append(("pattern", "is only used with format: regex"))
+        if self.format == "nginx" and not self.log_format:
+            errors.append(("log_format", "is required when format is nginx (paste the log_format from nginx.conf)"))
+        elif self.format != "nginx" and self.log_format is not None:
+            errors.append(("log_format", "is only used with format: nginx"))
         if self.fields and self.format != "json":
             errors.append(("fields", "is only used with format: json"))
         for path, target in self.fields.items():
@@ -107,6 +218,7 @@ class HttpSourceConfig:
     spool_max_bytes: Size = 256 * 1024 * 1024
     segment_bytes: Size = 16 * 1024 * 1024
     poll_interval: Duration = 1.0
+    enrich: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> list[tuple[str, str]]:
         host, sep, port = self.listen.rpartition(":")
@@ -173,6 +285,11 @@ class AgentConfig:
     sources: dict[str, SourceConfig]
     exporter: ExporterConfig
     agent: AgentSection = field(default_factory=AgentSection)
+    rules: list[RuleConfig] = field(default_factory=list)
+    default: DefaultRuleConfig = field(default_factory=DefaultRuleConfig)
+    verbs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VERBS))
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    tests: list[RuleTestConfig] = field(default_factory=list)
     checkpoint_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -25,6 +25,7 @@ class SourceStats:
 
     events: int = 0
     parse_errors: int = 0
+    dropped: int = 0
 
 
 class _SourceStatsCollector(Collector):
@@ -40,6 +41,9 @@ class _SourceStatsCollector(Collector):
             ),
             "parse_errors": CounterMetricFamily(
                 "sidetrail_agent_parse_errors", "Lines that did not parse (never shipped).", labels=["source"]
+            ),
+            "dropped": CounterMetricFamily(
+                "sidetrail_agent_lines_dropped", "Lines dropped by extraction rules.", labels=["source"]
             ),
             "truncated": CounterMetricFamily(
                 "sidetrail_agent_truncated_lines", "Lines cut to max_line_bytes.", labels=["source"]
@@ -57,11 +61,24 @@ class _SourceStatsCollector(Collector):
             families["bytes"].add_metric([name], receiver.bytes)
             families["events"].add_metric([name], source.events)
             families["parse_errors"].add_metric([name], source.parse_errors)
+            families["dropped"].add_metric([name], source.dropped)
             families["truncated"].add_metric([name], receiver.truncated_lines)
             families["rotations"].add_metric([name], receiver.rotations)
             families["truncations"].add_metric([name], receiver.truncations)
             families["files"].add_metric([name], open_files)
         yield from families.values()
+
+
+class _RedactionCollector(Collector):
+    def __init__(self, applied: Callable[[], int]) -> None:
+        self._applied = applied
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "sidetrail_agent_redactions", "Values redacted (query parameters and masks) before shipping."
+        )
+        family.add_metric([], self._applied())
+        yield family
 
 
 class AgentMetrics:
@@ -111,6 +128,9 @@ class AgentMetrics:
 
     def watch_sources(self, sources: Callable[[], Iterable[tuple[str, ReceiverStats, SourceStats, int]]]) -> None:
         self.registry.register(_SourceStatsCollector(sources))
+
+    def watch_redactions(self, applied: Callable[[], int]) -> None:
+        self.registry.register(_RedactionCollector(applied))
 
     def watch_in_flight(self, in_flight: Callable[[], tuple[int, int]]) -> None:
         self.in_flight_events.set_function(lambda: float(in_flight()[0]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,11 @@ from watchfiles import awatch
 from agent.checkpoint import CheckpointStore
 from agent.config import AgentConfig, FileSourceConfig, HttpSourceConfig
 from agent.exporters.http import HttpExporter
+from agent.loading import build_processors
 from agent.metrics import AgentMetrics, SourceStats
 from agent.processors.batch import Batch, BatchProcessor, BatchQueue, Position
-from agent.processors.event import EventBuilder, SpooledEventBuilder
-from agent.processors.parse import LineParser, SpooledEventParser, build_parser
+from agent.processors.line import LineProcessor
+from agent.processors.redact import Redactor
 from agent.receivers.file import Chunk, FileReceiver
 from agent.receivers.http import HttpReceiver
 
@@ -36,8 +36,7 @@ _PARSE_ERROR_LOG_EVERY = 60.0
 @dataclass
 class _Source:
     receiver: FileReceiver
-    parser: LineParser
-    builder: EventBuilder
+    processor: LineProcessor
     stats: SourceStats
     server: HttpReceiver | None = None
     last_error_log: float = 0.0
@@ -54,30 +53,22 @@ class Pipeline:
         self.queue = BatchQueue(config.exporter.max_in_flight_batches)
         self.batcher = BatchProcessor(config.exporter.batch, self.queue)
         self.exporter = HttpExporter(config.exporter, self.metrics, self._on_ack)
-        host = socket.gethostname()
+        self.redactor = Redactor(config.redaction)
+        processors = build_processors(config, self.redactor)
         self.sources: dict[str, _Source] = {}
         for name, source_config in config.sources.items():
             if isinstance(source_config, HttpSourceConfig):
                 server = HttpReceiver(name, source_config, config.agent.data_dir, checkpoints, self._consume)
-                self.sources[name] = _Source(
-                    receiver=server.tailer,
-                    parser=SpooledEventParser(),
-                    builder=SpooledEventBuilder(config.agent.id, host, name),
-                    stats=SourceStats(),
-                    server=server,
-                )
+                self.sources[name] = _Source(server.tailer, processors[name], SourceStats(), server)
                 self.metrics.spool_bytes.labels(name).set_function(lambda s=server: float(s.spool_bytes()))
-                continue
-            self.sources[name] = _Source(
-                receiver=FileReceiver(name, source_config, checkpoints, self._consume),
-                parser=build_parser(source_config),
-                builder=EventBuilder(config.agent.id, host, name),
-                stats=SourceStats(),
-            )
+            else:
+                receiver = FileReceiver(name, source_config, checkpoints, self._consume)
+                self.sources[name] = _Source(receiver, processors[name], SourceStats())
         self.metrics.watch_sources(
             lambda: [(n, s.receiver.stats, s.stats, s.receiver.open_files) for n, s in self.sources.items()]
         )
         self.metrics.watch_in_flight(self.queue.in_flight)
+        self.metrics.watch_redactions(lambda: self.redactor.applied)
         self._stop_reading = asyncio.Event()
         self._receiver_tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
@@ -89,24 +80,26 @@ class Pipeline:
 
     async def _consume(self, chunk: Chunk) -> None:
         source = self.sources[chunk.ref.source]
-        parse, build = source.parser.parse, source.builder.build
+        process = source.processor.process
         ref = chunk.ref
-        stream = self._stream(ref.key, chunk.lines[0][0])
-        seq, last_end = stream
+        seq, last_end = self._stream(ref.key, chunk.lines[0][0])
         lines = chunk.lines
         encoded: list[bytes] = []
-        failures = 0
+        failures = dropped = 0
         for index, (offset, raw) in enumerate(lines):
-            fields = parse(raw.decode("utf-8", "replace").rstrip("\r"))
-            if fields is None:
-                failures += 1
-                continue
             end = lines[index + 1][0] if index + 1 < len(lines) else chunk.end
-            event = build(fields, ref.path, ref.key, offset, raw, seq, (last_end, end))
-            encoded.append(orjson.dumps(event))
+            result = process(raw, ref.path, ref.key, offset, seq, (last_end, end))
+            if result.event is None:
+                if result.status == "dropped":
+                    dropped += 1
+                else:
+                    failures += 1
+                continue
+            encoded.append(orjson.dumps(result.event))
             seq, last_end = seq + 1, end
         self._streams[ref.key] = (seq, last_end)
         source.stats.events += len(encoded)
+        source.stats.dropped += dropped
         if failures:
             self._count_parse_errors(source, ref.source, failures)
         await self.batcher.add(encoded, Position(ref, chunk.end, seq, last_end))

@@ -42,10 +42,11 @@ def _normalize_ip(value: str) -> str | None:
 class EventBuilder:
     """Builds events for one source of one agent."""
 
-    def __init__(self, agent_id: str, host: str, source_name: str) -> None:
+    def __init__(self, agent_id: str, host: str, source_name: str, enrich: dict[str, str] | None = None) -> None:
         self.agent_id = agent_id
         self.host = host
         self.source_name = source_name
+        self.enrich = dict(enrich or {})
         self._origin_prefix = f"{agent_id}\0{source_name}\0".encode()
 
     def build(
@@ -57,27 +58,24 @@ class EventBuilder:
         line: bytes,
         seq: int = 0,
         byte_range: tuple[int, int] = (0, 0),
+        rule_values: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Return the event for ``fields`` parsed from ``line``, which starts at ``offset`` in the file.
 
         The id depends only on (agent, source, file identity, offset, line content) and the event time.
         ``seq`` numbers the events of one file (its key is the *stream*); ``byte_range`` runs from the end of
         the previous event of that file to the end of this line, so consecutive events tile the file and the
-        collector can tell a lost stretch from lines that were merely dropped.
+        collector can tell a lost stretch from lines that were merely dropped. ``rule_values`` (from the
+        matching extraction rule) override the defaults derived from ``fields``.
         """
         created_at: int = fields["created_at"]
         event: dict[str, Any] = {
             "id": make_event_id(created_at, self._origin_prefix + f"{file_key}\0{offset}\0".encode() + line),
             "created_at": format_ms(created_at),
         }
-        metadata: dict[str, Any] = {}
+        metadata: dict[str, Any] = dict(self.enrich)
         for name in _PLAIN_FIELDS:
-            value = fields.get(name)
-            if value is not None and value != "":
-                text = str(value)
-                limit = _STRING_LIMITS.get(name, 512)
-                event[name] = text if len(text) <= limit else text[:limit]
-
+            _put(event, name, fields.get(name))
         method = fields.get("method")
         if isinstance(method, str) and method:
             event["method"] = method.upper()[:16]
@@ -91,29 +89,34 @@ class EventBuilder:
                 event["client_ip"] = ip
             else:
                 metadata["client"] = str(client)[:256]
-
-        if "action" not in event:
-            event["action"] = f"http.{event['method'].lower()}" if "method" in event else "app.log"
-        outcome = fields.get("outcome")
-        if outcome in OUTCOMES:
-            event["outcome"] = outcome
-        elif "status_code" in event:
-            event["outcome"] = "success" if event["status_code"] < 400 else "failure"
         remote_user = fields.get("remote_user")
         if "actor_id" not in event and remote_user and remote_user != "-":
             event["actor_id"] = str(remote_user)[:512]
-        actor_type = fields.get("actor_type")
-        event["actor_type"] = (
-            actor_type if actor_type in ACTOR_TYPES else ("user" if "actor_id" in event else "anonymous")
-        )
-
         for name in _METADATA_FIELDS:
             value = fields.get(name)
             if value not in (None, "", "-"):
                 metadata[name] = value
-        for name, value in fields.items():
+        outcome, actor_type = fields.get("outcome"), fields.get("actor_type")
+        for name, value in [*fields.items(), *(rule_values or {}).items()]:
             if name.startswith("metadata."):
                 metadata[name[len("metadata.") :]] = value
+        for name, value in (rule_values or {}).items():
+            if name == "outcome":
+                outcome = value
+            elif name == "actor_type":
+                actor_type = value
+            elif not name.startswith("metadata."):
+                _put(event, name, value)
+
+        if "action" not in event:
+            event["action"] = f"http.{event['method'].lower()}" if "method" in event else "app.log"
+        if outcome in OUTCOMES:
+            event["outcome"] = outcome
+        elif "status_code" in event:
+            event["outcome"] = "success" if event["status_code"] < 400 else "failure"
+        event["actor_type"] = (
+            actor_type if actor_type in ACTOR_TYPES else ("user" if "actor_id" in event else "anonymous")
+        )
         event["metadata"] = metadata
         event["source"] = {
             "agent_id": self.agent_id,
@@ -128,6 +131,15 @@ class EventBuilder:
         return event
 
 
+def _put(event: dict[str, Any], name: str, value: Any) -> None:
+    """Set a string field, cut to the length the collector accepts; empty values stay unset."""
+    if value is None or value == "":
+        return
+    text = str(value)
+    limit = _STRING_LIMITS.get(name, 512)
+    event[name] = text if len(text) <= limit else text[:limit]
+
+
 class SpooledEventBuilder(EventBuilder):
     """For events an app sent whole (HTTP receiver): keep them as they are, add the source stamp."""
 
@@ -140,8 +152,11 @@ class SpooledEventBuilder(EventBuilder):
         line: bytes,
         seq: int = 0,
         byte_range: tuple[int, int] = (0, 0),
+        rule_values: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         event = dict(fields)
+        if self.enrich:
+            event["metadata"] = {**self.enrich, **(event.get("metadata") or {})}
         app_source = event.get("source") if isinstance(event.get("source"), dict) else {}
         event["source"] = {
             **app_source,

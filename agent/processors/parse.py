@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from agent.config import FileSourceConfig
+from agent.config import MAPPABLE_FIELDS, FileSourceConfig
 from core.event import parse_rfc3339_ms
 
 __all__ = ["LineParser", "build_parser"]
@@ -134,6 +134,7 @@ class AccessLogParser:
         fields: dict[str, Any] = {
             "client_ip": groups[0],
             "remote_user": groups[1],
+            "actor_id": groups[1] if groups[1] != "-" else None,
             "created_at": created_at,
             "method": request[0],
             "path": request[1],
@@ -158,7 +159,9 @@ class RegexParser:
         match = self._regex.search(line)
         if match is None:
             return None
-        fields = {k: v for k, v in match.groupdict().items() if v is not None}
+        fields = {k: unescape(v) for k, v in match.groupdict().items() if v is not None and v != "-"}
+        if "remote_user" in fields:
+            fields.setdefault("actor_id", fields["remote_user"])
         return _normalize(fields, self._time)
 
 
@@ -184,6 +187,7 @@ class JsonParser:
                     fields[target] = value
         else:
             fields = {k: v for k, v in document.items() if isinstance(v, str | int | float)}
+        fields["_doc"] = document  # rules may match any dot-path of it
         if "created_at" not in fields:
             time_value = next((document[k] for k in _JSON_TIME_KEYS if k in document), None)
             if time_value is not None:
@@ -215,6 +219,9 @@ def _normalize(fields: dict[str, Any], parse_time: Callable[[Any], int | None]) 
         if request is None:
             return None
         fields["method"], fields["path"], fields["protocol"] = request
+    body_bytes = fields.get("body_bytes")
+    if isinstance(body_bytes, str):
+        fields["body_bytes"] = int(body_bytes) if body_bytes.isdigit() else None
     status = fields.pop("status", fields.get("status_code"))
     if status is not None:
         try:
@@ -235,6 +242,72 @@ class SpooledEventParser:
         return event if isinstance(event, dict) and "id" in event else None
 
 
+# nginx variables with a meaning of their own: (field name, pattern outside quotes).
+_NGINX_VARIABLES = {
+    "remote_addr": ("client_ip", r"\S+"),
+    "remote_user": ("remote_user", r"\S+"),
+    "time_local": ("time", r"[^\]]+"),
+    "time_iso8601": ("time", r"\S+"),
+    "msec": ("time", r"[\d.]+"),
+    "request": ("request", _QUOTED[1:-1]),
+    "request_method": ("method", r"[A-Z]+"),
+    "request_uri": ("path", r"\S+"),
+    "status": ("status", r"\d{3}"),
+    "body_bytes_sent": ("body_bytes", r"\d+|-"),
+    "http_referer": ("referer", r"\S+"),
+    "http_user_agent": ("user_agent", r"\S+"),
+    "request_id": ("request_id", r"\S+"),
+}
+_NGINX_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def translate_nginx_log_format(log_format: str) -> tuple[str, str]:
+    """An nginx ``log_format`` string as a regex with named groups, and the time format it implies.
+
+    ``$http_x_user_id`` becomes the field ``http_x_user_id``; variables inside double quotes match up to
+    the closing quote (with nginx's ``\x22`` / ``\"`` escapes); others match up to a space.
+    """
+    pattern: list[str] = ["^"]
+    position = 0
+    seen: set[str] = set()
+    time_format = CLF_TIME_FORMAT
+    for found in _NGINX_VAR.finditer(log_format):
+        variable = found.group(1) or found.group(2)
+        pattern.append(re.escape(log_format[position : found.start()]))
+        quoted = log_format[: found.start()].count('"') % 2 == 1
+        name, value_pattern = _NGINX_VARIABLES.get(variable, (variable, r"\S+"))
+        if quoted:
+            value_pattern = r'(?:[^"\\]|\\.)*'
+        if variable == "time_iso8601":
+            time_format = "rfc3339"
+        elif variable == "msec":
+            time_format = "unix"
+        if name in seen:
+            pattern.append(f"(?:{value_pattern})")
+        else:
+            seen.add(name)
+            pattern.append(f"(?P<{name}>{value_pattern})")
+        position = found.end()
+    pattern.append(re.escape(log_format[position:]))
+    return "".join(pattern), time_format
+
+
+def known_fields(config: FileSourceConfig) -> frozenset[str] | None:
+    """Field names a source's lines can have (for checking rules); ``None`` when open-ended (json)."""
+    derived = {"created_at", "method", "path", "protocol", "status_code", "actor_id"}
+    if config.format in ("nginx_combined", "apache_combined"):
+        return frozenset(derived | {"client_ip", "remote_user", "body_bytes", "referer", "user_agent"})
+    if config.format == "apache_common":
+        return frozenset(derived | {"client_ip", "remote_user", "body_bytes"})
+    if config.format == "json":
+        return None
+    pattern = config.pattern
+    if config.format == "nginx":
+        pattern = translate_nginx_log_format(config.log_format or "")[0]
+    assert pattern is not None
+    return frozenset(derived | set(re.compile(pattern).groupindex) | set(MAPPABLE_FIELDS))
+
+
 def build_parser(config: FileSourceConfig) -> LineParser:
     """The parser a source's ``format`` names, configured from the source."""
     if config.format in ("nginx_combined", "apache_combined"):
@@ -243,5 +316,8 @@ def build_parser(config: FileSourceConfig) -> LineParser:
         return AccessLogParser(combined=False)
     if config.format == "json":
         return JsonParser(config.fields, config.time_format or "rfc3339")
+    if config.format == "nginx":
+        pattern, implied_time = translate_nginx_log_format(config.log_format or "")
+        return RegexParser(pattern, config.time_format or implied_time)
     assert config.pattern is not None  # guaranteed by FileSourceConfig.validate
     return RegexParser(config.pattern, config.time_format or CLF_TIME_FORMAT)

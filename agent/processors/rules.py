@@ -1,0 +1,358 @@
+"""RuleProcessor: ordered extraction rules, compiled once, turning parsed fields into audit semantics.
+
+The first rule whose every condition holds decides: ``drop`` the line, or ``set`` fields from templates.
+Lines no rule matches follow the ``default`` block. A source's own rules are tried before the shared
+ones. Each rule compiles into a list of predicates (cheap ones - method, status - first, the route
+regex last), so evaluating a line never walks the YAML. When the rules open with drop rules that only
+look at the method, access-log lines they discard are recognised from the raw bytes and never parsed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import DefaultRuleConfig, RuleConfig
+from agent.processors.routes import (
+    Route,
+    SetTemplate,
+    TemplateError,
+    compile_route,
+    compile_set_template,
+    is_route_template,
+    lookup_path,
+)
+from core.event import ACTOR_TYPES, OUTCOMES
+
+SETTABLE = frozenset(
+    {
+        "action",
+        "outcome",
+        "actor_id",
+        "actor_name",
+        "actor_type",
+        "actor_email",
+        "resource_type",
+        "resource_id",
+        "request_id",
+    }
+)
+_STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
+_RANGE_OPS: dict[str, Callable[[float, float], bool]] = {
+    "gte": lambda a, b: a >= b,
+    "gt": lambda a, b: a > b,
+    "lte": lambda a, b: a <= b,
+    "lt": lambda a, b: a < b,
+}
+_SPEC_OPS = frozenset({"regex", "not", "eq", *_RANGE_OPS})
+
+Predicate = Callable[[Any], bool]
+
+
+class RuleError(ValueError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    description: str
+    test: Predicate
+
+
+@dataclass
+class CompiledRule:
+    name: str
+    conditions: list[Condition]
+    route: Route | None
+    drop: bool
+    setters: list[tuple[str, SetTemplate]] = field(default_factory=list)
+    only_methods: frozenset[str] | None = None  # set when the rule looks at nothing but literal methods
+
+
+@dataclass
+class Decision:
+    """The outcome for one line: dropped, or the values rules set (``None``: nothing matched)."""
+
+    rule: str | None
+    dropped: bool
+    values: dict[str, Any]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _equals(key: str, expected: Any) -> Predicate:
+    if key == "method" and isinstance(expected, str):
+        wanted = expected.upper()
+        return lambda value: isinstance(value, str) and value.upper() == wanted
+    if key == "path" and isinstance(expected, str):
+        return lambda value: (
+            isinstance(value, str)
+            and value.split("?", 1)[0].split("#", 1)[0]
+            in (
+                expected,
+                expected.rstrip("/") or "/",
+            )
+        )
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        return lambda value: _number(value) == expected
+    text = str(expected)
+    return lambda value: value is not None and str(value) == text
+
+
+def compile_spec(key: str, spec: Any, path: str) -> tuple[Predicate, str]:
+    """A predicate for one ``match`` value and a human description of it; :class:`RuleError` if bad."""
+    if isinstance(spec, list):
+        if not spec:
+            raise RuleError(path, "an empty list matches nothing")
+        compiled = [compile_spec(key, item, f"{path}[{i}]") for i, item in enumerate(spec)]
+        tests = [test for test, _ in compiled]
+        return (lambda value: any(t(value) for t in tests)), "one of [" + ", ".join(d for _, d in compiled) + "]"
+    if isinstance(spec, dict):
+        unknown = set(spec) - _SPEC_OPS
+        if unknown:
+            raise RuleError(
+                f"{path}.{sorted(unknown)[0]}", f"unknown operator; use one of {', '.join(sorted(_SPEC_OPS))}"
+            )
+        parts: list[tuple[Predicate, str]] = []
+        for op, operand in spec.items():
+            if op == "regex":
+                try:
+                    regex = re.compile(str(operand))
+                except re.error as exc:
+                    raise RuleError(
+                        f"{path}.regex", f"invalid regular expression at position {exc.pos}: {exc.msg}"
+                    ) from None
+                parts.append(
+                    (lambda value, r=regex: value is not None and r.search(str(value)) is not None, f"~/{operand}/")
+                )
+            elif op == "not":
+                inner, description = compile_spec(key, operand, f"{path}.not")
+                parts.append((lambda value, t=inner: not t(value), f"not {description}"))
+            elif op == "eq":
+                parts.append((_equals(key, operand), repr(operand)))
+            else:
+                bound = _number(operand)
+                if bound is None:
+                    raise RuleError(f"{path}.{op}", f"must be a number, got {operand!r}")
+                compare = _RANGE_OPS[op]
+                parts.append(
+                    (
+                        lambda value, c=compare, b=bound: (n := _number(value)) is not None and c(n, b),
+                        f"{op} {operand}",
+                    )
+                )
+        tests = [t for t, _ in parts]
+        return (lambda value: all(t(value) for t in tests)), " and ".join(d for _, d in parts)
+    if key == "status_code" and isinstance(spec, str) and (klass := _STATUS_CLASS.match(spec)):
+        low = int(klass.group(1)) * 100
+        return (lambda value: (n := _number(value)) is not None and low <= n < low + 100), spec
+    if key == "client_ip" and isinstance(spec, str) and "/" in spec:
+        try:
+            network = ipaddress.ip_network(spec, strict=False)
+        except ValueError:
+            raise RuleError(path, f"not a CIDR block: {spec!r}") from None
+        return (lambda value: _in_network(value, network)), spec
+    return _equals(key, spec), repr(spec)
+
+
+def _in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(str(value)) in network
+    except ValueError:
+        return False
+
+
+def compile_rule(rule: RuleConfig, path: str, known_fields: frozenset[str] | None) -> CompiledRule:
+    """Compile one rule; raise :class:`RuleError` (with its key path) for the first problem found."""
+    route: Route | None = None
+    conditions: list[Condition] = []
+    for key, spec in rule.match.items():
+        key_path = f"{path}.match.{key}"
+        if known_fields is not None and key not in known_fields:
+            raise RuleError(key_path, f"unknown field; this source has {', '.join(sorted(known_fields))}")
+        if key == "path" and isinstance(spec, str) and is_route_template(spec):
+            try:
+                route = compile_route(spec)
+            except TemplateError as exc:
+                raise RuleError(key_path, f"route template {spec!r}: {exc}") from None
+            continue
+        test, description = compile_spec(key, spec, key_path)
+        conditions.append(Condition(key, description, test))
+    conditions.sort(key=lambda c: c.key not in ("method", "status_code"))  # cheapest first
+    compiled = CompiledRule(rule.name, conditions, route, rule.drop)
+    method_spec = rule.match.get("method")
+    if set(rule.match) == {"method"}:
+        literals = [method_spec] if isinstance(method_spec, str) else method_spec
+        if isinstance(literals, list) and all(isinstance(m, str) for m in literals):
+            compiled.only_methods = frozenset(m.upper() for m in literals)
+    available = (known_fields or frozenset()) | {"verb"} | set(route.captures if route else ())
+    compiled.setters = compile_setters(rule.set or {}, f"{path}.set", available, known_fields is None)
+    return compiled
+
+
+def compile_setters(
+    values: dict[str, str], path: str, available: Iterable[str], open_fields: bool
+) -> list[tuple[str, SetTemplate]]:
+    available = set(available)
+    setters = []
+    for name, raw in values.items():
+        key_path = f"{path}.{name}"
+        if name not in SETTABLE and not name.startswith("metadata."):
+            raise RuleError(key_path, f"not settable; set one of {', '.join(sorted(SETTABLE))} or metadata.<key>")
+        try:
+            template = compile_set_template(str(raw))
+        except TemplateError as exc:
+            raise RuleError(key_path, str(exc)) from None
+        for placeholder in template.placeholders:
+            if placeholder not in available and not (open_fields and placeholder not in ("verb",)):
+                raise RuleError(key_path, f"'{{{placeholder}}}' is not a capture of this rule's route nor a field")
+        if not template.placeholders:
+            literal = str(raw)
+            if name == "outcome" and literal not in OUTCOMES:
+                raise RuleError(key_path, f"must be one of {', '.join(OUTCOMES)}")
+            if name == "actor_type" and literal not in ACTOR_TYPES:
+                raise RuleError(key_path, f"must be one of {', '.join(ACTOR_TYPES)}")
+        setters.append((name, template))
+    return setters
+
+
+class RuleProcessor:
+    """The rules of one source (its own, then the shared ones) and its default."""
+
+    def __init__(
+        self,
+        own: list[RuleConfig],
+        own_path: str,
+        shared: list[RuleConfig],
+        default: DefaultRuleConfig,
+        default_path: str,
+        verbs: dict[str, str],
+        known_fields: frozenset[str] | None,
+    ) -> None:
+        self.errors: list[RuleError] = []
+        self.rules: list[CompiledRule] = []
+        for rules, base in ((own, own_path), (shared, "rules")):
+            for index, rule in enumerate(rules):
+                try:
+                    self.rules.append(compile_rule(rule, f"{base}[{index}]", known_fields))
+                except RuleError as exc:
+                    self.errors.append(exc)
+        self.default_drop = default.drop
+        try:
+            available = (known_fields or frozenset()) | {"verb"}
+            self.default_setters = compile_setters(
+                default.set or {}, f"{default_path}.set", available, known_fields is None
+            )
+        except RuleError as exc:
+            self.errors.append(exc)
+            self.default_setters = []
+        self.verbs = {k.upper(): v for k, v in verbs.items()}
+        self.drop_methods = self._leading_method_drops()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rules or self.default_drop or self.default_setters)
+
+    def _leading_method_drops(self) -> frozenset[bytes]:
+        """Methods that the first rules drop by method alone: recognisable before parsing."""
+        methods: set[bytes] = set()
+        for rule in self.rules:
+            if not rule.drop or rule.only_methods is None:
+                break
+            methods.update(m.encode() for m in rule.only_methods)
+        return frozenset(methods)
+
+    def precheck_drops(self, line: bytes) -> bool:
+        """True when an access-log line will certainly be dropped by the leading method rules."""
+        start = line.find(b'] "')
+        if start < 0:
+            return False
+        start += 3
+        end = line.find(b" ", start, start + 16)
+        return end > 0 and line[start:end] in self.drop_methods
+
+    def decide(self, fields: dict[str, Any]) -> Decision:
+        for rule in self.rules:
+            captures = self._matches(rule, fields)
+            if captures is None:
+                continue
+            if rule.drop:
+                return Decision(rule.name, True, {})
+            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule))
+        if self.default_drop:
+            return Decision(None, True, {})
+        return Decision(None, False, self._render(self.default_setters, fields, {}, None))
+
+    def explain(self, fields: dict[str, Any]) -> list[tuple[str, str | None]]:
+        """Per rule tried, in order: (name, the first condition that failed or None for the match)."""
+        trail: list[tuple[str, str | None]] = []
+        for rule in self.rules:
+            failure = self._first_failure(rule, fields)
+            trail.append((rule.name, failure))
+            if failure is None:
+                break
+        return trail
+
+    def _matches(self, rule: CompiledRule, fields: dict[str, Any]) -> dict[str, str] | None:
+        for condition in rule.conditions:
+            if not condition.test(lookup_path(fields, condition.key)):
+                return None
+        if rule.route is None:
+            return {}
+        path = fields.get("path")
+        return rule.route.match(path) if isinstance(path, str) else None
+
+    def _first_failure(self, rule: CompiledRule, fields: dict[str, Any]) -> str | None:
+        for condition in rule.conditions:
+            value = lookup_path(fields, condition.key)
+            if not condition.test(value):
+                return f"{condition.key}: {value!r} is not {condition.description}"
+        if rule.route is not None:
+            path = fields.get("path")
+            if not isinstance(path, str) or rule.route.match(path) is None:
+                return f"path: {path!r} does not fit {rule.route.template!r}"
+        return None
+
+    def _render(
+        self,
+        setters: list[tuple[str, SetTemplate]],
+        fields: dict[str, Any],
+        captures: dict[str, str],
+        rule: CompiledRule | None,
+    ) -> dict[str, Any]:
+        method = fields.get("method")
+        verb = self.verbs.get(method.upper(), method.lower()) if isinstance(method, str) else None
+
+        def lookup(name: str) -> Any:
+            if name in captures:
+                return captures[name]
+            if name == "verb":
+                return verb
+            return lookup_path(fields, name)
+
+        values: dict[str, Any] = {}
+        for name, template in setters:
+            rendered = template.render(lookup)
+            if rendered is not None:
+                values[name] = rendered
+        if rule is not None:
+            values["metadata.rule"] = rule.name
+            if rule.route is not None:
+                values["metadata.route"] = rule.route.template
+        return values
