@@ -61,26 +61,32 @@ def run_rule_tests(config: AgentConfig, processors: dict[str, LineProcessor]) ->
 
 
 def explain(processor: LineProcessor, lines: Iterable[str], out: TextIO) -> None:
-    """For each line: parsed fields, the rules tried (and why each failed), the resulting event."""
+    """For each line: parsed fields, the rules tried (and why each failed), the resulting event.
+
+    Everything shown is redacted as the agent would ship it; the raw line itself is not echoed.
+    """
+    redactor = processor.redactor
+
+    def show(value: Any) -> Any:
+        return redactor.redact_url(value) if redactor.enabled and isinstance(value, str) else value
+
     for number, line in enumerate(lines, start=1):
         line = line.rstrip("\n")
         if not line:
             continue
         result = processor.process(line.encode())
-        out.write(f"── line {number}: {line[:200]}\n")
+        out.write(f"── line {number}\n")
         if result.prechecked:
             out.write("   dropped before parsing: its method is dropped by the first rules\n\n")
             continue
         if result.fields is None:
             out.write("   did not parse with this source's format\n\n")
             continue
-        fields = {k: v for k, v in result.fields.items() if k != "_doc"}
-        if processor.redactor.enabled:  # the debugger shows no secret the agent would not ship
-            fields = {k: processor.redactor.redact_url(v) if isinstance(v, str) else v for k, v in fields.items()}
+        fields = {k: show(v) for k, v in result.fields.items() if k != "_doc"}
         out.write("   parsed: " + orjson.dumps(fields).decode() + "\n")
         rules = processor.rules
         if rules is not None:
-            for name, failure in rules.explain(result.fields):
+            for name, failure in rules.explain(result.fields, show):
                 out.write(f"   rule {name!r}: " + ("MATCHED" if failure is None else f"no - {failure}") + "\n")
             if result.decision is not None and result.decision.rule is None:
                 out.write(

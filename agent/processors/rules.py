@@ -299,11 +299,16 @@ class RuleProcessor:
             return Decision(None, True, {})
         return Decision(None, False, self._render(self.default_setters, fields, {}, None))
 
-    def explain(self, fields: dict[str, Any]) -> list[tuple[str, str | None]]:
-        """Per rule tried, in order: (name, the first condition that failed or None for the match)."""
+    def explain(
+        self, fields: dict[str, Any], show: Callable[[Any], Any] = lambda value: value
+    ) -> list[tuple[str, str | None]]:
+        """Per rule tried, in order: (name, the first condition that failed or None for the match).
+
+        ``show`` formats field values for the message (the debugger passes redaction through it).
+        """
         trail: list[tuple[str, str | None]] = []
         for rule in self.rules:
-            failure = self._first_failure(rule, fields)
+            failure = self._first_failure(rule, fields, show)
             trail.append((rule.name, failure))
             if failure is None:
                 break
@@ -318,15 +323,15 @@ class RuleProcessor:
         path = fields.get("path")
         return rule.route.match(path) if isinstance(path, str) else None
 
-    def _first_failure(self, rule: CompiledRule, fields: dict[str, Any]) -> str | None:
+    def _first_failure(self, rule: CompiledRule, fields: dict[str, Any], show: Callable[[Any], Any]) -> str | None:
         for condition in rule.conditions:
             value = lookup_path(fields, condition.key)
             if not condition.test(value):
-                return f"{condition.key}: {value!r} is not {condition.description}"
+                return f"{condition.key}: {show(value)!r} is not {condition.description}"
         if rule.route is not None:
             path = fields.get("path")
             if not isinstance(path, str) or rule.route.match(path) is None:
-                return f"path: {path!r} does not fit {rule.route.template!r}"
+                return f"path: {show(path)!r} does not fit {rule.route.template!r}"
         return None
 
     def _render(
