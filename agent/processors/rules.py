@@ -70,7 +70,7 @@ class Condition:
 class CompiledRule:
     name: str
     conditions: list[Condition]
-    route: Route | None
+    routes: tuple[Route, ...]
     drop: bool
     setters: list[tuple[str, SetTemplate]] = field(default_factory=list)
     only_methods: frozenset[str] | None = None  # set when the rule looks at nothing but literal methods
@@ -180,28 +180,33 @@ def _in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Netwo
 
 def compile_rule(rule: RuleConfig, path: str, known_fields: frozenset[str] | None) -> CompiledRule:
     """Compile one rule; raise :class:`RuleError` (with its key path) for the first problem found."""
-    route: Route | None = None
+    routes: list[Route] = []
     conditions: list[Condition] = []
     for key, spec in rule.match.items():
         key_path = f"{path}.match.{key}"
         if known_fields is not None and key not in known_fields:
             raise RuleError(key_path, f"unknown field; this source has {', '.join(sorted(known_fields))}")
-        if key == "path" and isinstance(spec, str) and is_route_template(spec):
-            try:
-                route = compile_route(spec)
-            except TemplateError as exc:
-                raise RuleError(key_path, f"route template {spec!r}: {exc}") from None
+        templates = spec if isinstance(spec, list) else [spec]
+        if key == "path" and any(isinstance(t, str) and is_route_template(t) for t in templates):
+            for index, template in enumerate(templates):
+                where = f"{key_path}[{index}]" if isinstance(spec, list) else key_path
+                try:
+                    routes.append(compile_route(str(template)))
+                except TemplateError as exc:
+                    raise RuleError(where, f"route template {template!r}: {exc}") from None
             continue
         test, description = compile_spec(key, spec, key_path)
         conditions.append(Condition(key, description, test))
     conditions.sort(key=lambda c: c.key not in ("method", "status_code"))  # cheapest first
-    compiled = CompiledRule(rule.name, conditions, route, rule.drop)
+    compiled = CompiledRule(rule.name, conditions, tuple(routes), rule.drop)
     method_spec = rule.match.get("method")
     if set(rule.match) == {"method"}:
         literals = [method_spec] if isinstance(method_spec, str) else method_spec
         if isinstance(literals, list) and all(isinstance(m, str) for m in literals):
             compiled.only_methods = frozenset(m.upper() for m in literals)
-    available = (known_fields or frozenset()) | {"verb"} | set(route.captures if route else ())
+    # A placeholder must be captured by every route of the rule, or it could be missing.
+    captured = set.intersection(*(set(r.captures) for r in routes)) if routes else set()
+    available = (known_fields or frozenset()) | {"verb"} | captured
     compiled.setters = compile_setters(rule.set or {}, f"{path}.set", available, known_fields is None)
     return compiled
 
@@ -273,7 +278,7 @@ class RuleProcessor:
         """Methods that the first rules drop by method alone: recognisable before parsing."""
         methods: set[bytes] = set()
         for rule in self.rules:
-            if not rule.drop or rule.only_methods is None:
+            if not rule.drop or rule.only_methods is None:  # routes make only_methods None
                 break
             methods.update(m.encode() for m in rule.only_methods)
         return frozenset(methods)
@@ -318,20 +323,26 @@ class RuleProcessor:
         for condition in rule.conditions:
             if not condition.test(lookup_path(fields, condition.key)):
                 return None
-        if rule.route is None:
+        if not rule.routes:
             return {}
         path = fields.get("path")
-        return rule.route.match(path) if isinstance(path, str) else None
+        if not isinstance(path, str):
+            return None
+        for route in rule.routes:
+            captures = route.match(path)
+            if captures is not None:
+                captures["\0route"] = route.template
+                return captures
+        return None
 
     def _first_failure(self, rule: CompiledRule, fields: dict[str, Any], show: Callable[[Any], Any]) -> str | None:
         for condition in rule.conditions:
             value = lookup_path(fields, condition.key)
             if not condition.test(value):
                 return f"{condition.key}: {show(value)!r} is not {condition.description}"
-        if rule.route is not None:
-            path = fields.get("path")
-            if not isinstance(path, str) or rule.route.match(path) is None:
-                return f"path: {show(path)!r} does not fit {rule.route.template!r}"
+        if rule.routes and self._matches(rule, fields) is None:
+            templates = " or ".join(repr(r.template) for r in rule.routes)
+            return f"path: {show(fields.get('path'))!r} does not fit {templates}"
         return None
 
     def _render(
@@ -358,6 +369,6 @@ class RuleProcessor:
                 values[name] = rendered
         if rule is not None:
             values["metadata.rule"] = rule.name
-            if rule.route is not None:
-                values["metadata.route"] = rule.route.template
+            if "\0route" in captures:
+                values["metadata.route"] = captures["\0route"]
         return values
