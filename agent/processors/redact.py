@@ -3,8 +3,9 @@
 - Query strings and fragments: the value of every parameter whose key is in the list (compared without
   case, after percent-decoding, ignoring a ``[]``/``[...]`` suffix) becomes ``REDACTED``; the key stays.
   Pairs are split on ``&`` and ``;``, repeated keys are all redacted, and a pair whose ``=`` is itself
-  percent-encoded (``token%3Dabc``) is decoded before it is split. Applied to ``path`` and every string in
-  ``metadata`` (the referer, mapped JSON fields).
+  percent-encoded (``token%3Dabc``) is decoded before it is split; path parameters (``/a;sid=...``) are
+  treated the same. Applied to ``path``, every other string field (a rule may have copied part of the
+  path into ``resource_id``), and every string in ``metadata`` (the referer, mapped JSON fields).
 - Masks: regular expressions replaced in the named fields (``*`` for every string field).
 - Optional client IP truncation: IPv4 to its /24, IPv6 to its /64.
 
@@ -54,11 +55,17 @@ class Redactor:
             return text
         base, hash_mark, fragment = text.partition("#")
         path, question, query = base.partition("?")
+        if ";" in path:  # path parameters: /users/7;jsessionid=...
+            path = "/".join(self._redact_segment(segment) for segment in path.split("/"))
         if question:
             query = self._redact_pairs(query)
         if hash_mark:
             fragment = self._redact_pairs(fragment)
         return f"{path}{question}{query}{hash_mark}{fragment}"
+
+    def _redact_segment(self, segment: str) -> str:
+        head, semicolon, params = segment.partition(";")
+        return f"{head};{self._redact_pairs(params)}" if semicolon else segment
 
     def _redact_pairs(self, component: str) -> str:
         pieces = _SEPARATORS.split(component)
@@ -93,9 +100,10 @@ class Redactor:
         """Redact ``event`` in place."""
         if not self.enabled:
             return
-        path = event.get("path")
-        if isinstance(path, str):
-            event["path"] = self.redact_url(path)
+        for name in _STRING_FIELDS:  # path, and anything a rule filled from it (resource_id, ...)
+            value = event.get(name)
+            if isinstance(value, str) and ("=" in value or "%" in value):
+                event[name] = self.redact_url(value)
         metadata = event.get("metadata")
         if isinstance(metadata, dict):
             for key, value in metadata.items():

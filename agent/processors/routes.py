@@ -3,7 +3,8 @@
 Route templates:
 - start with ``/``; ``{name}`` matches one path segment (or part of one: ``/files/{id}.pdf``), ``{name*}``
   matches the rest of the path and may only come last;
-- are matched against the path without its query string or fragment; a trailing ``/`` is optional;
+- are matched against the path without its query string, fragment or path parameters (``;sid=...``);
+  a trailing ``/`` is optional;
 - give their captures as fields (``user_id`` -> ``"42"``).
 
 Set templates are text with ``{field}`` placeholders (``{{``/``}}`` for literal braces).
@@ -18,6 +19,7 @@ from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(\*?)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATH_PARAMS = re.compile(r";[^/]*")
 
 
 class TemplateError(ValueError):
@@ -31,12 +33,16 @@ class Route:
     captures: tuple[str, ...]
 
     def match(self, path: str) -> dict[str, str] | None:
-        """Captures when ``path`` (query string and fragment ignored) fits the template, else ``None``."""
+        """Captures when ``path`` fits the template, else ``None``; the query string, the fragment and
+        path parameters (``/users/7;jsessionid=...``) are ignored."""
         cut = len(path)
         for mark in ("?", "#"):
             index = path.find(mark)
             if 0 <= index < cut:
                 cut = index
+        if ";" in path[:cut]:
+            path = _PATH_PARAMS.sub("", path[:cut])
+            cut = len(path)
         found = self.regex.match(path, 0, cut)
         return found.groupdict() if found else None
 

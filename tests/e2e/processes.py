@@ -80,6 +80,7 @@ class AgentProcess:
         include: str = "*.log",
         checkpoint_interval: str = "100ms",
         extra_sources: str = "",
+        extra_config: str = "",
         **source: Any,
     ) -> None:
         self.root = root
@@ -104,7 +105,7 @@ exporter:
   initial_backoff: 50ms
   max_backoff: 500ms
 checkpoint_interval: {checkpoint_interval}
-"""
+{extra_config}"""
         )
         self.api_key = api_key
         self.proc: subprocess.Popen[bytes] | None = None
