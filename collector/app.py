@@ -11,9 +11,10 @@ from aiohttp import web
 from collector.api import health, ingest, query
 from collector.api.errors import Handler, error_middleware
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, PostgresStorageConfig
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
+from collector.storage.postgres import PostgresStorage
 from collector.storage.sqlite import SqliteStorage
 
 log = logging.getLogger("sidetrail.collector")
@@ -21,6 +22,8 @@ log = logging.getLogger("sidetrail.collector")
 
 def open_storage(config: CollectorConfig) -> Storage:
     """The storage backend the config names (not yet started)."""
+    if isinstance(config.storage, PostgresStorageConfig):
+        return PostgresStorage(config.storage, queue_max_events=config.ingest.queue_max_events)
     return SqliteStorage(config.storage, queue_max_events=config.ingest.queue_max_events)
 
 
@@ -42,7 +45,7 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CURSOR_SECRET] = await storage.get_secret("cursor")
     config = app[CONFIG]
     app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
-    log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.path)
+    log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
     yield
     await storage.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,28 @@ class SqliteStorageConfig:
         if not 1 <= self.read_connections <= 64:
             return [("read_connections", "must be between 1 and 64")]
         return []
+
+
+@dataclass(frozen=True)
+class PostgresStorageConfig:
+    """PostgreSQL for scale-out: several collectors may share one database (and one schema)."""
+
+    backend: Literal["postgres"]
+    dsn: str
+    schema: str = "public"
+    pool_min: int = 2
+    pool_max: int = 10
+    partition_months_ahead: int = 3
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if not self.dsn.startswith(("postgres://", "postgresql://")):
+            errors.append(("dsn", "must be a postgresql:// URL"))
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.schema):
+            errors.append(("schema", "must be a lower-case SQL identifier"))
+        if not 1 <= self.pool_min <= self.pool_max:
+            errors.append(("pool_max", "must be at least pool_min (and pool_min at least 1)"))
+        return errors
 
 
 @dataclass(frozen=True)
@@ -48,7 +71,7 @@ class CollectorConfig:
     """Top level of ``collector.yaml``."""
 
     listen: str = "127.0.0.1:8680"
-    storage: SqliteStorageConfig = field(default_factory=SqliteStorageConfig)
+    storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -275,6 +275,14 @@ def _convert_union(tp: Any, value: object, path: str, errors: list[str]) -> obje
         errors.append(f"{_where(path)}: must be a mapping, got {_describe(value)}")
         return _MISSING
     kind = value.get(field_name)
+    if kind is None:  # an option whose discriminator has a default is the default option
+        defaults = [
+            f.default
+            for option in options
+            for f in dataclasses.fields(option)
+            if f.name == field_name and f.default is not dataclasses.MISSING
+        ]
+        kind = defaults[0] if defaults else None
     if kind not in by_type:
         errors.append(f"{_join(path, field_name)}: must be one of {', '.join(by_type)}; got {kind!r}")
         return _MISSING

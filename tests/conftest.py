@@ -1,18 +1,72 @@
-"""Shared fixtures: real collectors on 127.0.0.1 with SQLite files under tmp_path."""
+"""Shared fixtures: real collectors on 127.0.0.1, on SQLite files under tmp_path and on a real PostgreSQL.
+
+PostgreSQL: ``$SIDETRAIL_TEST_PG_DSN`` when set, else the server on 127.0.0.1:5432 when it answers, else
+the PostgreSQL tests are skipped with the reason - except under ``CI=true``, where that is a failure.
+Each run creates its own database and drops it at the end; each test gets its own schema in it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.helpers import ThreadedCollector
 
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin(sql: str, dsn: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A DSN for a database created for this test run (dropped afterwards)."""
+    admin = os.environ.get("SIDETRAIL_TEST_PG_DSN", DEFAULT_ADMIN_DSN)
+    name = f"sidetrail_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        _admin(f'CREATE DATABASE "{name}"', admin)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        reason = f"PostgreSQL not reachable at {admin}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    base, _, _ = admin.rpartition("/")
+    yield f"{base}/{name}"
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin)
+
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[ThreadedCollector]:
-    server = ThreadedCollector(tmp_path)
+def pg_storage(pg_dsn: str) -> dict[str, Any]:
+    """Storage settings for a fresh schema in the run's database."""
+    return {"backend": "postgres", "dsn": pg_dsn, "schema": f"t_{secrets.token_hex(6)}", "pool_min": 1, "pool_max": 4}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Storage settings for each backend in turn."""
+    if request.param == "sqlite":
+        return {"backend": "sqlite", "path": str(tmp_path / "audit.db")}
+    return request.getfixturevalue("pg_storage")
+
+
+@pytest.fixture
+def collector(tmp_path: Path, backend: dict[str, Any]) -> Iterator[ThreadedCollector]:
+    server = ThreadedCollector(tmp_path, storage=backend)
     try:
         yield server
     finally:

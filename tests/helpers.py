@@ -81,6 +81,7 @@ class ThreadedCollector:
 
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         document = {"listen": "127.0.0.1:0", "storage": {"path": str(tmp_path / "audit.db")}, **overrides}
+        self.storage_config = document["storage"]
         self.config = load_mapping(CollectorConfig, document)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

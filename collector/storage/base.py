@@ -12,6 +12,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+# Stored columns, in the order both backends select them (``seq`` first: the database assigns it).
+EVENT_COLUMNS = (
+    "seq",
+    "tenant_id",
+    "id",
+    "created_at",
+    "received_at",
+    "action",
+    "outcome",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "actor_email",
+    "resource_type",
+    "resource_id",
+    "method",
+    "path",
+    "status_code",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "source",
+    "metadata",
+)
+
 # Columns an exact-match filter may name, with the Python type of their values.
 FILTER_COLUMNS: dict[str, type] = {
     "action": str,

@@ -29,6 +29,7 @@ import orjson
 
 from collector.config import SqliteStorageConfig
 from collector.storage.base import (
+    EVENT_COLUMNS,
     FILTER_COLUMNS,
     ApiKeyRecord,
     EventQuery,
@@ -36,8 +37,8 @@ from collector.storage.base import (
     StorageUnavailable,
     WriterQueueFull,
 )
-from collector.storage.sqlite_schema import EVENT_COLUMNS, migrate
-from collector.storage.streams import StreamKey, track_gaps
+from collector.storage.sqlite_schema import migrate
+from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
 
 log = logging.getLogger("sidetrail.collector.storage")
 
@@ -112,7 +113,7 @@ class SqliteStorage:
 
     async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
         def insert(conn: sqlite3.Connection) -> InsertResult:
-            gaps = track_gaps(events, _SqliteStreams(conn))  # may annotate events: encode after
+            gaps = _track_gaps(conn, events)  # may annotate events: encode after
             rows = [_to_row(event) for event in events]
             before = conn.total_changes
             conn.executemany(_INSERT_SQL, rows)
@@ -269,27 +270,25 @@ class SqliteStorage:
         return conn
 
 
-class _SqliteStreams:
-    """Stream positions in the ``source_streams`` table, read and written inside the write transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def load(self, key: StreamKey) -> tuple[int, int] | None:
-        row = self.conn.execute(
+def _track_gaps(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> GapStats:
+    """Gap detection against the ``source_streams`` table, inside the write transaction."""
+    known: dict[StreamKey, tuple[int, int]] = {}
+    for key in stream_keys(events):
+        row = conn.execute(
             "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? "
             "AND stream = ?",
             key,
         ).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def store(self, key: StreamKey, last_seq: int, last_end: int) -> None:
-        self.conn.execute(
-            "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq = excluded.last_seq, "
-            "last_end = excluded.last_end",
-            (*key, last_seq, last_end),
-        )
+        if row:
+            known[key] = (row[0], row[1])
+    stats, updates = track_gaps(events, known)
+    conn.executemany(
+        "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq = excluded.last_seq, "
+        "last_end = excluded.last_end",
+        [(*key, seq, end) for key, (seq, end) in updates.items()],
+    )
+    return stats
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -12,31 +12,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from collector.storage.base import EVENT_COLUMNS  # noqa: F401 - re-exported for the SQLite backend
 from core.event import now_ms
-
-EVENT_COLUMNS = (
-    "seq",
-    "tenant_id",
-    "id",
-    "created_at",
-    "received_at",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor_name",
-    "actor_type",
-    "actor_email",
-    "resource_type",
-    "resource_id",
-    "method",
-    "path",
-    "status_code",
-    "client_ip",
-    "user_agent",
-    "request_id",
-    "source",
-    "metadata",
-)
 
 
 def _v1_initial(db: sqlite_utils.Database) -> None:

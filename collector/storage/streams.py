@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 StreamKey = tuple[str, str, str, str]
 
@@ -24,14 +24,6 @@ class GapStats:
     gaps: int = 0
     missing_events: int = 0
     missing_bytes: int = 0
-
-
-class StreamState(Protocol):
-    """Where the last position of each stream is kept (a table in the same transaction)."""
-
-    def load(self, key: StreamKey) -> tuple[int, int] | None: ...
-
-    def store(self, key: StreamKey, last_seq: int, last_end: int) -> None: ...
 
 
 def _position(event: dict[str, Any]) -> tuple[StreamKey, int, int, int] | None:
@@ -45,8 +37,16 @@ def _position(event: dict[str, Any]) -> tuple[StreamKey, int, int, int] | None:
     return key, seq, byte_range[0], byte_range[1]
 
 
-def track_gaps(events: list[dict[str, Any]], state: StreamState) -> GapStats:
-    """Annotate events that follow a gap; advance each stream's stored position."""
+def stream_keys(events: list[dict[str, Any]]) -> set[StreamKey]:
+    """The streams a batch touches (their last positions must be loaded before :func:`track_gaps`)."""
+    return {position[0] for event in events if (position := _position(event)) is not None}
+
+
+def track_gaps(
+    events: list[dict[str, Any]], known: dict[StreamKey, tuple[int, int]]
+) -> tuple[GapStats, dict[StreamKey, tuple[int, int]]]:
+    """Annotate events that follow a gap. ``known`` holds each stream's stored (last seq, last end);
+    returns the stats and the new positions to store."""
     stats = GapStats()
     by_stream: dict[StreamKey, list[tuple[int, int, int, dict[str, Any]]]] = defaultdict(list)
     for event in events:
@@ -54,8 +54,9 @@ def track_gaps(events: list[dict[str, Any]], state: StreamState) -> GapStats:
         if position is not None:
             key, seq, start, end = position
             by_stream[key].append((seq, start, end, event))
+    updates: dict[StreamKey, tuple[int, int]] = {}
     for key, items in by_stream.items():
-        last = state.load(key)
+        last = known.get(key)
         items.sort(key=lambda item: item[0])
         for seq, start, end, event in items:
             if last is not None:
@@ -69,6 +70,6 @@ def track_gaps(events: list[dict[str, Any]], state: StreamState) -> GapStats:
                     stats.missing_events += missing_events
                     stats.missing_bytes += missing_bytes
             last = (seq, end)
-        if last is not None:
-            state.store(key, *last)
-    return stats
+        if last is not None and last != known.get(key):
+            updates[key] = last
+    return stats, updates

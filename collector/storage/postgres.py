@@ -1,0 +1,322 @@
+"""PostgreSQL backend: group commit on one writer connection, reads from an asyncpg pool.
+
+Write path (the same contract as SQLite): requests enqueue; one writer task takes every request waiting
+and stores them all in one transaction - per request, its rows are COPYed into a temporary staging
+table and moved with ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (whose row count tells new from
+duplicate) - then commits, and only then answers each request. Gap detection locks the streams it
+touches (``FOR UPDATE``), so several collectors on one database keep each stream's position straight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from collector.config import PostgresStorageConfig
+from collector.storage.base import (
+    EVENT_COLUMNS,
+    FILTER_COLUMNS,
+    ApiKeyRecord,
+    EventQuery,
+    InsertResult,
+    StorageUnavailable,
+    WriterQueueFull,
+)
+from collector.storage.postgres_schema import ensure_partitions, migrate
+from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
+
+log = logging.getLogger("sidetrail.collector.storage")
+
+R = TypeVar("R")
+_INSERT_COLUMNS = EVENT_COLUMNS[1:]
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS staging (job integer, tenant_id text, id uuid, created_at bigint, "
+    "received_at bigint, action text, outcome text, actor_id text, actor_name text, actor_type text, "
+    "actor_email text, resource_type text, resource_id text, method text, path text, status_code integer, "
+    "client_ip text, user_agent text, request_id text, source jsonb, metadata jsonb) ON COMMIT DELETE ROWS"
+)
+_MOVE = (
+    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "
+    "WHERE job = $1 ON CONFLICT DO NOTHING"
+)
+_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at"
+_UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
+_job_numbers = itertools.count()
+
+Job = Callable[[asyncpg.Connection], Awaitable[Any]]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb's binary form is a version byte (1) and the JSON text; binary is also what COPY needs.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + orjson.dumps(value),
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+class PostgresStorage:
+    def __init__(self, config: PostgresStorageConfig, queue_max_events: int = 200_000) -> None:
+        self.config = config
+        self.queue_max_events = queue_max_events
+        self._queued_events = 0
+        self._pool: asyncpg.Pool | None = None
+        self._jobs: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            conn = await asyncpg.connect(self.config.dsn, timeout=10)
+            try:
+                await migrate_in_schema(conn, self.config.schema)
+                await ensure_partitions(conn, self.config.partition_months_ahead)
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self.config.dsn,
+                min_size=self.config.pool_min,
+                max_size=self.config.pool_max,
+                init=_init_connection,
+                server_settings={"search_path": self.config.schema},
+                timeout=10,
+            )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"cannot open PostgreSQL: {exc}") from exc
+        self._writer = asyncio.create_task(self._writer_main(), name="postgres-writer")
+        self._maintenance = asyncio.create_task(self._partitions_daily(), name="postgres-partitions")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(TimeoutError):  # let queued writes finish
+            await asyncio.wait_for(self._jobs.join(), 10)
+        for task in (self._writer, self._maintenance):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _partitions_daily(self) -> None:
+        while True:
+            await asyncio.sleep(86400)
+            with contextlib.suppress(*_UNAVAILABLE):
+                async with self._acquire() as conn:
+                    await ensure_partitions(conn, self.config.partition_months_ahead)
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
+        async def insert(conn: asyncpg.Connection) -> InsertResult:
+            gaps = await _track_gaps(conn, events)
+            job = next(_job_numbers)
+            await conn.copy_records_to_table(
+                "staging", records=[(job, *_to_row(e)) for e in events], columns=["job", *_INSERT_COLUMNS]
+            )
+            status = await conn.execute(_MOVE, job)
+            accepted = int(status.rsplit(" ", 1)[1])
+            return InsertResult(accepted, len(events) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
+
+        return await self._write(insert, weight=len(events))
+
+    async def create_key(self, record: ApiKeyRecord) -> None:
+        values = (
+            record.key_id,
+            record.tenant_id,
+            record.scope,
+            record.name,
+            record.secret_hash,
+            record.created_at,
+            record.revoked_at,
+        )
+        await self._write(
+            lambda conn: conn.execute(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7)", *values)
+        )
+
+    async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
+        async def revoke(conn: asyncpg.Connection) -> bool:
+            status = await conn.execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", revoked_at, key_id
+            )
+            return status == "UPDATE 1"
+
+        return await self._write(revoke)
+
+    async def get_secret(self, name: str) -> bytes:
+        async def get_or_create(conn: asyncpg.Connection) -> bytes:
+            await conn.execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                name,
+                secrets.token_bytes(32),
+            )
+            return bytes(await conn.fetchval("SELECT value FROM secrets WHERE name = $1", name))
+
+        return await self._write(get_or_create)
+
+    def queue_depth(self) -> int:
+        return self._queued_events
+
+    async def _write(self, fn: Job, weight: int = 0) -> Any:
+        if self._closed or self._writer is None:
+            raise StorageUnavailable("storage is closed")
+        if weight and self._queued_events + weight > self.queue_max_events:
+            raise WriterQueueFull(f"writer queue holds {self._queued_events} events")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued_events += weight
+        self._jobs.put_nowait((fn, future))
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._queued_events -= weight
+
+    async def _writer_main(self) -> None:
+        while True:
+            batch = [await self._jobs.get()]
+            while not self._jobs.empty():  # group commit: everything waiting joins this transaction
+                batch.append(self._jobs.get_nowait())
+            try:
+                async with self._acquire() as conn:
+                    await conn.execute(_STAGING)
+                    async with conn.transaction():
+                        results = [await fn(conn) for fn, _ in batch]
+            except Exception as exc:  # every waiting request gets an answer; the writer lives on
+                log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
+                error = StorageUnavailable(f"database write failed: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            finally:
+                for _ in batch:
+                    self._jobs.task_done()
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self):  # type: ignore[no-untyped-def]
+        if self._pool is None:
+            raise StorageUnavailable("storage is not started")
+        async with self._pool.acquire(timeout=10) as conn:
+            yield conn
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
+        if self._closed:
+            raise StorageUnavailable("storage is closed")
+        try:
+            async with self._acquire() as conn:
+                return await fn(conn)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database read failed: {exc}") from exc
+
+    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        sql, params = _build_query(query)
+        rows = await self._read(lambda conn: conn.fetch(sql, *params))
+        return [_from_row(row) for row in rows]
+
+    async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
+        sql = f"{_SELECT_EVENTS} WHERE tenant_id = $1 AND id = $2::uuid"
+        row = await self._read(lambda conn: conn.fetchrow(sql, tenant_id, event_id))
+        return _from_row(row) if row else None
+
+    async def find_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = await self._read(
+            lambda conn: conn.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
+        )
+        return ApiKeyRecord(*row) if row else None
+
+    async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        sql = (
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR tenant_id = $1) "
+            "ORDER BY created_at, key_id"
+        )
+        rows = await self._read(lambda conn: conn.fetch(sql, tenant_id))
+        return [ApiKeyRecord(*row) for row in rows]
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.fetchval("SELECT 1"))
+
+
+async def migrate_in_schema(conn: asyncpg.Connection, schema: str) -> None:
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    await conn.execute(f'SET search_path TO "{schema}"')
+    await migrate(conn, schema)
+
+
+async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> GapStats:
+    keys = sorted(stream_keys(events))  # a fixed lock order: no deadlock between collectors
+    known: dict[StreamKey, tuple[int, int]] = {}
+    for key in keys:
+        row = await conn.fetchrow(
+            "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = $1 AND agent_id = $2 AND source = $3 "
+            "AND stream = $4 FOR UPDATE",
+            *key,
+        )
+        if row:
+            known[key] = (row[0], row[1])
+    stats, updates = track_gaps(events, known)
+    if updates:
+        await conn.executemany(
+            "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, agent_id, source, stream) DO UPDATE "
+            "SET last_seq = excluded.last_seq, last_end = excluded.last_end",
+            [(*key, seq, end) for key, (seq, end) in updates.items()],
+        )
+    return stats
+
+
+def _to_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(event.get(name) for name in _INSERT_COLUMNS)
+
+
+def _from_row(row: asyncpg.Record) -> dict[str, Any]:
+    event = dict(zip(EVENT_COLUMNS, row, strict=True))
+    event["id"] = str(event["id"])
+    return event
+
+
+def _build_query(query: EventQuery) -> tuple[str, list[Any]]:
+    params: list[Any] = [query.tenant_id]
+    clauses = ["tenant_id = $1"]
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    for column, value in query.filters.items():
+        if column not in FILTER_COLUMNS:  # names come from a whitelist, never from the request
+            raise ValueError(f"not a filter column: {column}")
+        clauses.append(f"{column} = {param(value)}")
+    if query.from_ms is not None:
+        clauses.append(f"created_at >= {param(query.from_ms)}")
+    if query.to_ms is not None:
+        clauses.append(f"created_at < {param(query.to_ms)}")
+    direction = "DESC" if query.order == "desc" else "ASC"
+    if query.after is not None:
+        created_at, event_id = query.after
+        operator = "<" if query.order == "desc" else ">"
+        clauses.append(f"(created_at, id) {operator} ({param(created_at)}, {param(event_id)}::uuid)")
+    limit = param(query.limit)
+    sql = (
+        f"{_SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction} LIMIT {limit}"
+    )
+    return sql, params

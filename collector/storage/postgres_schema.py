@@ -1,0 +1,132 @@
+"""PostgreSQL schema: versioned migrations run once under an advisory lock, and monthly partitions.
+
+``events`` is partitioned by ``created_at`` (epoch milliseconds) into monthly partitions created ahead of
+time, plus a default partition so an event outside them is never refused. Its primary key
+``(tenant_id, created_at, id)`` both deduplicates (a partitioned table's unique keys must contain the
+partition key; an id resent for the same line always carries the same ``created_at``) and serves every
+time-ordered page of a tenant. ``seq`` comes from one sequence shared by all collectors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE SEQUENCE events_seq;
+        CREATE TABLE events (
+            seq bigint NOT NULL DEFAULT nextval('events_seq'),
+            tenant_id text NOT NULL,
+            id uuid NOT NULL,
+            created_at bigint NOT NULL,
+            received_at bigint NOT NULL,
+            action text NOT NULL,
+            outcome text,
+            actor_id text,
+            actor_name text,
+            actor_type text,
+            actor_email text,
+            resource_type text,
+            resource_id text,
+            method text,
+            path text,
+            status_code integer,
+            client_ip text,
+            user_agent text,
+            request_id text,
+            source jsonb NOT NULL,
+            metadata jsonb NOT NULL,
+            PRIMARY KEY (tenant_id, created_at, id)
+        ) PARTITION BY RANGE (created_at);
+        CREATE TABLE events_default PARTITION OF events DEFAULT;
+        CREATE INDEX events_tenant_id ON events (tenant_id, id);
+        CREATE TABLE api_keys (
+            key_id text PRIMARY KEY,
+            tenant_id text NOT NULL,
+            scope text NOT NULL,
+            name text NOT NULL,
+            secret_hash text NOT NULL,
+            created_at bigint NOT NULL,
+            revoked_at bigint
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
+        CREATE TABLE secrets (name text PRIMARY KEY, value bytea NOT NULL);
+        CREATE TABLE source_streams (
+            tenant_id text NOT NULL,
+            agent_id text NOT NULL,
+            source text NOT NULL,
+            stream text NOT NULL,
+            last_seq bigint NOT NULL,
+            last_end bigint NOT NULL,
+            PRIMARY KEY (tenant_id, agent_id, source, stream)
+        );
+        CREATE TABLE retention_runs (
+            id bigserial PRIMARY KEY,
+            ran_at bigint NOT NULL,
+            tenant_id text,
+            cutoff bigint NOT NULL,
+            deleted bigint NOT NULL,
+            partitions_dropped text[] NOT NULL DEFAULT '{}'
+        );
+        """,
+    ),
+)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> int:
+    """Apply pending migrations, once, even when several collectors start together."""
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    async with conn.transaction():
+        # Transaction-scoped: released at commit, so a crashed starter never leaves it held.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"sidetrail-migrations:{schema}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)"
+        )
+        applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version not in applied:
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2)", version, int(datetime.now(UTC).timestamp() * 1000)
+                )
+    return MIGRATIONS[-1][0]
+
+
+def month_start(year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def next_month(year: int, month: int) -> tuple[int, int]:
+    return (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+async def ensure_partitions(conn: asyncpg.Connection, months_ahead: int, months_back: int = 1) -> list[str]:
+    """Create monthly partitions from ``months_back`` before now to ``months_ahead`` after; return new ones.
+
+    A month whose rows already sit in the default partition cannot be attached; it is skipped (those rows
+    stay where they are, and are found all the same).
+    """
+    now = datetime.now(UTC)
+    year, month = now.year, now.month
+    for _ in range(months_back):
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    created = []
+    for _ in range(months_back + months_ahead + 1):
+        name = f"events_{year:04d}{month:02d}"
+        following = next_month(year, month)
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+        if not exists:
+            try:
+                await conn.execute(
+                    f"CREATE TABLE {name} PARTITION OF events FOR VALUES FROM ({month_start(year, month)}) "
+                    f"TO ({month_start(*following)})"
+                )
+                created.append(name)
+            except (asyncpg.CheckViolationError, asyncpg.DuplicateTableError, asyncpg.InvalidObjectDefinitionError):
+                pass  # rows for that month are in the default partition, or another collector made it
+        year, month = following
+    return created
