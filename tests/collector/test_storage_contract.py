@@ -21,7 +21,7 @@ BASE = 1795323600000
 def stored_event(n: int, tenant: str = "acme", ms: int | None = None) -> dict[str, Any]:
     at = BASE + n if ms is None else ms
     raw = {
-        "id": make_event_id(at, b"%d" % n),
+        "id": make_event_id(at, f"{tenant}-{n}".encode()),
         "created_at": "2026-11-22T05:00:00.000Z",
         "action": "a",
     }
