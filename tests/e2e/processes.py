@@ -9,20 +9,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from tests.helpers import BIN, free_port, request, run_cli, wait_until
 
 
 class CollectorProcess:
     """``sidetrail-collector serve`` on a SQLite file under ``root``; keys are created with the CLI."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, storage: dict[str, Any] | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = root / "audit.db"
         self.config = root / "collector.yaml"
-        self.config.write_text(f"listen: 127.0.0.1:{self.port}\nstorage: {{backend: sqlite, path: {self.db}}}\n")
+        settings = storage or {"backend": "sqlite", "path": str(self.db)}
+        self.config.write_text(f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(settings).decode()}\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def key(self, tenant: str, scope: str) -> str:
