@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -13,9 +15,10 @@ from collector.api.errors import Handler, error_middleware
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
 from collector.metrics import CollectorMetrics
-from collector.storage.base import Storage
+from collector.storage.base import RetentionRun, Storage, StorageUnavailable
 from collector.storage.postgres import PostgresStorage
 from collector.storage.sqlite import SqliteStorage
+from core.event import format_ms, now_ms
 
 log = logging.getLogger("sidetrail.collector")
 
@@ -39,6 +42,34 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
+async def run_retention(storage: Storage, config: CollectorConfig) -> list[RetentionRun]:
+    """One expiry pass with the configured retention (``retention: null`` keeps events forever)."""
+    now = now_ms()
+    default = None if config.retention is None else now - int(config.retention * 1000)
+    overrides = {tenant: now - int(period * 1000) for tenant, period in config.tenant_retention.items()}
+    runs = await storage.expire(default, overrides)
+    for run in runs:
+        log.info(
+            "retention: removed %d events of %s created before %s%s",
+            run.deleted,
+            run.tenant_id or "every tenant",
+            format_ms(run.cutoff),
+            f" (dropped {', '.join(run.partitions_dropped)})" if run.partitions_dropped else "",
+        )
+    return runs
+
+
+async def _retention_loop(app: web.Application) -> None:
+    config, storage = app[CONFIG], app[STORAGE]
+    await asyncio.sleep(min(60.0, config.retention_interval))  # let startup and first ingest settle
+    while True:
+        try:
+            await run_retention(storage, config)
+        except StorageUnavailable as exc:
+            log.warning("retention skipped: %s", exc)
+        await asyncio.sleep(config.retention_interval)
+
+
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     storage = app[STORAGE]
     await storage.start()
@@ -46,7 +77,11 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
     log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
+    retention = asyncio.create_task(_retention_loop(app), name="retention")
     yield
+    retention.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await retention
     await storage.close()
 
 

@@ -73,6 +73,9 @@ class CollectorConfig:
     listen: str = "127.0.0.1:8680"
     storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    retention: Duration | None = 400 * 86400.0
+    tenant_retention: dict[str, Duration] = field(default_factory=dict)
+    retention_interval: Duration = 3600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

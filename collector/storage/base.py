@@ -76,6 +76,17 @@ class InsertResult:
 
 
 @dataclass(frozen=True)
+class RetentionRun:
+    """One expiry, recorded in the database so that expiry can be told apart from tampering."""
+
+    ran_at: int
+    tenant_id: str | None  # None: a whole partition, every tenant
+    cutoff: int  # events created before this (epoch ms) were removed
+    deleted: int
+    partitions_dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EventQuery:
     """One page of a tenant's events in ``(created_at, id)`` order.
 
@@ -141,6 +152,12 @@ class Storage(Protocol):
 
     async def get_secret(self, name: str) -> bytes:
         """Return a named server secret, creating it once (shared by collectors on one database)."""
+
+    async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
+        """Remove events created before their tenant's cutoff, without stalling ingest; record each run."""
+
+    async def retention_runs(self) -> list[RetentionRun]:
+        """Every recorded expiry, oldest first."""
 
     async def ping(self) -> None:
         """Raise :class:`StorageUnavailable` unless the database answers."""

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -27,11 +28,13 @@ from collector.storage.base import (
     ApiKeyRecord,
     EventQuery,
     InsertResult,
+    RetentionRun,
     StorageUnavailable,
     WriterQueueFull,
 )
 from collector.storage.postgres_schema import ensure_partitions, migrate
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
+from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
 
@@ -255,11 +258,91 @@ class PostgresStorage:
     async def ping(self) -> None:
         await self._read(lambda conn: conn.fetchval("SELECT 1"))
 
+    async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
+        """Drop whole monthly partitions that every tenant's retention has passed, then delete what
+        remains past a tenant's cutoff (shorter overrides, the default partition) in small chunks."""
+        runs: list[RetentionRun] = []
+        cutoffs = [default_cutoff, *tenant_cutoffs.values()]
+        drop_before = None if None in cutoffs else min(c for c in cutoffs if c is not None)
+        try:
+            async with self._acquire() as conn:
+                for name, upper in await _partitions(conn, self.config.schema):
+                    if drop_before is None or upper is None or upper > drop_before:
+                        continue
+                    async with conn.transaction():
+                        count = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
+                        await conn.execute(f'DROP TABLE "{name}"')
+                        run = RetentionRun(now_ms(), None, drop_before, count, (name,))
+                        await _record_run(conn, run)
+                    runs.append(run)
+                tenants = [r[0] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM events")]
+                for tenant in tenants:
+                    cutoff = tenant_cutoffs.get(tenant, default_cutoff)
+                    if cutoff is None:
+                        continue
+                    deleted = 0
+                    while True:
+                        status = await conn.execute(
+                            "DELETE FROM events WHERE (tenant_id, created_at, id) IN (SELECT tenant_id, created_at, "
+                            "id FROM events WHERE tenant_id = $1 AND created_at < $2 LIMIT 5000)",
+                            tenant,
+                            cutoff,
+                        )
+                        chunk = int(status.rsplit(" ", 1)[1])
+                        deleted += chunk
+                        if chunk < 5000:
+                            break
+                    if deleted:
+                        run = RetentionRun(now_ms(), tenant, cutoff, deleted)
+                        await _record_run(conn, run)
+                        runs.append(run)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"retention failed: {exc}") from exc
+        return runs
+
+    async def retention_runs(self) -> list[RetentionRun]:
+        rows = await self._read(
+            lambda conn: conn.fetch(
+                "SELECT ran_at, tenant_id, cutoff, deleted, partitions_dropped FROM retention_runs ORDER BY id"
+            )
+        )
+        return [RetentionRun(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+
 
 async def migrate_in_schema(conn: asyncpg.Connection, schema: str) -> None:
     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     await conn.execute(f'SET search_path TO "{schema}"')
     await migrate(conn, schema)
+
+
+_BOUND = re.compile(r"FROM \('?(-?\d+)'?\) TO \('?(-?\d+)'?\)")
+
+
+async def _partitions(conn: asyncpg.Connection, schema: str) -> list[tuple[str, int | None]]:
+    """Every partition of ``events`` with its upper bound (``None`` for the default partition)."""
+    rows = await conn.fetch(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+        "JOIN pg_namespace n ON n.oid = p.relnamespace WHERE p.relname = 'events' AND n.nspname = $1",
+        schema,
+    )
+    found = []
+    for name, bound in rows:
+        match = _BOUND.search(bound or "")
+        found.append((name, int(match.group(2)) if match else None))
+    return found
+
+
+async def _record_run(conn: asyncpg.Connection, run: RetentionRun) -> None:
+    await conn.execute(
+        "INSERT INTO retention_runs (ran_at, tenant_id, cutoff, deleted, partitions_dropped) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        run.ran_at,
+        run.tenant_id,
+        run.cutoff,
+        run.deleted,
+        list(run.partitions_dropped),
+    )
 
 
 async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> GapStats:

@@ -34,11 +34,13 @@ from collector.storage.base import (
     ApiKeyRecord,
     EventQuery,
     InsertResult,
+    RetentionRun,
     StorageUnavailable,
     WriterQueueFull,
 )
 from collector.storage.sqlite_schema import migrate
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
+from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
 
@@ -242,6 +244,42 @@ class SqliteStorage:
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
+        """Delete per tenant in chunks of ``RETENTION_CHUNK`` rows, each its own writer job, so ingest
+        requests queue between chunks instead of waiting for the whole expiry."""
+        tenants = await self._read(lambda conn: [r[0] for r in conn.execute("SELECT DISTINCT tenant_id FROM events")])
+        runs = []
+        for tenant in tenants:
+            cutoff = tenant_cutoffs.get(tenant, default_cutoff)
+            if cutoff is None:
+                continue
+            deleted = 0
+            while True:
+                chunk = await self._write(lambda conn, t=tenant, c=cutoff: _delete_chunk(conn, t, c))
+                deleted += chunk
+                if chunk < RETENTION_CHUNK:
+                    break
+            if not deleted:
+                continue
+            run = RetentionRun(now_ms(), tenant, cutoff, deleted)
+            await self._write(
+                lambda conn, r=run: conn.execute(
+                    "INSERT INTO retention_runs (ran_at, tenant_id, cutoff, deleted, partitions_dropped) "
+                    "VALUES (?, ?, ?, ?, '')",
+                    (r.ran_at, r.tenant_id, r.cutoff, r.deleted),
+                )
+            )
+            runs.append(run)
+        return runs
+
+    async def retention_runs(self) -> list[RetentionRun]:
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT ran_at, tenant_id, cutoff, deleted, partitions_dropped FROM retention_runs ORDER BY id"
+            ).fetchall()
+        )
+        return [RetentionRun(r[0], r[1], r[2], r[3], tuple(p for p in (r[4] or "").split(",") if p)) for r in rows]
+
     async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         if self._closed or self._readers is None:
             raise StorageUnavailable("storage is closed")
@@ -289,6 +327,17 @@ def _track_gaps(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> GapSt
         [(*key, seq, end) for key, (seq, end) in updates.items()],
     )
     return stats
+
+
+RETENTION_CHUNK = 5000
+
+
+def _delete_chunk(conn: sqlite3.Connection, tenant_id: str, cutoff: int) -> int:
+    cursor = conn.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE tenant_id = ? AND created_at < ? LIMIT ?)",
+        (tenant_id, cutoff, RETENTION_CHUNK),
+    )
+    return cursor.rowcount
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -74,9 +74,18 @@ def _v2_source_streams(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3_retention_runs(db: sqlite_utils.Database) -> None:
+    db.table("retention_runs").create(
+        {"id": int, "ran_at": int, "tenant_id": str, "cutoff": int, "deleted": int, "partitions_dropped": str},
+        pk="id",
+        not_null={"ran_at", "cutoff", "deleted"},
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
+    (3, _v3_retention_runs),
 )
 
 

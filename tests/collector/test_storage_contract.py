@@ -114,3 +114,54 @@ def test_data_survives_a_restart(backend: dict[str, Any]) -> None:
 
     run(backend, write)
     assert run(backend, read) == 10
+
+
+DAY = 86400 * 1000
+
+
+def test_retention_expires_per_tenant_and_records_each_run(backend: dict[str, Any]) -> None:
+    async def body(storage: Storage) -> None:
+        now = BASE
+        old, recent = now - 500 * DAY, now - 10 * DAY
+        await storage.insert_events(
+            [stored_event(n, ms=old + n) for n in range(7)]
+            + [stored_event(n, ms=recent + n) for n in range(100, 103)]
+            + [stored_event(n, tenant="short", ms=recent + n) for n in range(4)]
+            + [stored_event(n, tenant="forever", ms=old + n) for n in range(2)]
+        )
+        runs = await storage.expire(now - 400 * DAY, {"short": now - 5 * DAY, "forever": 0})
+        left = {
+            t: len(await storage.query_events(EventQuery(tenant_id=t, limit=100))) for t in ("acme", "short", "forever")
+        }
+        assert left == {"acme": 3, "short": 0, "forever": 2}
+        removed = {run.tenant_id: run.deleted for run in runs}
+        assert removed == {"acme": 7, "short": 4}
+        assert [(r.tenant_id, r.deleted) for r in await storage.retention_runs()] == [
+            (r.tenant_id, r.deleted) for r in runs
+        ]
+        assert await storage.expire(now - 400 * DAY, {"short": now - 5 * DAY, "forever": 0}) == []
+
+    run(backend, body)
+
+
+def test_postgres_drops_whole_partitions_past_every_retention(pg_storage: dict[str, Any]) -> None:
+    import asyncpg
+
+    from collector.storage.postgres_schema import month_start
+
+    async def body(storage: Storage) -> None:
+        conn = await asyncpg.connect(pg_storage["dsn"], server_settings={"search_path": pg_storage["schema"]})
+        try:  # a partition for January 2020, two months before any retention would keep
+            await conn.execute(
+                f"CREATE TABLE events_202001 PARTITION OF events FOR VALUES FROM ({month_start(2020, 1)}) "
+                f"TO ({month_start(2020, 2)})"
+            )
+        finally:
+            await conn.close()
+        await storage.insert_events([stored_event(n, ms=month_start(2020, 1) + n) for n in range(6)])
+        await storage.insert_events([stored_event(n, ms=BASE + n) for n in range(100, 102)])
+        runs = await storage.expire(BASE - 400 * DAY, {})
+        assert [(r.tenant_id, r.deleted, r.partitions_dropped) for r in runs] == [(None, 6, ("events_202001",))]
+        assert len(await storage.query_events(EventQuery(tenant_id="acme", limit=100))) == 2
+
+    run(pg_storage, body)
