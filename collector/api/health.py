@@ -22,6 +22,8 @@ async def readyz(request: web.Request) -> web.Response:
         await storage.ping()
     except StorageUnavailable as exc:
         raise ApiError(503, "unavailable", f"storage is not reachable: {exc}") from None
+    if storage.write_failing:
+        raise ApiError(503, "unavailable", "storage writes are failing (disk full or database error)")
     capacity = request.app[CONFIG].ingest.queue_max_events
     if storage.queue_depth() >= _SATURATED * capacity:
         raise ApiError(503, "unavailable", "the writer queue is saturated")

@@ -123,6 +123,9 @@ class ApiKeyRecord:
 class Storage(Protocol):
     """What the collector needs from a database. Every method is safe to call from the event loop."""
 
+    write_failing: bool
+    """True while the last write transaction failed; cleared by the next one that commits."""
+
     async def start(self) -> None:
         """Open connections and create or migrate the schema."""
 

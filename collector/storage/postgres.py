@@ -79,6 +79,7 @@ class PostgresStorage:
         self._writer: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._closed = False
+        self.write_failing = False  # the last write transaction failed
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -202,10 +203,12 @@ class PostgresStorage:
             except Exception as exc:  # every waiting request gets an answer; the writer lives on
                 log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
                 error = StorageUnavailable(f"database write failed: {exc}")
+                self.write_failing = True
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
             else:
+                self.write_failing = False
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)

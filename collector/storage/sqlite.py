@@ -14,6 +14,7 @@ beside the writer without blocking it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -85,6 +86,7 @@ class SqliteStorage:
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._closed = False
+        self.write_failing = False  # the last write transaction failed (disk full, I/O error)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -208,12 +210,16 @@ class SqliteStorage:
             for job in batch:
                 results.append((job.fn(conn), None))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # every waiting request gets an answer; the writer thread lives on
             log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             error = StorageUnavailable(f"database write failed: {exc}")
             results = [(None, error)] * len(batch)
+            self.write_failing = True
+        else:
+            self.write_failing = False
         for job, (value, error) in zip(batch, results, strict=True):
             job.loop.call_soon_threadsafe(_settle, job.future, value, error)
 
