@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
+from collector.api.state import CONFIG
 from collector.storage.base import StorageUnavailable, WriterQueueFull
 
 log = logging.getLogger("sidetrail.collector.api")
@@ -83,8 +84,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         return error_response(request_id, exc.status, exc.code, exc.message, exc.headers)
     except WriterQueueFull:
+        retry_after = str(max(1, round(request.app[CONFIG].ingest.retry_after)))
         return error_response(
-            request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": "1"}
+            request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": retry_after}
         )
     except StorageUnavailable as exc:
         return error_response(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})
