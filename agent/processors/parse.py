@@ -25,7 +25,7 @@ _MONTHS = {
     m: i
     for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)
 }
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # escapes allowed; unrolled so it never backtracks
 _COMMON = r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
 _COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
 _ESCAPE_RE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)")

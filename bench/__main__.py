@@ -1,0 +1,231 @@
+"""``python -m bench``: every benchmark, each printed next to its ceiling measured in the same run.
+
+    python -m bench            # the full run (1M lines, 60 s end to end, 10 min idle): about 20 minutes
+    python -m bench --quick    # a smoke run (CI runs it to check it works, never its speed)
+
+Results are printed as a table and written to ``bench/results/<UTC time>.json``. Load is generated
+only against 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.agent import bench_agent
+from bench.collector import bench_collector
+from bench.e2e import bench_e2e
+
+REPO = Path(__file__).resolve().parent.parent
+GENERATOR = REPO.parent / "shared" / "bench" / "gen_access_log.py"
+FLUENT_BIT = {"lines_per_s": 125_000, "cpu_s_per_1m_lines": 7.5, "peak_rss_mib": 31}
+
+
+def generate(workdir: Path, lines: int, generator: Path) -> tuple[Path, dict[str, Any]]:
+    if not generator.exists():
+        sys.exit(f"bench: the workload generator is not at {generator} (pass --generator PATH)")
+    out, stats = workdir / "access.log", workdir / "stats.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(generator),
+            "--lines",
+            str(lines),
+            "--seed",
+            "42",
+            "--out",
+            str(out),
+            "--stats",
+            str(stats),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out, json.loads(stats.read_text())
+
+
+def postgres_dsn(requested: str | None) -> str | None:
+    import asyncpg
+
+    dsn = requested or os.environ.get("SIDETRAIL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"bench: PostgreSQL not reachable ({exc}); its rows are skipped", file=sys.stderr)
+        return None
+    return dsn
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(measure, value, ceiling in the same run or reference, ratio, goal and verdict)."""
+    out: list[tuple[str, str, str, str, str]] = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    agent = results.get("agent")
+    if agent:
+        sink, coll = agent["agent_to_sink"], agent["agent_to_collector"]
+        floor_read, floor_regex = agent["floor_read"]["lines_per_s"], agent["floor_regex"]["lines_per_s"]
+        out += [
+            ("floor: plain read loop", f"{floor_read:,.0f} lines/s", "", "", ""),
+            ("floor: regex parse every line", f"{floor_regex:,.0f} lines/s", "", "", ""),
+            (
+                "agent -> counting sink",
+                f"{sink['lines_per_s']:,.0f} lines/s",
+                f"Fluent Bit ref {FLUENT_BIT['lines_per_s']:,}",
+                f"{sink['lines_per_s'] / FLUENT_BIT['lines_per_s']:.2f}x "
+                f"({sink['lines_per_s'] / floor_regex:.2f}x regex floor)",
+                f">= 2x: {verdict(sink['lines_per_s'] >= 2 * FLUENT_BIT['lines_per_s'])}",
+            ),
+            (
+                "agent CPU per 1M lines",
+                f"{sink['cpu_s_per_1m_lines']:.2f} s",
+                f"Fluent Bit ref {FLUENT_BIT['cpu_s_per_1m_lines']}",
+                f"{sink['cpu_s_per_1m_lines'] / FLUENT_BIT['cpu_s_per_1m_lines']:.2f}x",
+                f"<= 0.5x: {verdict(sink['cpu_s_per_1m_lines'] <= 0.5 * FLUENT_BIT['cpu_s_per_1m_lines'])}",
+            ),
+            (
+                "agent peak RSS",
+                f"{sink['peak_rss_mib']:.1f} MiB",
+                f"Fluent Bit ref {FLUENT_BIT['peak_rss_mib']}",
+                "",
+                f"<= 50 MiB: {verdict(sink['peak_rss_mib'] <= 50)}",
+            ),
+            (
+                "events count check (sink)",
+                f"{sink['events_received']:,}/{sink['events_expected']:,}",
+                "",
+                "",
+                verdict(sink["valid"]),
+            ),
+            (
+                "agent -> collector (SQLite)",
+                f"{coll['lines_per_s']:,.0f} lines/s",
+                "",
+                f"{coll['cpu_s_per_1m_lines']:.2f} CPU-s/1M",
+                f"count {coll['events_received']:,}/{coll['events_expected']:,}: {verdict(coll['valid'])}",
+            ),
+        ]
+    collector = results.get("collector")
+    if collector:
+        for backend, ceiling_name in (("sqlite", "executemany"), ("postgres", "COPY")):
+            if f"{backend}_http" not in collector:
+                continue
+            http, ceiling = collector[f"{backend}_http"], collector[f"{backend}_ceiling"]
+            ratio = collector[f"{backend}_ratio"]
+            out.append(
+                (
+                    f"collector ingest ({backend}, 4 senders)",
+                    f"{http['events_per_s']:,.0f} events/s",
+                    f"{ceiling_name} {ceiling['rows_per_s']:,.0f} rows/s",
+                    f"{ratio:.2f}x",
+                    f">= 0.8x: {verdict(ratio >= 0.8)}",
+                )
+            )
+            out.append((f"collector RSS ({backend} ingest)", f"{http['collector_peak_rss_mib']:.1f} MiB", "", "", ""))
+    e2e = results.get("e2e")
+    if e2e:
+        latency = e2e["latency_ms"]
+        out += [
+            (
+                "end to end @1000 lines/s",
+                f"p50 {latency['p50']:.0f} / p99 {latency['p99']:.0f} / max {latency['max']:.0f} ms",
+                "max_wait 200 ms",
+                "",
+                f"p99 <= 500 ms: {verdict(latency['p99'] <= 500)}; seen {latency['seen']}/{latency['lines']}",
+            ),
+            (
+                "agent idle",
+                f"{e2e['idle']['cpu_percent']:.2f}% CPU",
+                f"RSS {e2e['idle']['rss_start_mib']:.1f} -> {e2e['idle']['rss_end_mib']:.1f} MiB",
+                f"over {e2e['idle']['seconds']:.0f} s",
+                f"< 1%: {verdict(e2e['idle']['cpu_percent'] < 1)}",
+            ),
+            (
+                "agent @1000 lines/s",
+                f"{e2e['loaded']['cpu_percent']:.1f}% CPU",
+                f"RSS {e2e['loaded']['rss_mib']:.1f} MiB",
+                "",
+                "",
+            ),
+        ]
+    return out
+
+
+def print_table(table: list[tuple[str, str, str, str, str]]) -> None:
+    headers = ("measure", "value", "ceiling / reference", "ratio", "goal")
+    widths = [max(len(str(row[i])) for row in [headers, *table]) for i in range(5)]
+    line = "  ".join("-" * w for w in widths)
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print(line)
+    for row in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", default="agent,collector,e2e", help="comma list of agent, collector, e2e")
+    parser.add_argument("--lines", type=int, help="workload lines (default 1,000,000; quick 20,000)")
+    parser.add_argument("--ingest-events", type=int, help="events for the ingest benchmark (default 200,000)")
+    parser.add_argument("--e2e-seconds", type=float, help="end-to-end load duration (default 60)")
+    parser.add_argument("--idle-seconds", type=float, help="idle footprint duration (default 600)")
+    parser.add_argument("--pg-dsn", help="PostgreSQL for the ingest benchmark (default: the local server)")
+    parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_access_log.py")
+    args = parser.parse_args()
+    quick = args.quick
+    lines = args.lines or (20_000 if quick else 1_000_000)
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "quick": quick,
+        "lines": lines,
+    }
+    with tempfile.TemporaryDirectory(prefix="sidetrail-bench-") as tmp:
+        workdir = Path(tmp)
+        log_file, stats = generate(workdir, lines, args.generator)
+        results["workload"] = stats
+        if "agent" in only:
+            print(f"bench: agent throughput on {lines:,} lines...", file=sys.stderr)
+            results["agent"] = bench_agent(workdir / "agent", log_file, stats["non_get"])
+        if "collector" in only:
+            count = args.ingest_events or (10_000 if quick else 200_000)
+            count = min(count, stats["non_get"])
+            print(f"bench: collector ingest of {count:,} events...", file=sys.stderr)
+            results["collector"] = bench_collector(workdir / "collector", log_file, count, postgres_dsn(args.pg_dsn))
+        if "e2e" in only:
+            seconds = args.e2e_seconds or (5.0 if quick else 60.0)
+            idle = args.idle_seconds if args.idle_seconds is not None else (2.0 if quick else 600.0)
+            print(f"bench: end to end for {seconds:.0f} s, idle for {idle:.0f} s...", file=sys.stderr)
+            results["e2e"] = bench_e2e(workdir / "e2e", seconds, idle_seconds=idle)
+    table = rows(results)
+    print(f"sidetrail benchmark - {results['date']} - {os.cpu_count()} CPUs, {platform.platform()}")
+    print_table(table)
+    out = (
+        REPO / "bench" / "results" / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}{'-quick' if quick else ''}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**results, "table": table}, indent=2))
+    print(f"\nwritten to {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

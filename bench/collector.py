@@ -1,0 +1,180 @@
+"""Collector ingest: events/s stored and acknowledged through ``POST /v1/ingest`` from several concurrent
+senders (batches of 1,000, gzip, as agents send them), on SQLite and on PostgreSQL - next to the ceiling
+measured in the same run: the same rows inserted directly (``executemany`` in 5,000-row transactions for
+SQLite, ``COPY`` for PostgreSQL) into the same schema with the same indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.client
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.procs import Collector, memory_mib
+from collector.storage.sqlite_schema import migrate
+from core.event import now_ms, validate_event
+
+SENDERS = 4
+BATCH = 1000
+
+
+def build_events(log_file: Path, limit: int) -> list[dict[str, Any]]:
+    """Real events: the agent's own processing of the workload's write lines."""
+    from agent.config import AgentConfig
+    from agent.loading import build_processors
+    from core.config import load_mapping
+
+    config = load_mapping(
+        AgentConfig,
+        {
+            "agent": {"id": "bench"},
+            "sources": {"nginx": {"type": "file", "include": [str(log_file)]}},
+            "exporter": {"endpoint": "http://127.0.0.1:1", "api_key": "k"},
+        },
+    )
+    processor = build_processors(config)["nginx"]
+    events: list[dict[str, Any]] = []
+    with open(log_file, "rb") as handle:
+        offset = 0
+        for raw in handle:
+            if not raw.startswith(b"GET", raw.find(b'"') + 1):
+                result = processor.process(raw.rstrip(b"\n"), str(log_file), "bench", offset, len(events))
+                if result.event is not None:
+                    events.append(result.event)
+                    if len(events) == limit:
+                        break
+            offset += len(raw)
+    return events
+
+
+def _send(args: tuple[int, str, list[bytes]]) -> int:
+    port, key, bodies = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    accepted = 0
+    for body in bodies:
+        while True:
+            conn.request("POST", "/v1/ingest", body=body, headers=headers)
+            response = conn.getresponse()
+            payload = response.read()
+            if response.status == 200:
+                accepted += orjson.loads(payload)["accepted"]
+                break
+            time.sleep(0.05)  # 503: the queue is full, as an agent would, retry
+    conn.close()
+    return accepted
+
+
+def http_ingest(collector: Collector, events: list[dict[str, Any]]) -> dict[str, Any]:
+    bodies = [gzip.compress(orjson.dumps({"events": events[i : i + BATCH]}), 1) for i in range(0, len(events), BATCH)]
+    port = collector.port
+    slices = [(port, collector.ingest_key, bodies[i::SENDERS]) for i in range(SENDERS)]
+    with multiprocessing.get_context("fork").Pool(SENDERS) as pool:
+        started = time.perf_counter()
+        accepted = sum(pool.map(_send, slices))
+        wall = time.perf_counter() - started
+    return {
+        "events": len(events),
+        "accepted": accepted,
+        "events_per_s": len(events) / wall,
+        "collector_peak_rss_mib": memory_mib(collector.proc.pid),
+        "valid": accepted == len(events),
+    }
+
+
+def _rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    received = now_ms()
+    rows = []
+    for event in events:
+        stored = validate_event(event, "bench")
+        stored["received_at"] = received
+        rows.append(stored)
+    return rows
+
+
+def sqlite_ceiling(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    from collector.storage.sqlite import _INSERT_SQL, _to_row
+
+    rows = [_to_row(e) for e in _rows(events)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    migrate(conn)
+    started = time.perf_counter()
+    for i in range(0, len(rows), 5000):
+        conn.execute("BEGIN")
+        conn.executemany(_INSERT_SQL, rows[i : i + 5000])
+        conn.execute("COMMIT")
+    wall = time.perf_counter() - started
+    conn.close()
+    return {"rows_per_s": len(rows) / wall}
+
+
+def postgres_ceiling(dsn: str, schema: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    import asyncpg
+
+    from collector.storage.postgres import _INSERT_COLUMNS, _init_connection, _to_row, migrate_in_schema
+    from collector.storage.postgres_schema import ensure_partitions
+
+    rows = [_to_row(e) for e in _rows(events)]
+
+    async def main() -> float:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate_in_schema(conn, schema)
+            await ensure_partitions(conn, 3)
+            await _init_connection(conn)
+            started = time.perf_counter()
+            for i in range(0, len(rows), 5000):
+                await conn.copy_records_to_table("events", records=rows[i : i + 5000], columns=list(_INSERT_COLUMNS))
+            return time.perf_counter() - started
+        finally:
+            await conn.close()
+
+    return {"rows_per_s": len(rows) / asyncio.run(main())}
+
+
+def bench_collector(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
+    events = build_events(log_file, count)
+    results: dict[str, Any] = {}
+    sqlite_dir = workdir / "ingest-sqlite"
+    collector = Collector(sqlite_dir, {"backend": "sqlite", "path": str(sqlite_dir / "audit.db")})
+    try:
+        results["sqlite_http"] = http_ingest(collector, events)
+    finally:
+        collector.stop()
+    results["sqlite_ceiling"] = sqlite_ceiling(workdir / "ceiling.db", events)
+    results["sqlite_ratio"] = results["sqlite_http"]["events_per_s"] / results["sqlite_ceiling"]["rows_per_s"]
+    if pg_dsn:
+        suffix = str(int(time.time()))
+        collector = Collector(
+            workdir / "ingest-postgres", {"backend": "postgres", "dsn": pg_dsn, "schema": f"bench_http_{suffix}"}
+        )
+        try:
+            results["postgres_http"] = http_ingest(collector, events)
+        finally:
+            collector.stop()
+        results["postgres_ceiling"] = postgres_ceiling(pg_dsn, f"bench_copy_{suffix}", events)
+        results["postgres_ratio"] = results["postgres_http"]["events_per_s"] / results["postgres_ceiling"]["rows_per_s"]
+        _drop_schemas(pg_dsn, [f"bench_http_{suffix}", f"bench_copy_{suffix}"])
+    return results
+
+
+def _drop_schemas(dsn: str, schemas: list[str]) -> None:
+    import asyncpg
+
+    async def main() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
