@@ -24,9 +24,10 @@ rules:
     set: {action: "user.{section}.{verb}", resource_type: "{section}", resource_id: "{child_id}"}
   - name: orders
     match:
-      - /api/v1/orders/{order_id}
-      - /api/v1/orders/{order_id}/items
-      - /api/v1/orders/{order_id}/items/{item_id}
+      path:
+        - /api/v1/orders/{order_id}
+        - /api/v1/orders/{order_id}/items
+        - /api/v1/orders/{order_id}/items/{item_id}
     set: {action: "order.{verb}", resource_type: order, resource_id: "{order_id}"}
   - name: auth
     match: {path: "/api/v1/auth/{operation}"}

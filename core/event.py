@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -95,10 +94,18 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_ms(ms: int) -> str:
     """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits."""
-    moment = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    global _last_second
+    second, millis = divmod(ms, 1000)
+    cached_second, prefix = _last_second  # one tuple: read and written atomically
+    if second != cached_second:
+        prefix = f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
+        _last_second = (second, prefix)
+    return f"{prefix}.{millis:03d}Z"
 
 
 def parse_rfc3339_ms(text: str) -> int:
@@ -126,7 +133,8 @@ def make_event_id(timestamp_ms: int, origin: bytes) -> str:
     rand_a = digest >> 68  # 12 bits
     rand_b = digest & ((1 << 62) - 1)  # 62 bits
     value = ((timestamp_ms & 0xFFFF_FFFF_FFFF) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # str(uuid.UUID(int=value)), without the object
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:

@@ -29,6 +29,8 @@ _PLAIN_FIELDS = (
 )
 # Parsed fields kept in metadata when present (they are not event fields, but are worth keeping).
 _METADATA_FIELDS = ("protocol", "body_bytes", "referer")
+_PLAIN_SET = frozenset(_PLAIN_FIELDS)
+_METADATA_SET = frozenset(_METADATA_FIELDS)
 
 
 @lru_cache(maxsize=4096)
@@ -73,9 +75,18 @@ class EventBuilder:
             "id": make_event_id(created_at, self._origin_prefix + f"{file_key}\0{offset}\0".encode() + line),
             "created_at": format_ms(created_at),
         }
-        metadata: dict[str, Any] = dict(self.enrich)
-        for name in _PLAIN_FIELDS:
-            _put(event, name, fields.get(name))
+        metadata: dict[str, Any] = dict(self.enrich) if self.enrich else {}
+        for name, value in fields.items():  # one pass over what the line had
+            if name in _PLAIN_SET:
+                if value is not None and value != "":
+                    text = value if type(value) is str else str(value)
+                    limit = _STRING_LIMITS.get(name, 512)
+                    event[name] = text if len(text) <= limit else text[:limit]
+            elif name in _METADATA_SET:
+                if value is not None and value != "" and value != "-":
+                    metadata[name] = value
+            elif name.startswith("metadata."):
+                metadata[name[9:]] = value
         method = fields.get("method")
         if isinstance(method, str) and method:
             event["method"] = method.upper()[:16]
@@ -92,21 +103,17 @@ class EventBuilder:
         remote_user = fields.get("remote_user")
         if "actor_id" not in event and remote_user and remote_user != "-":
             event["actor_id"] = str(remote_user)[:512]
-        for name in _METADATA_FIELDS:
-            value = fields.get(name)
-            if value not in (None, "", "-"):
-                metadata[name] = value
         outcome, actor_type = fields.get("outcome"), fields.get("actor_type")
-        for name, value in [*fields.items(), *(rule_values or {}).items()]:
-            if name.startswith("metadata."):
-                metadata[name[len("metadata.") :]] = value
-        for name, value in (rule_values or {}).items():
-            if name == "outcome":
-                outcome = value
-            elif name == "actor_type":
-                actor_type = value
-            elif not name.startswith("metadata."):
-                _put(event, name, value)
+        if rule_values:
+            for name, value in rule_values.items():
+                if name == "outcome":
+                    outcome = value
+                elif name == "actor_type":
+                    actor_type = value
+                elif name.startswith("metadata."):
+                    metadata[name[9:]] = value
+                else:
+                    _put(event, name, value)
 
         if "action" not in event:
             event["action"] = f"http.{event['method'].lower()}" if "method" in event else "app.log"

@@ -24,6 +24,10 @@ class LineResult:
     prechecked: bool = False  # dropped from the raw bytes, without parsing
 
 
+_PRECHECKED = LineResult("dropped", prechecked=True)  # shared: these carry nothing per line
+_UNPARSED = LineResult("unparsed")
+
+
 class LineProcessor:
     def __init__(
         self,
@@ -50,10 +54,10 @@ class LineProcessor:
     ) -> LineResult:
         rules = self.rules
         if self.precheck and rules is not None and rules.precheck_drops(raw):
-            return LineResult("dropped", prechecked=True)
+            return _PRECHECKED
         fields = self.parser.parse(raw.decode("utf-8", "replace").rstrip("\r"))
         if fields is None:
-            return LineResult("unparsed")
+            return _UNPARSED
         decision = rules.decide(fields) if rules is not None else None
         if decision is not None and decision.dropped:
             return LineResult("dropped", fields, decision)

@@ -35,16 +35,23 @@ class Route:
     def match(self, path: str) -> dict[str, str] | None:
         """Captures when ``path`` fits the template, else ``None``; the query string, the fragment and
         path parameters (``/users/7;jsessionid=...``) are ignored."""
-        cut = len(path)
-        for mark in ("?", "#"):
-            index = path.find(mark)
-            if 0 <= index < cut:
-                cut = index
-        if ";" in path[:cut]:
-            path = _PATH_PARAMS.sub("", path[:cut])
-            cut = len(path)
-        found = self.regex.match(path, 0, cut)
+        return self.match_bare(bare_path(path))
+
+    def match_bare(self, bare: str) -> dict[str, str] | None:
+        """Like :meth:`match` for a path already passed through :func:`bare_path` (done once per line)."""
+        found = self.regex.match(bare)
         return found.groupdict() if found else None
+
+
+def bare_path(path: str) -> str:
+    """The path without query string, fragment and path parameters: what route templates see."""
+    cut = len(path)
+    for mark in ("?", "#"):
+        index = path.find(mark, 0, cut)
+        if index >= 0:
+            cut = index
+    bare = path[:cut]
+    return _PATH_PARAMS.sub("", bare) if ";" in bare else bare
 
 
 def is_route_template(value: str) -> bool:

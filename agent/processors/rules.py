@@ -20,6 +20,7 @@ from agent.processors.routes import (
     Route,
     SetTemplate,
     TemplateError,
+    bare_path,
     compile_route,
     compile_set_template,
     is_route_template,
@@ -64,6 +65,7 @@ class Condition:
     key: str
     description: str
     test: Predicate
+    dotted: bool = False  # a JSON dot-path: looked up in the parsed document
 
 
 @dataclass
@@ -196,7 +198,7 @@ def compile_rule(rule: RuleConfig, path: str, known_fields: frozenset[str] | Non
                     raise RuleError(where, f"route template {template!r}: {exc}") from None
             continue
         test, description = compile_spec(key, spec, key_path)
-        conditions.append(Condition(key, description, test))
+        conditions.append(Condition(key, description, test, "." in key))
     conditions.sort(key=lambda c: c.key not in ("method", "status_code"))  # cheapest first
     compiled = CompiledRule(rule.name, conditions, tuple(routes), rule.drop)
     method_spec = rule.match.get("method")
@@ -293,8 +295,10 @@ class RuleProcessor:
         return end > 0 and line[start:end] in self.drop_methods
 
     def decide(self, fields: dict[str, Any]) -> Decision:
+        path = fields.get("path")
+        bare = bare_path(path) if isinstance(path, str) else None
         for rule in self.rules:
-            captures = self._matches(rule, fields)
+            captures = self._matches(rule, fields, bare)
             if captures is None:
                 continue
             if rule.drop:
@@ -319,17 +323,17 @@ class RuleProcessor:
                 break
         return trail
 
-    def _matches(self, rule: CompiledRule, fields: dict[str, Any]) -> dict[str, str] | None:
+    def _matches(self, rule: CompiledRule, fields: dict[str, Any], bare: str | None) -> dict[str, str] | None:
         for condition in rule.conditions:
-            if not condition.test(lookup_path(fields, condition.key)):
+            value = lookup_path(fields, condition.key) if condition.dotted else fields.get(condition.key)
+            if not condition.test(value):
                 return None
         if not rule.routes:
             return {}
-        path = fields.get("path")
-        if not isinstance(path, str):
+        if bare is None:
             return None
         for route in rule.routes:
-            captures = route.match(path)
+            captures = route.match_bare(bare)
             if captures is not None:
                 captures["\0route"] = route.template
                 return captures
@@ -340,7 +344,8 @@ class RuleProcessor:
             value = lookup_path(fields, condition.key)
             if not condition.test(value):
                 return f"{condition.key}: {show(value)!r} is not {condition.description}"
-        if rule.routes and self._matches(rule, fields) is None:
+        path = fields.get("path")
+        if rule.routes and self._matches(rule, fields, bare_path(path) if isinstance(path, str) else None) is None:
             templates = " or ".join(repr(r.template) for r in rule.routes)
             return f"path: {show(fields.get('path'))!r} does not fit {templates}"
         return None
