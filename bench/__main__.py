@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.agent import bench_agent
-from bench.collector import bench_collector
+from bench.collector import bench_collector, bench_indexes
 from bench.e2e import bench_e2e
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,7 +138,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f">= 0.8x: {verdict(ratio >= 0.8)}",
                 )
             )
-            out.append((f"collector RSS ({backend} ingest)", f"{http['collector_peak_rss_mib']:.1f} MiB", "", "", ""))
+            out.append(
+                (
+                    f"collector footprint ({backend})",
+                    f"{http['collector_peak_rss_mib']:.1f} MiB RSS",
+                    f"{http.get('bytes_per_event', 0):,.0f} bytes/event on disk",
+                    "",
+                    "",
+                )
+            )
+    for label, rate in results.get("indexes", {}).items():
+        out.append((f"index cost: {label}", f"{rate:,.0f} rows/s", "raw insert, no HTTP", "", ""))
     e2e = results.get("e2e")
     if e2e:
         latency = e2e["latency_ms"]
@@ -181,7 +191,9 @@ def print_table(table: list[tuple[str, str, str, str, str]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", default="agent,collector,e2e", help="comma list of agent, collector, e2e")
+    parser.add_argument(
+        "--only", default="agent,collector,indexes,e2e", help="comma list of agent, collector, indexes, e2e"
+    )
     parser.add_argument("--lines", type=int, help="workload lines (default 1,000,000; quick 20,000)")
     parser.add_argument("--ingest-events", type=int, help="events for the ingest benchmark (default 200,000)")
     parser.add_argument("--e2e-seconds", type=float, help="end-to-end load duration (default 60)")
@@ -210,6 +222,10 @@ def main() -> int:
             count = min(count, stats["non_get"])
             print(f"bench: collector ingest of {count:,} events...", file=sys.stderr)
             results["collector"] = bench_collector(workdir / "collector", log_file, count, postgres_dsn(args.pg_dsn))
+        if "indexes" in only:
+            count = min(args.ingest_events or (10_000 if quick else 200_000), stats["non_get"])
+            print(f"bench: index costs on {count:,} rows...", file=sys.stderr)
+            results["indexes"] = bench_indexes(workdir / "indexes", log_file, count, postgres_dsn(args.pg_dsn))
         if "e2e" in only:
             seconds = args.e2e_seconds or (5.0 if quick else 60.0)
             idle = args.idle_seconds if args.idle_seconds is not None else (2.0 if quick else 600.0)

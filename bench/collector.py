@@ -149,6 +149,8 @@ def bench_collector(workdir: Path, log_file: Path, count: int, pg_dsn: str | Non
         results["sqlite_http"] = http_ingest(collector, events)
     finally:
         collector.stop()
+    db_bytes = sum(p.stat().st_size for p in sqlite_dir.glob("audit.db*"))
+    results["sqlite_http"]["bytes_per_event"] = db_bytes / len(events)
     results["sqlite_ceiling"] = sqlite_ceiling(workdir / "ceiling.db", events)
     results["sqlite_ratio"] = results["sqlite_http"]["events_per_s"] / results["sqlite_ceiling"]["rows_per_s"]
     if pg_dsn:
@@ -160,10 +162,90 @@ def bench_collector(workdir: Path, log_file: Path, count: int, pg_dsn: str | Non
             results["postgres_http"] = http_ingest(collector, events)
         finally:
             collector.stop()
+        results["postgres_http"]["bytes_per_event"] = _pg_bytes(pg_dsn, f"bench_http_{suffix}") / len(events)
         results["postgres_ceiling"] = postgres_ceiling(pg_dsn, f"bench_copy_{suffix}", events)
         results["postgres_ratio"] = results["postgres_http"]["events_per_s"] / results["postgres_ceiling"]["rows_per_s"]
         _drop_schemas(pg_dsn, [f"bench_http_{suffix}", f"bench_copy_{suffix}"])
     return results
+
+
+def _pg_bytes(dsn: str, schema: str) -> int:
+    """Table and index bytes of every partition of ``events``."""
+    import asyncpg
+
+    async def main() -> int:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                    "WHERE inhparent = 'events'::regclass"
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
+    """The ingest cost of each index the query API needs: the raw insert rate without and with it."""
+    from collector.storage.sqlite import _INSERT_SQL, _to_row
+
+    events = build_events(log_file, count)
+    rows = [_to_row(e) for e in _rows(events)]
+    results: dict[str, Any] = {}
+    for label, drop in (("unique (tenant_id, id) only", True), ("+ (tenant_id, created_at, id)", False)):
+        path = workdir / f"idx-{int(drop)}.db"
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        migrate(conn)
+        if drop:
+            conn.execute("DROP INDEX events_tenant_time")
+        started = time.perf_counter()
+        for i in range(0, len(rows), 5000):
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT_SQL, rows[i : i + 5000])
+            conn.execute("COMMIT")
+        results[f"sqlite: {label}"] = len(rows) / (time.perf_counter() - started)
+        conn.close()
+    if pg_dsn:
+        results.update(_pg_index_costs(pg_dsn, events))
+    return results
+
+
+def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
+    import asyncpg
+
+    from collector.storage.postgres import _INSERT_COLUMNS, _init_connection, _to_row, migrate_in_schema
+    from collector.storage.postgres_schema import ensure_partitions
+
+    rows = [_to_row(e) for e in _rows(events)]
+    out: dict[str, float] = {}
+
+    async def main() -> None:
+        for label, drop in (("primary key (tenant_id, created_at, id) only", True), ("+ (tenant_id, id)", False)):
+            schema = f"bench_idx_{int(drop)}_{int(time.time())}"
+            conn = await asyncpg.connect(dsn)
+            try:
+                await migrate_in_schema(conn, schema)
+                await ensure_partitions(conn, 3)
+                await _init_connection(conn)
+                if drop:
+                    await conn.execute("DROP INDEX events_tenant_id")
+                started = time.perf_counter()
+                for i in range(0, len(rows), 5000):
+                    await conn.copy_records_to_table(
+                        "events", records=rows[i : i + 5000], columns=list(_INSERT_COLUMNS)
+                    )
+                out[f"postgres: {label}"] = len(rows) / (time.perf_counter() - started)
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+    asyncio.run(main())
+    return out
 
 
 def _drop_schemas(dsn: str, schemas: list[str]) -> None:
