@@ -141,6 +141,7 @@ def postgres_ceiling(dsn: str, schema: str, events: list[dict[str, Any]]) -> dic
 
 
 def bench_collector(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     events = build_events(log_file, count)
     results: dict[str, Any] = {}
     sqlite_dir = workdir / "ingest-sqlite"
@@ -192,6 +193,7 @@ def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None)
     """The ingest cost of each index the query API needs: the raw insert rate without and with it."""
     from collector.storage.sqlite import _INSERT_SQL, _to_row
 
+    workdir.mkdir(parents=True, exist_ok=True)
     events = build_events(log_file, count)
     rows = [_to_row(e) for e in _rows(events)]
     results: dict[str, Any] = {}
