@@ -85,6 +85,7 @@ class BatchProcessor:
         self.config = config
         self.queue = queue
         self._current = Batch()
+        self._filled = asyncio.Event()  # set when the current batch gets its first content
 
     async def add(self, encoded_events: list[bytes], position: Position) -> None:
         """Append events read from one file; everything in it before ``position.offset`` is accounted for."""
@@ -104,6 +105,7 @@ class BatchProcessor:
     def _start_if_empty(self) -> None:
         if not self._current:
             self._current.started = time.monotonic()
+            self._filled.set()
 
     async def _ship(self) -> None:
         while self.queue.full:
@@ -125,5 +127,6 @@ class BatchProcessor:
                     await self._ship()
                     continue
                 await asyncio.sleep(due)
-            else:
-                await asyncio.sleep(self.config.max_wait / 4)
+            else:  # idle: sleep until something arrives rather than waking up on a timer
+                self._filled.clear()
+                await self._filled.wait()
