@@ -28,8 +28,11 @@ class SourceStats:
     dropped: int = 0
 
 
+SourceView = tuple[str, ReceiverStats, SourceStats, int, int]  # name, stats..., open files, lag bytes
+
+
 class _SourceStatsCollector(Collector):
-    def __init__(self, sources: Callable[[], Iterable[tuple[str, ReceiverStats, SourceStats, int]]]) -> None:
+    def __init__(self, sources: Callable[[], Iterable[SourceView]]) -> None:
         self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
@@ -55,8 +58,13 @@ class _SourceStatsCollector(Collector):
                 "sidetrail_agent_truncations", "Files truncated in place (copytruncate).", labels=["source"]
             ),
             "files": GaugeMetricFamily("sidetrail_agent_files_watched", "Files open for tailing.", labels=["source"]),
+            "lag": GaugeMetricFamily(
+                "sidetrail_agent_lag_bytes",
+                "Bytes written to watched files and not yet acknowledged by the collector.",
+                labels=["source"],
+            ),
         }
-        for name, receiver, source, open_files in self._sources():
+        for name, receiver, source, open_files, lag in self._sources():
             families["lines"].add_metric([name], receiver.lines)
             families["bytes"].add_metric([name], receiver.bytes)
             families["events"].add_metric([name], source.events)
@@ -66,6 +74,7 @@ class _SourceStatsCollector(Collector):
             families["rotations"].add_metric([name], receiver.rotations)
             families["truncations"].add_metric([name], receiver.truncations)
             families["files"].add_metric([name], open_files)
+            families["lag"].add_metric([name], lag)
         yield from families.values()
 
 
@@ -119,6 +128,14 @@ class AgentMetrics:
         self.spool_bytes = Gauge(
             "sidetrail_agent_spool_bytes", "Bytes in an HTTP source's disk spool.", ["source"], registry=r
         )
+        self.spool_capacity = Gauge(
+            "sidetrail_agent_spool_capacity_bytes", "An HTTP source's spool_max_bytes.", ["source"], registry=r
+        )
+        self.oldest_unacked = Gauge(
+            "sidetrail_agent_oldest_unacknowledged_seconds",
+            "Age of the oldest batched content not yet acknowledged (0 when nothing waits).",
+            registry=r,
+        )
         self.checkpoint_writes = Counter(
             "sidetrail_agent_checkpoint_writes_total", "Checkpoint store writes.", registry=r
         )
@@ -126,7 +143,7 @@ class AgentMetrics:
             "sidetrail_agent_checkpoint_write_failures_total", "Checkpoint store writes that failed.", registry=r
         )
 
-    def watch_sources(self, sources: Callable[[], Iterable[tuple[str, ReceiverStats, SourceStats, int]]]) -> None:
+    def watch_sources(self, sources: Callable[[], Iterable[SourceView]]) -> None:
         self.registry.register(_SourceStatsCollector(sources))
 
     def watch_redactions(self, applied: Callable[[], int]) -> None:

@@ -61,14 +61,20 @@ class Pipeline:
                 server = HttpReceiver(name, source_config, config.agent.data_dir, checkpoints, self._consume)
                 self.sources[name] = _Source(server.tailer, processors[name], SourceStats(), server)
                 self.metrics.spool_bytes.labels(name).set_function(lambda s=server: float(s.spool_bytes()))
+                self.metrics.spool_capacity.labels(name).set(source_config.spool_max_bytes)
             else:
                 receiver = FileReceiver(name, source_config, checkpoints, self._consume)
                 self.sources[name] = _Source(receiver, processors[name], SourceStats())
         self.metrics.watch_sources(
-            lambda: [(n, s.receiver.stats, s.stats, s.receiver.open_files) for n, s in self.sources.items()]
+            lambda: [
+                (n, s.receiver.stats, s.stats, s.receiver.open_files, s.receiver.lag_bytes())
+                for n, s in self.sources.items()
+            ]
         )
         self.metrics.watch_in_flight(self.queue.in_flight)
         self.metrics.watch_redactions(lambda: self.redactor.applied)
+        self.metrics.oldest_unacked.set_function(self._oldest_unacked)
+        self.checkpoint_failing = False
         self._stop_reading = asyncio.Event()
         self._receiver_tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
@@ -193,11 +199,17 @@ class Pipeline:
         while len(self.queue):
             await self.queue.changed()
 
+    def _oldest_unacked(self) -> float:
+        oldest = self.queue.peek() or (self.batcher.current if self.batcher.current else None)
+        return time.monotonic() - oldest.started if oldest is not None else 0.0
+
     def _save_checkpoints(self) -> None:
         try:
             self.checkpoints.save()
             self.metrics.checkpoint_writes.inc()
+            self.checkpoint_failing = False
         except OSError as exc:
+            self.checkpoint_failing = True
             self.metrics.checkpoint_failures.inc()
             log.error("cannot write checkpoints to %s: %s (will retry)", self.checkpoints.path, exc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -22,8 +24,15 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if not request.app[PIPELINE].exporter.reachable:
-        return web.json_response({"status": "collector not reached yet"}, status=503)
+    """Ready when the collector answered the last send and checkpoints can be written."""
+    pipeline = request.app[PIPELINE]
+    problems = []
+    if not await pipeline.exporter.probe():
+        problems.append("the collector does not answer")
+    if pipeline.checkpoint_failing or not os.access(pipeline.checkpoints.dir, os.W_OK):
+        problems.append(f"checkpoints cannot be written to {pipeline.checkpoints.dir}")
+    if problems:
+        return web.json_response({"status": "not ready", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})
 
 

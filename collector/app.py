@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -77,12 +76,33 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
     log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
-    retention = asyncio.create_task(_retention_loop(app), name="retention")
+    storage.on_commit = app[METRICS].observe_commit
+    tasks = [
+        asyncio.create_task(_retention_loop(app), name="retention"),
+        asyncio.create_task(_storage_gauges_loop(app), name="storage-gauges"),
+    ]
     yield
-    retention.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await retention
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await storage.close()
+
+
+async def _storage_gauges_loop(app: web.Application) -> None:
+    """Refresh the stored-events and database-size gauges every 30 s (never per scrape)."""
+    metrics, storage = app[METRICS], app[STORAGE]
+    while True:
+        try:
+            stats = await storage.stats()
+        except StorageUnavailable:
+            pass
+        else:
+            metrics.stored_events.set(stats.events)
+            metrics.database_bytes.set(stats.database_bytes)
+            if stats.free_bytes is not None and stats.filesystem_bytes is not None:
+                metrics.storage_free_bytes.set(stats.free_bytes)
+                metrics.storage_size_bytes.set(stats.filesystem_bytes)
+        await asyncio.sleep(30)
 
 
 def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:

@@ -86,6 +86,42 @@ class CollectorMetrics:
             registry=r,
         )
 
+        self.commit_events = Histogram(
+            "sidetrail_collector_commit_events",
+            "Events written per group-commit transaction.",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.commit_duration = Histogram(
+            "sidetrail_collector_commit_duration_seconds", "Time of one group-commit transaction.", registry=r
+        )
+        self.event_lag = Histogram(
+            "sidetrail_collector_event_lag_seconds",
+            "End-to-end lag: received_at minus created_at of accepted events.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=r,
+        )
+        self.stored_events = Gauge(
+            "sidetrail_collector_stored_events", "Events in storage (refreshed every 30 s).", registry=r
+        )
+        self.database_bytes = Gauge(
+            "sidetrail_collector_database_bytes", "Bytes the database takes (refreshed every 30 s).", registry=r
+        )
+        self.storage_free_bytes = Gauge(
+            "sidetrail_collector_storage_free_bytes",
+            "Free bytes on the SQLite database's filesystem (refreshed every 30 s; not set for PostgreSQL).",
+            registry=r,
+        )
+        self.storage_size_bytes = Gauge(
+            "sidetrail_collector_storage_filesystem_bytes",
+            "Size of the SQLite database's filesystem (not set for PostgreSQL).",
+            registry=r,
+        )
+
+    def observe_commit(self, events: int, seconds: float) -> None:
+        self.commit_events.observe(events)
+        self.commit_duration.observe(seconds)
+
     def watch_queue(self, depth: Callable[[], int], capacity: int) -> None:
         self.queue_depth.set_function(lambda: float(depth()))
         self.queue_capacity.set(capacity)

@@ -59,6 +59,19 @@ class HttpExporter:
         }
         self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
 
+    async def probe(self) -> bool:
+        """Whether the collector answers right now (its /healthz); used by the agent's /readyz."""
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get(
+                self.config.endpoint.rstrip("/") + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                self.reachable = response.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self.reachable = False
+        return self.reachable
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

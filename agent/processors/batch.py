@@ -107,6 +107,11 @@ class BatchProcessor:
             self._current.started = time.monotonic()
             self._filled.set()
 
+    @property
+    def current(self) -> Batch:
+        """The batch being filled (for metrics: its age is the oldest unshipped content's)."""
+        return self._current
+
     async def _ship(self) -> None:
         while self.queue.full:
             await self.queue.changed()

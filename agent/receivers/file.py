@@ -168,6 +168,18 @@ class FileReceiver:
     def open_files(self) -> int:
         return len(self._files)
 
+    def lag_bytes(self) -> int:
+        """Bytes written to the open files but not yet acknowledged by the collector."""
+        lag = 0
+        for tailed in list(self._files.values()):
+            try:
+                size = os.fstat(tailed.handle).st_size
+            except OSError:
+                continue
+            entry = self.checkpoints.get(tailed.key) if tailed.key else None
+            lag += max(0, size - (entry.offset if entry is not None else tailed.pos))
+        return lag
+
     # -- discovery ------------------------------------------------------------------------------------
 
     def _discover(self) -> dict[tuple[int, int], str]:

@@ -64,6 +64,8 @@ async def ingest(request: web.Request) -> web.Response:
         valid.append(event)
     result = await storage.insert_events(valid) if valid else InsertResult(0, 0)
     metrics.events_accepted.inc(result.accepted)
+    for event in valid:
+        metrics.event_lag.observe(max(0.0, (received_at - event["created_at"]) / 1000))
     metrics.events_duplicate.inc(result.duplicates)
     if result.gaps:
         metrics.source_gaps.inc(result.gaps)

@@ -9,6 +9,7 @@ Exceptions::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -76,6 +77,14 @@ class InsertResult:
 
 
 @dataclass(frozen=True)
+class StorageStats:
+    events: int
+    database_bytes: int
+    free_bytes: int | None = None  # of the filesystem holding the database, where it is local
+    filesystem_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class RetentionRun:
     """One expiry, recorded in the database so that expiry can be told apart from tampering."""
 
@@ -126,6 +135,9 @@ class Storage(Protocol):
     write_failing: bool
     """True while the last write transaction failed; cleared by the next one that commits."""
 
+    on_commit: Callable[[int, float], None] | None
+    """Called after each committed write transaction with (events written, seconds it took)."""
+
     async def start(self) -> None:
         """Open connections and create or migrate the schema."""
 
@@ -161,6 +173,9 @@ class Storage(Protocol):
 
     async def retention_runs(self) -> list[RetentionRun]:
         """Every recorded expiry, oldest first."""
+
+    async def stats(self) -> StorageStats:
+        """How much is stored (for gauges; may be an estimate on very large tables)."""
 
     async def ping(self) -> None:
         """Raise :class:`StorageUnavailable` unless the database answers."""

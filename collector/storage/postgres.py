@@ -15,6 +15,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from collector.storage.base import (
     EventQuery,
     InsertResult,
     RetentionRun,
+    StorageStats,
     StorageUnavailable,
     WriterQueueFull,
 )
@@ -75,11 +77,12 @@ class PostgresStorage:
         self.queue_max_events = queue_max_events
         self._queued_events = 0
         self._pool: asyncpg.Pool | None = None
-        self._jobs: asyncio.Queue[tuple[Job, asyncio.Future[Any]]] = asyncio.Queue()
+        self._jobs: asyncio.Queue[tuple[Job, asyncio.Future[Any], int]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._closed = False
         self.write_failing = False  # the last write transaction failed
+        self.on_commit: Callable[[int, float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class PostgresStorage:
             raise WriterQueueFull(f"writer queue holds {self._queued_events} events")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued_events += weight
-        self._jobs.put_nowait((fn, future))
+        self._jobs.put_nowait((fn, future, weight))
         try:
             return await asyncio.shield(future)
         finally:
@@ -195,21 +198,24 @@ class PostgresStorage:
             batch = [await self._jobs.get()]
             while not self._jobs.empty():  # group commit: everything waiting joins this transaction
                 batch.append(self._jobs.get_nowait())
+            started = time.perf_counter()
             try:
                 async with self._acquire() as conn:
                     await conn.execute(_STAGING)
                     async with conn.transaction():
-                        results = [await fn(conn) for fn, _ in batch]
+                        results = [await fn(conn) for fn, _, _ in batch]
             except Exception as exc:  # every waiting request gets an answer; the writer lives on
                 log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
                 error = StorageUnavailable(f"database write failed: {exc}")
                 self.write_failing = True
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
             else:
                 self.write_failing = False
-                for (_, future), result in zip(batch, results, strict=True):
+                if self.on_commit is not None:
+                    self.on_commit(sum(weight for _, _, weight in batch), time.perf_counter() - started)
+                for (_, future, _), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
             finally:
@@ -260,6 +266,17 @@ class PostgresStorage:
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.fetchval("SELECT 1"))
+
+    async def stats(self) -> StorageStats:
+        """Row count from the planner's statistics (exact counts of huge tables are too costly to poll)."""
+        row = await self._read(
+            lambda conn: conn.fetchrow(
+                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint, "
+                "coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass"
+            )
+        )
+        return StorageStats(int(row[0]), int(row[1]))
 
     async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
         """Drop whole monthly partitions that every tenant's retention has passed, then delete what

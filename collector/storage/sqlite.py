@@ -21,6 +21,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ from collector.storage.base import (
     EventQuery,
     InsertResult,
     RetentionRun,
+    StorageStats,
     StorageUnavailable,
     WriterQueueFull,
 )
@@ -87,6 +89,7 @@ class SqliteStorage:
         self._local = threading.local()
         self._closed = False
         self.write_failing = False  # the last write transaction failed (disk full, I/O error)
+        self.on_commit: Callable[[int, float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -205,6 +208,7 @@ class SqliteStorage:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in batch:
@@ -220,6 +224,8 @@ class SqliteStorage:
             self.write_failing = True
         else:
             self.write_failing = False
+            if self.on_commit is not None:
+                self.on_commit(sum(job.weight for job in batch), time.perf_counter() - started)
         for job, (value, error) in zip(batch, results, strict=True):
             job.loop.call_soon_threadsafe(_settle, job.future, value, error)
 
@@ -249,6 +255,12 @@ class SqliteStorage:
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def stats(self) -> StorageStats:
+        events = await self._read(lambda conn: conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        fs = os.statvfs(self.path.parent)
+        return StorageStats(events, size, fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize)
 
     async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
         """Delete per tenant in chunks of ``RETENTION_CHUNK`` rows, each its own writer job, so ingest
