@@ -20,6 +20,7 @@ from agent.pipeline import Pipeline
 from agent.server import start_server
 from core import __version__
 from core.config import ConfigError
+from core.logs import configure_logging
 
 log = logging.getLogger("sidetrail.agent")
 
@@ -126,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "explain":
             return _explain(args.config, args.source, args.line)
         config = load_agent_config(args.config)
-        logging.basicConfig(
-            level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-        )
-        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # it logs every change at INFO
+        configure_logging(config.log_level, config.log_format)
         return asyncio.run(_run(config, args.config, args.reset_checkpoints))
     except ConfigError as exc:
         print(f"sidetrail-agent: {exc}", file=sys.stderr)

@@ -293,6 +293,7 @@ class AgentConfig:
     checkpoint_interval: Duration = 1.0
     shutdown_timeout: Duration = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "logfmt", "text"] = "json"
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []

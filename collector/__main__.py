@@ -24,6 +24,7 @@ from collector.storage.base import StorageUnavailable
 from core import __version__
 from core.config import ConfigError, load_file, load_mapping
 from core.event import now_ms
+from core.logs import configure_logging
 
 
 class CliError(Exception):
@@ -39,12 +40,7 @@ def _load_config(path: str | None) -> CollectorConfig:
 
 def _serve(args: argparse.Namespace) -> None:
     config = _load_config(args.config)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(config.log_level, config.log_format)
     logging.getLogger("sidetrail.collector").info(
         "sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen
     )

@@ -86,6 +86,12 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await storage.close()
+    metrics = app[METRICS]
+    log.info(
+        "collector stopped: %d events accepted, %d duplicates absorbed since start",
+        metrics.events_accepted._value.get(),
+        metrics.events_duplicate._value.get(),
+    )
 
 
 async def _storage_gauges_loop(app: web.Application) -> None:

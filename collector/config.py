@@ -77,6 +77,7 @@ class CollectorConfig:
     tenant_retention: dict[str, Duration] = field(default_factory=dict)
     retention_interval: Duration = 3600.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "logfmt", "text"] = "json"
 
     @property
     def host(self) -> str:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from collector.api.state import CONFIG
 from collector.storage.base import StorageUnavailable, WriterQueueFull
+from core.logs import REQUEST_ID as LOG_REQUEST_ID
 
 log = logging.getLogger("sidetrail.collector.api")
 
@@ -79,6 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Assign the request id and turn every exception into the envelope."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
+    LOG_REQUEST_ID.set(request_id)  # every log line of this request carries it
     try:
         response = await handler(request)
     except ApiError as exc:
