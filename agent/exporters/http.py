@@ -49,6 +49,8 @@ class HttpExporter:
         self.url = config.endpoint.rstrip("/") + "/v1/ingest"
         self._session: aiohttp.ClientSession | None = None
         self._last_auth_log = 0.0
+        self._last_reject_log = 0.0
+        self._rejected_since_log = 0
         self.reachable = False
 
     async def start(self) -> None:
@@ -150,7 +152,15 @@ class HttpExporter:
         for item in rejected:
             self.metrics.events_rejected.labels(str(item.get("code", "unknown"))).inc()
         if rejected:
-            log.warning("collector rejected %d events, first: %s", len(rejected), rejected[0].get("message"))
+            self._rejected_since_log += len(rejected)
+            now = time.monotonic()
+            if now - self._last_reject_log >= _AUTH_LOG_EVERY:  # counted always, logged at most twice a minute
+                log.warning(
+                    "collector rejected %d events since the last report (dropped); latest: %s",
+                    self._rejected_since_log,
+                    rejected[0].get("message"),
+                )
+                self._last_reject_log, self._rejected_since_log = now, 0
 
     def _log_auth_failure(self, status: int, detail: object) -> None:
         now = time.monotonic()
