@@ -124,6 +124,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.cleanup_ctx.append(_storage_ctx)
     app.router.add_post("/v1/ingest", ingest.ingest)
     app.router.add_get("/v1/audit-log", query.list_events)
+    app.router.add_get("/v1/audit-log/changes", query.changes)
     app.router.add_get("/v1/audit-log/{event_id}", query.get_event)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

@@ -7,7 +7,7 @@ page returns each matching event exactly once, however many share a millisecond.
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import re
 from typing import Any
 
@@ -16,14 +16,18 @@ from aiohttp import web
 
 from collector.api.auth import authenticate
 from collector.api.errors import ApiError, invalid_parameter
+from collector.api.filters import parse_filter
 from collector.api.state import CURSOR_SECRET, METRICS, STORAGE
-from collector.storage.base import FILTER_COLUMNS, EventQuery
+from collector.storage.base import EventQuery, Predicate
 from collector.storage.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
-from core.event import ACTOR_TYPES, EVENT_FIELDS, OUTCOMES, format_ms, parse_rfc3339_ms
+from core.event import EVENT_FIELDS, format_ms, parse_rfc3339_ms
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-_PAGING_PARAMS = frozenset({"limit", "cursor", "order", "from", "to"})
+MAX_WAIT = 60
+# Aliases the reference audit-log APIs use, each standing for one of ours.
+_TIME_ALIASES = {"from": "from", "after": "from", "startDate": "from", "to": "to", "before": "to", "endDate": "to"}
+_PAGING_PARAMS = frozenset({"limit", "cursor", "order", "sort_by", "page", "page_size", "offset", *_TIME_ALIASES})
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -34,11 +38,12 @@ def _single(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _parse_limit(raw: str | None) -> int:
+def _int_param(request: web.Request, name: str, low: int, high: int) -> int | None:
+    raw = _single(request, name)
     if raw is None:
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise invalid_parameter("limit", f"must be an integer from 1 to {MAX_LIMIT}, got {raw!r}")
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise invalid_parameter(name, f"must be an integer from {low} to {high}, got {raw!r}")
     return int(raw)
 
 
@@ -51,24 +56,36 @@ def _parse_time(name: str, raw: str | None) -> int | None:
         raise invalid_parameter(name, f"must be an RFC 3339 timestamp with offset, got {raw!r}") from None
 
 
-def _parse_filter(name: str, raw: str) -> Any:
-    """Normalize one exact-match filter value the way the stored column holds it."""
-    if FILTER_COLUMNS[name] is int:
-        if not re.fullmatch(r"\d{3}", raw):
-            raise invalid_parameter(name, f"must be an HTTP status code, got {raw!r}")
-        return int(raw)
-    if name == "outcome" and raw not in OUTCOMES:
-        raise invalid_parameter(name, f"must be one of {', '.join(OUTCOMES)}")
-    if name == "actor_type" and raw not in ACTOR_TYPES:
-        raise invalid_parameter(name, f"must be one of {', '.join(ACTOR_TYPES)}")
-    if name == "client_ip":
-        try:
-            return str(ipaddress.ip_address(raw))
-        except ValueError:
-            raise invalid_parameter(name, f"must be an IP address, got {raw!r}") from None
-    if name == "method":
-        return raw.upper()
-    return raw
+def _time_bound(request: web.Request, bound: str) -> int | None:
+    given = [name for name, target in _TIME_ALIASES.items() if target == bound and name in request.query]
+    if len(given) > 1:
+        raise invalid_parameter(given[1], f"repeats {given[0]}; give one of {', '.join(given)}")
+    return _parse_time(given[0], _single(request, given[0])) if given else None
+
+
+def _order(request: web.Request) -> str:
+    order, sort_by = _single(request, "order"), _single(request, "sort_by")
+    if order is not None and sort_by is not None:
+        raise invalid_parameter("sort_by", "give order or sort_by, not both")
+    if sort_by is not None:
+        if sort_by not in ("created_at", "-created_at"):
+            raise invalid_parameter("sort_by", f"must be created_at or -created_at, got {sort_by!r}")
+        return "desc" if sort_by.startswith("-") else "asc"
+    order = order or "desc"
+    if order not in ("asc", "desc"):
+        raise invalid_parameter("order", f"must be asc or desc, got {order!r}")
+    return order
+
+
+def _filters(request: web.Request) -> tuple[Predicate, ...]:
+    predicates = []
+    for name in request.query:
+        if name in _PAGING_PARAMS:
+            continue
+        raw = _single(request, name)
+        assert raw is not None
+        predicates.append(parse_filter(name, raw))
+    return tuple(predicates)
 
 
 def present(event: dict[str, Any]) -> dict[str, Any]:
@@ -86,25 +103,25 @@ def _json(body: object) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     app = request.app
     principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
-    for name in request.query:
-        if name not in _PAGING_PARAMS and name not in FILTER_COLUMNS:
-            raise invalid_parameter(name, "unknown parameter")
-    limit = _parse_limit(_single(request, "limit"))
-    order = _single(request, "order") or "desc"
-    if order not in ("asc", "desc"):
-        raise invalid_parameter("order", f"must be asc or desc, got {order!r}")
-    from_ms = _parse_time("from", _single(request, "from"))
-    to_ms = _parse_time("to", _single(request, "to"))
-    filters = {}
-    for name in FILTER_COLUMNS:
-        raw = _single(request, name)
-        if raw is not None:
-            filters[name] = _parse_filter(name, raw)
+    filters = _filters(request)
+    order = _order(request)
+    from_ms, to_ms = _time_bound(request, "from"), _time_bound(request, "to")
+    page, page_size = _int_param(request, "page", 1, 1_000_000), _int_param(request, "page_size", 1, MAX_LIMIT)
+    offset_param = _int_param(request, "offset", 0, 100_000_000)
+    limit = _int_param(request, "limit", 1, MAX_LIMIT)
+    cursor = _single(request, "cursor")
+    if page_size is not None and limit is not None:
+        raise invalid_parameter("page_size", "give limit or page_size, not both")
+    limit = page_size or limit or DEFAULT_LIMIT
+    if page is not None and offset_param is not None:
+        raise invalid_parameter("offset", "give page or offset, not both")
+    offset = (page - 1) * limit if page is not None else (offset_param or 0)
+    if cursor and (page is not None or offset_param is not None):
+        raise invalid_parameter("cursor", "cannot be combined with page or offset")
 
-    digest = filters_digest({"filters": filters, "from": from_ms, "to": to_ms})
+    digest = filters_digest({"filters": [_describe(p) for p in filters], "from": from_ms, "to": to_ms})
     secret = app[CURSOR_SECRET]
     after = None
-    cursor = _single(request, "cursor")
     if cursor:
         try:
             after = decode_cursor(secret, principal.tenant_id, digest, order, cursor)
@@ -119,6 +136,7 @@ async def list_events(request: web.Request) -> web.Response:
         from_ms=from_ms,
         to_ms=to_ms,
         after=after,
+        offset=offset,
     )
     rows = await app[STORAGE].query_events(query)
     has_more = len(rows) > limit
@@ -128,6 +146,37 @@ async def list_events(request: web.Request) -> web.Response:
         last = rows[-1]
         next_cursor = encode_cursor(secret, principal.tenant_id, digest, order, (last["created_at"], last["id"]))
     return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_cursor": next_cursor})
+
+
+def _describe(predicate: Predicate) -> list[Any]:
+    return [predicate.field, predicate.op, [str(v) for v in predicate.values]]
+
+
+async def changes(request: web.Request) -> web.Response:
+    """Events in ingest (``seq``) order after ``after_seq``; with ``wait`` (or ``Prefer: wait=N``) the
+    request waits up to N seconds for the first new event."""
+    app = request.app
+    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
+    for name in request.query:
+        if name not in ("after_seq", "limit", "wait"):
+            raise invalid_parameter(name, "unknown parameter")
+    after_seq = _int_param(request, "after_seq", 0, 2**62) or 0
+    limit = _int_param(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+    wait = _int_param(request, "wait", 0, MAX_WAIT)
+    if wait is None:
+        prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
+        wait = min(int(prefer.group(1)), MAX_WAIT) if prefer else 0
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        rows = await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if rows or remaining <= 0:
+            break
+        await asyncio.sleep(min(0.25, remaining))  # other collectors may commit too: poll, cheaply
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_after_seq = rows[-1]["seq"] if rows else after_seq
+    return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_after_seq": next_after_seq})
 
 
 async def get_event(request: web.Request) -> web.Response:

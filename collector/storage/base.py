@@ -10,7 +10,7 @@ Exceptions::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 # Stored columns, in the order both backends select them (``seq`` first: the database assigns it).
@@ -38,19 +38,39 @@ EVENT_COLUMNS = (
     "metadata",
 )
 
-# Columns an exact-match filter may name, with the Python type of their values.
-FILTER_COLUMNS: dict[str, type] = {
-    "action": str,
-    "actor_id": str,
-    "actor_type": str,
-    "resource_type": str,
-    "resource_id": str,
-    "method": str,
-    "status_code": int,
-    "outcome": str,
-    "client_ip": str,
-    "request_id": str,
-}
+# Columns a filter may name (the API checks requests against this list; SQL is built only from it).
+FILTER_COLUMNS = frozenset(
+    {
+        "action",
+        "outcome",
+        "actor_id",
+        "actor_name",
+        "actor_type",
+        "actor_email",
+        "resource_type",
+        "resource_id",
+        "method",
+        "path",
+        "status_code",
+        "client_ip",
+        "request_id",
+        "user_agent",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One filter: ``field`` (a column, ``metadata.<key>``, or ``q``), an operator, its values.
+
+    Operators: ``eq`` (any of the values), ``neq`` (none of them), ``like`` (lower-cased LIKE patterns,
+    any of them), ``gt``/``gte``/``lt``/``lte`` (one number), ``text`` (free-text search, one value).
+    ``client_ip`` values may be ``ipaddress`` networks (CIDR).
+    """
+
+    field: str
+    op: str
+    values: tuple[Any, ...]
 
 
 class StorageError(Exception):
@@ -106,10 +126,11 @@ class EventQuery:
     tenant_id: str
     limit: int
     order: Literal["asc", "desc"] = "desc"
-    filters: dict[str, Any] = field(default_factory=dict)
+    filters: tuple[Predicate, ...] = ()
     from_ms: int | None = None
     to_ms: int | None = None
     after: tuple[int, str] | None = None
+    offset: int = 0  # page/offset pagination (slower for deep pages than ``after``)
 
 
 @dataclass(frozen=True)
@@ -152,6 +173,13 @@ class Storage(Protocol):
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
         """Return one of the tenant's events by id, or ``None``."""
+
+    async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        """The tenant's events with ``seq`` above ``after_seq``, in ``seq`` order.
+
+        Backends guarantee that ``seq`` order is commit order, so a reader that remembers the last ``seq`` it
+        saw never skips an event committed later with a lower one.
+        """
 
     async def find_key(self, key_id: str) -> ApiKeyRecord | None:
         """Return the key record with this id, revoked or not."""

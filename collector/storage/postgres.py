@@ -25,7 +25,6 @@ import orjson
 from collector.config import PostgresStorageConfig
 from collector.storage.base import (
     EVENT_COLUMNS,
-    FILTER_COLUMNS,
     ApiKeyRecord,
     EventQuery,
     InsertResult,
@@ -35,6 +34,7 @@ from collector.storage.base import (
     WriterQueueFull,
 )
 from collector.storage.postgres_schema import ensure_partitions, migrate
+from collector.storage.sql import SELECT_EVENTS, build_changes, build_query
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
 from core.event import now_ms
 
@@ -52,7 +52,7 @@ _MOVE = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "
     "WHERE job = $1 ON CONFLICT DO NOTHING"
 )
-_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+_SELECT_EVENTS = SELECT_EVENTS
 _KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at"
 _UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 _job_numbers = itertools.count()
@@ -83,6 +83,7 @@ class PostgresStorage:
         self._closed = False
         self.write_failing = False  # the last write transaction failed
         self.on_commit: Callable[[int, float], None] | None = None
+        self._seq_lock = f"sidetrail-seq:{config.schema}"
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -203,6 +204,9 @@ class PostgresStorage:
                 async with self._acquire() as conn:
                     await conn.execute(_STAGING)
                     async with conn.transaction():
+                        # One writer at a time across collectors: seq values are drawn, and become
+                        # visible, in commit order - the changes feed never has a hole to skip.
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._seq_lock)
                         results = [await fn(conn) for fn, _, _ in batch]
             except Exception as exc:  # every waiting request gets an answer; the writer lives on
                 log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
@@ -241,7 +245,14 @@ class PostgresStorage:
             raise StorageUnavailable(f"database read failed: {exc}") from exc
 
     async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        sql, params = _build_query(query)
+        sql, params = build_query(query, "postgres")
+        rows = await self._read(lambda conn: conn.fetch(sql, *params))
+        return [_from_row(row) for row in rows]
+
+    async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        # Writers take a transaction-scoped advisory lock before drawing seq values (see _writer_main), so
+        # seq order is commit order across every collector sharing the database.
+        sql, params = build_changes(tenant_id, after_seq, limit, "postgres")
         rows = await self._read(lambda conn: conn.fetch(sql, *params))
         return [_from_row(row) for row in rows]
 
@@ -395,31 +406,3 @@ def _from_row(row: asyncpg.Record) -> dict[str, Any]:
     event = dict(zip(EVENT_COLUMNS, row, strict=True))
     event["id"] = str(event["id"])
     return event
-
-
-def _build_query(query: EventQuery) -> tuple[str, list[Any]]:
-    params: list[Any] = [query.tenant_id]
-    clauses = ["tenant_id = $1"]
-
-    def param(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    for column, value in query.filters.items():
-        if column not in FILTER_COLUMNS:  # names come from a whitelist, never from the request
-            raise ValueError(f"not a filter column: {column}")
-        clauses.append(f"{column} = {param(value)}")
-    if query.from_ms is not None:
-        clauses.append(f"created_at >= {param(query.from_ms)}")
-    if query.to_ms is not None:
-        clauses.append(f"created_at < {param(query.to_ms)}")
-    direction = "DESC" if query.order == "desc" else "ASC"
-    if query.after is not None:
-        created_at, event_id = query.after
-        operator = "<" if query.order == "desc" else ">"
-        clauses.append(f"(created_at, id) {operator} ({param(created_at)}, {param(event_id)}::uuid)")
-    limit = param(query.limit)
-    sql = (
-        f"{_SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction} LIMIT {limit}"
-    )
-    return sql, params

@@ -32,7 +32,6 @@ import orjson
 from collector.config import SqliteStorageConfig
 from collector.storage.base import (
     EVENT_COLUMNS,
-    FILTER_COLUMNS,
     ApiKeyRecord,
     EventQuery,
     InsertResult,
@@ -41,6 +40,7 @@ from collector.storage.base import (
     StorageUnavailable,
     WriterQueueFull,
 )
+from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, ip_in_network
 from collector.storage.sqlite_schema import migrate
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
 from core.event import now_ms
@@ -53,7 +53,7 @@ _INSERT_SQL = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))}) "
     "ON CONFLICT (tenant_id, id) DO NOTHING"
 )
-_SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+_SELECT_EVENTS = SELECT_EVENTS
 _KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at"
 _STOP = object()
 
@@ -232,7 +232,12 @@ class SqliteStorage:
     # -- reads ---------------------------------------------------------------------------------------
 
     async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        sql, params = _build_query(query)
+        sql, params = build_query(query, "sqlite")
+        return await self._read(lambda conn: [_from_row(row) for row in conn.execute(sql, params)])
+
+    async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        # One writer thread assigns seq as it commits: seq order is commit order.
+        sql, params = build_changes(tenant_id, after_seq, limit, "sqlite")
         return await self._read(lambda conn: [_from_row(row) for row in conn.execute(sql, params)])
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
@@ -319,6 +324,7 @@ class SqliteStorage:
         conn.execute("PRAGMA busy_timeout = 10000")
         if readonly:
             conn.execute("PRAGMA query_only = 1")
+            conn.create_function("sidetrail_ip_in", 2, ip_in_network, deterministic=True)
         else:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
@@ -379,26 +385,3 @@ def _from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     event["source"] = orjson.loads(event["source"])
     event["metadata"] = orjson.loads(event["metadata"])
     return event
-
-
-def _build_query(query: EventQuery) -> tuple[str, list[Any]]:
-    clauses = ["tenant_id = ?"]
-    params: list[Any] = [query.tenant_id]
-    for column, value in query.filters.items():
-        if column not in FILTER_COLUMNS:  # names come from a whitelist, never from the request
-            raise ValueError(f"not a filter column: {column}")
-        clauses.append(f"{column} = ?")
-        params.append(value)
-    if query.from_ms is not None:
-        clauses.append("created_at >= ?")
-        params.append(query.from_ms)
-    if query.to_ms is not None:
-        clauses.append("created_at < ?")
-        params.append(query.to_ms)
-    direction = "DESC" if query.order == "desc" else "ASC"
-    if query.after is not None:
-        clauses.append(f"(created_at, id) {'<' if query.order == 'desc' else '>'} (?, ?)")
-        params.extend(query.after)
-    sql = f"{_SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction} LIMIT ?"
-    params.append(query.limit)
-    return sql, params

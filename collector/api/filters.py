@@ -1,0 +1,113 @@
+"""The audit-log filter grammar: query parameters become storage predicates.
+
+A filter value is ``[operator:]value``:
+
+==============  ====================================================  ============================
+operator        meaning                                               example
+==============  ====================================================  ============================
+(none) / eq:    equal; a comma list means any of them                 ``method=POST,DELETE``
+neq:            not equal (to any in a comma list)                    ``action=neq:user.read``
+~eq:            case-insensitive, ``*`` matches anything              ``path=~eq:/api/v1/users/*``
+gt: gte: lt:    numeric comparisons (``status_code``)                 ``status_code=gte:400``
+lte:
+==============  ====================================================  ============================
+
+Only those words followed by ``:`` are operators, so ``action=user:created`` is a plain value; ``eq:``
+quotes everything after it as one literal (no comma split), e.g. ``resource_id=eq:a,b`` or
+``action=eq:neq:x``. ``client_ip`` also takes CIDR blocks (``10.0.0.0/8``), ``metadata.<key>`` compares a
+metadata value for equality, and ``q`` searches action, path, actor and resource (case-insensitive).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from collector.api.errors import invalid_parameter
+from collector.storage.base import Predicate
+from core.event import ACTOR_TYPES, OUTCOMES
+
+TEXT_FIELDS = frozenset(
+    {
+        "action",
+        "actor_id",
+        "actor_name",
+        "actor_email",
+        "actor_type",
+        "resource_type",
+        "resource_id",
+        "method",
+        "path",
+        "outcome",
+        "client_ip",
+        "request_id",
+        "user_agent",
+    }
+)
+NUMBER_FIELDS = frozenset({"status_code"})
+FILTER_FIELDS = TEXT_FIELDS | NUMBER_FIELDS
+_OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
+_METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
+_MAX_VALUES = 50
+
+
+def parse_filter(name: str, raw: str) -> Predicate:
+    """One query parameter as a predicate; a 400 naming the parameter for anything malformed."""
+    if name == "q":
+        if not raw.strip() or len(raw) > 200:
+            raise invalid_parameter("q", "must be 1 to 200 characters")
+        return Predicate("q", "text", (raw.strip(),))
+    metadata = _METADATA_KEY.match(name)
+    if metadata:
+        return Predicate(name, "eq", (raw,))
+    if name not in FILTER_FIELDS:
+        raise invalid_parameter(name, "unknown parameter")
+    found = _OPERATOR.match(raw)
+    operator = found.group(1) if found else "eq"
+    body = raw[found.end() :] if found else raw
+    if found and operator == "eq":
+        values = [body]  # eq: quotes a literal
+    elif operator in ("eq", "neq", "~eq"):
+        values = body.split(",")
+    else:
+        values = [body]
+    if len(values) > _MAX_VALUES or any(v == "" for v in values):
+        raise invalid_parameter(name, f"needs 1 to {_MAX_VALUES} non-empty values")
+    if operator in ("gt", "gte", "lt", "lte"):
+        if name not in NUMBER_FIELDS:
+            raise invalid_parameter(name, f"{operator}: compares numbers; use eq, neq or ~eq")
+        if not re.fullmatch(r"\d{1,3}", body):
+            raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
+        return Predicate(name, operator, (int(body),))
+    if operator == "~eq":
+        return Predicate(name, "like", tuple(_like_pattern(v) for v in values))
+    return Predicate(name, operator, tuple(_typed(name, v) for v in values))
+
+
+def _typed(name: str, value: str) -> Any:
+    """A value normalised the way the stored column holds it."""
+    if name in NUMBER_FIELDS:
+        if not re.fullmatch(r"\d{3}", value):
+            raise invalid_parameter(name, f"must be an HTTP status code, got {value!r}")
+        return int(value)
+    if name == "outcome" and value not in OUTCOMES:
+        raise invalid_parameter(name, f"must be one of {', '.join(OUTCOMES)}")
+    if name == "actor_type" and value not in ACTOR_TYPES:
+        raise invalid_parameter(name, f"must be one of {', '.join(ACTOR_TYPES)}")
+    if name == "client_ip":
+        try:
+            if "/" in value:
+                return ipaddress.ip_network(value, strict=False)
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise invalid_parameter(name, f"must be an IP address or a CIDR block, got {value!r}") from None
+    if name == "method":
+        return value.upper()
+    return value
+
+
+def _like_pattern(value: str) -> str:
+    """``*`` wildcards as a LIKE pattern (with ``\\`` escaping the LIKE metacharacters)."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").lower()

@@ -1,0 +1,111 @@
+"""The event queries as SQL, for both backends (they differ in placeholders and in a few functions).
+
+Column names only ever come from the whitelist in :mod:`collector.storage.base`; every value is a
+bound parameter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from collector.storage.base import EVENT_COLUMNS, FILTER_COLUMNS, EventQuery, Predicate
+
+Dialect = Literal["sqlite", "postgres"]
+SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
+# What the free-text search ``q`` looks at.
+TEXT_SEARCH_COLUMNS = ("action", "path", "actor_id", "actor_name", "actor_email", "resource_type", "resource_id")
+_COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class _Params:
+    def __init__(self, dialect: Dialect, values: list[Any]) -> None:
+        self.dialect = dialect
+        self.values = values
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return "?" if self.dialect == "sqlite" else f"${len(self.values)}"
+
+
+def _ip_in(dialect: Dialect, column: str, network: str, param: _Params) -> str:
+    if dialect == "sqlite":
+        return f"sidetrail_ip_in({column}, {param(network)})"
+    return f"({column})::inet <<= {param(network)}::inet"
+
+
+def _predicate(predicate: Predicate, dialect: Dialect, param: _Params) -> str:
+    field, op, values = predicate.field, predicate.op, predicate.values
+    if op == "text":
+        pattern = "%" + values[0].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        escape = " ESCAPE '\\'" if dialect == "sqlite" else ""
+        placeholder = param(pattern)
+        return "(" + " OR ".join(f"lower({c}) LIKE {placeholder}{escape}" for c in TEXT_SEARCH_COLUMNS) + ")"
+    if field.startswith("metadata."):
+        key = field[len("metadata.") :]
+        if dialect == "sqlite":
+            json_path = '$."' + key + '"'
+            return f"CAST(json_extract(metadata, {param(json_path)}) AS TEXT) = {param(values[0])}"
+        return f"metadata->>{param(key)} = {param(values[0])}"
+    if field not in FILTER_COLUMNS:  # never from the request: the API validated it against the same list
+        raise ValueError(f"not a filter column: {field}")
+    if op in _COMPARISONS:
+        return f"{field} {_COMPARISONS[op]} {param(values[0])}"
+    if op == "like":
+        escape = " ESCAPE '\\'" if dialect == "sqlite" else ""
+        return "(" + " OR ".join(f"lower({field}) LIKE {param(v)}{escape}" for v in values) + ")"
+    networks = [v for v in values if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)]
+    plain = [v for v in values if v not in networks]
+    alternatives = []
+    if plain:
+        alternatives.append(f"{field} IN ({', '.join(param(v) for v in plain)})")
+    alternatives += [_ip_in(dialect, field, str(n), param) for n in networks]
+    matched = "(" + " OR ".join(alternatives) + ")"
+    if op == "eq":
+        return matched
+    return f"({field} IS NULL OR NOT {matched})"  # neq: an absent value is not equal either
+
+
+def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:
+    """SELECT for one page of ``query``, in (created_at, id) order."""
+    values: list[Any] = []
+    param = _Params(dialect, values)
+    clauses = [f"tenant_id = {param(query.tenant_id)}"]
+    clauses += [_predicate(p, dialect, param) for p in query.filters]
+    if query.from_ms is not None:
+        clauses.append(f"created_at >= {param(query.from_ms)}")
+    if query.to_ms is not None:
+        clauses.append(f"created_at < {param(query.to_ms)}")
+    direction = "DESC" if query.order == "desc" else "ASC"
+    if query.after is not None:
+        created_at, event_id = query.after
+        created_param = param(created_at)  # bound in the order the placeholders appear
+        id_param = param(event_id) + ("::uuid" if dialect == "postgres" else "")
+        operator = "<" if query.order == "desc" else ">"
+        clauses.append(f"(created_at, id) {operator} ({created_param}, {id_param})")
+    sql = f"{SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction}"
+    sql += f" LIMIT {param(query.limit)}"
+    if query.offset:
+        sql += f" OFFSET {param(query.offset)}"
+    return sql, values
+
+
+def build_changes(tenant_id: str, after_seq: int, limit: int, dialect: Dialect) -> tuple[str, list[Any]]:
+    """SELECT for the changes feed: the tenant's events after ``after_seq``, in ``seq`` order."""
+    values: list[Any] = []
+    param = _Params(dialect, values)
+    sql = (
+        f"{SELECT_EVENTS} WHERE tenant_id = {param(tenant_id)} AND seq > {param(after_seq)} "
+        f"ORDER BY seq LIMIT {param(limit)}"
+    )
+    return sql, values
+
+
+def ip_in_network(address: str | None, network: str) -> bool:
+    """SQLite's ``sidetrail_ip_in`` (PostgreSQL has inet's ``<<=``)."""
+    if address is None:
+        return False
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False)
+    except ValueError:
+        return False
