@@ -38,9 +38,10 @@ def _predicate(predicate: Predicate, dialect: Dialect, param: _Params) -> str:
     field, op, values = predicate.field, predicate.op, predicate.values
     if op == "text":
         pattern = "%" + values[0].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        escape = " ESCAPE '\\'" if dialect == "sqlite" else ""
-        placeholder = param(pattern)
-        return "(" + " OR ".join(f"lower({c}) LIKE {placeholder}{escape}" for c in TEXT_SEARCH_COLUMNS) + ")"
+        if dialect == "postgres":
+            placeholder = param(pattern)  # $n may be used many times
+            return "(" + " OR ".join(f"lower({c}) LIKE {placeholder}" for c in TEXT_SEARCH_COLUMNS) + ")"
+        return "(" + " OR ".join(f"lower({c}) LIKE {param(pattern)} ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS) + ")"
     if field.startswith("metadata."):
         key = field[len("metadata.") :]
         if dialect == "sqlite":
