@@ -124,7 +124,7 @@ def bench_agent(workdir: Path, log_file: Path, kept: int) -> dict[str, Any]:
 
         def stored() -> int:
             with sqlite3.connect(workdir / "collector" / "audit.db", timeout=30) as db:
-                return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+                return int(db.execute("SELECT count(*) FROM events WHERE action NOT LIKE 'sidetrail.%'").fetchone()[0])
 
         results["agent_to_collector"] = run_agent(
             workdir / "to-collector", log_file, collector.url, collector.ingest_key, kept, stored

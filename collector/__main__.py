@@ -12,19 +12,26 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 
+from collector.api.errors import ApiError
+from collector.api.filters import parse_filter
 from collector.app import create_app, open_storage
 from collector.config import CollectorConfig
+from collector.export import encode, header, iter_events, self_event
 from collector.keys import SCOPES, mint_key
-from collector.storage.base import StorageUnavailable
+from collector.storage.base import EventQuery, Storage, StorageUnavailable
 from core import __version__
 from core.config import ConfigError, load_file, load_mapping
-from core.event import now_ms
+from core.event import now_ms, parse_rfc3339_ms
 from core.logs import configure_logging
+
+_CLI_ACTOR = "sidetrail-collector-cli"
 
 
 class CliError(Exception):
@@ -73,7 +80,15 @@ def _keys_create(args: argparse.Namespace) -> None:
         token, record = mint_key(args.tenant, args.scope, args.name or "")
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    asyncio.run(_with_storage(_load_config(args.config), lambda s: s.create_key(record)))
+
+    async def create(storage: Storage) -> None:
+        await storage.create_key(record)
+        await storage.insert_events(  # the audit trail records changes to its own keys
+            [self_event(record.tenant_id, "sidetrail.key.created", _CLI_ACTOR, "service",
+                        key_id=record.key_id, scope=record.scope, name=record.name)]
+        )  # fmt: skip
+
+    asyncio.run(_with_storage(_load_config(args.config), create))
     if args.json:
         print(
             orjson.dumps(
@@ -120,10 +135,61 @@ def _keys_list(args: argparse.Namespace) -> None:
 
 
 def _keys_revoke(args: argparse.Namespace) -> None:
-    revoked = asyncio.run(_with_storage(_load_config(args.config), lambda s: s.revoke_key(args.key_id, now_ms())))
-    if not revoked:
+    async def revoke(storage: Storage) -> bool:
+        record = await storage.find_key(args.key_id)
+        if record is None or not await storage.revoke_key(args.key_id, now_ms()):
+            return False
+        await storage.insert_events(
+            [self_event(record.tenant_id, "sidetrail.key.revoked", _CLI_ACTOR, "service", key_id=record.key_id)]
+        )
+        return True
+
+    if not asyncio.run(_with_storage(_load_config(args.config), revoke)):
         raise CliError(f"no active key with id {args.key_id}")
     print(f"revoked key {args.key_id}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    filters = []
+    for item in args.filter or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--filter takes NAME=VALUE, got {item!r}")
+        try:
+            filters.append(parse_filter(name, value))
+        except ApiError as exc:
+            raise CliError(exc.message) from None
+    try:
+        from_ms = parse_rfc3339_ms(args.from_) if args.from_ else None
+        to_ms = parse_rfc3339_ms(args.to) if args.to else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    query = EventQuery(
+        tenant_id=args.tenant, limit=1, order="asc", filters=tuple(filters), from_ms=from_ms, to_ms=to_ms
+    )
+
+    async def run(storage: Storage) -> int:
+        total = sum(row[2] for row in await storage.stats_events(query, 10**15, None))
+        await storage.insert_events(
+            [self_event(args.tenant, "sidetrail.export.started", _CLI_ACTOR, "service", format=args.format,
+                        file=str(args.output), events=total)]
+        )  # fmt: skip
+        written, started, shown = 0, time.monotonic(), 0.0
+        with open(args.output, "wb") as out:  # noqa: ASYNC230 - a one-shot CLI: nothing else runs on this loop
+            out.write(header(args.format))
+            async for event in iter_events(storage, query):
+                out.write(encode(event, args.format))
+                written += 1
+                now = time.monotonic()
+                if now - shown >= 0.5 or written == total:
+                    shown = now
+                    rate = written / max(now - started, 1e-6)
+                    eta = (total - written) / rate if rate else 0
+                    print(f"\r{written:,}/{total:,} events  {rate:,.0f}/s  ETA {eta:,.0f}s ", end="", file=sys.stderr)
+        print(f"\rwrote {written:,} events to {args.output}" + " " * 20, file=sys.stderr)
+        return written
+
+    asyncio.run(_with_storage(_load_config(args.config), run))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = with_config(keys.add_parser("revoke", help="revoke a key; effective on its next request"))
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.set_defaults(func=_keys_revoke)
+    export = with_config(commands.add_parser("export", help="write a tenant's events to a file (CSV or NDJSON)"))
+    export.add_argument("--tenant", required=True)
+    export.add_argument("--format", required=True, choices=("csv", "ndjson"))
+    export.add_argument("--from", dest="from_", metavar="TIME", help="RFC 3339, inclusive")
+    export.add_argument("--to", metavar="TIME", help="RFC 3339, exclusive")
+    export.add_argument("--filter", action="append", metavar="NAME=VALUE", help="a filter as in the API (repeatable)")
+    export.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    export.set_defaults(func=_export)
     return parser
 
 

@@ -13,6 +13,7 @@ from collector.api import health, ingest, query
 from collector.api.errors import Handler, error_middleware
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
+from collector.export import self_event
 from collector.metrics import CollectorMetrics
 from collector.storage.base import RetentionRun, Storage, StorageUnavailable
 from collector.storage.postgres import PostgresStorage
@@ -47,6 +48,14 @@ async def run_retention(storage: Storage, config: CollectorConfig) -> list[Reten
     default = None if config.retention is None else now - int(config.retention * 1000)
     overrides = {tenant: now - int(period * 1000) for tenant, period in config.tenant_retention.items()}
     runs = await storage.expire(default, overrides)
+    records = [
+        self_event(run.tenant_id, "sidetrail.retention.run", "retention", "service", deleted=run.deleted,
+                   cutoff=format_ms(run.cutoff))
+        for run in runs
+        if run.tenant_id is not None
+    ]  # fmt: skip
+    if records:  # each tenant's trail records its own expiry
+        await storage.insert_events(records)
     for run in runs:
         log.info(
             "retention: removed %d events of %s created before %s%s",
@@ -125,6 +134,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_post("/v1/ingest", ingest.ingest)
     app.router.add_get("/v1/audit-log", query.list_events)
     app.router.add_get("/v1/audit-log/changes", query.changes)
+    app.router.add_get("/v1/audit-log/export", query.export)
+    app.router.add_get("/v1/audit-log/stats", query.stats)
     app.router.add_get("/v1/audit-log/{event_id}", query.get_event)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

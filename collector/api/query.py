@@ -18,9 +18,12 @@ from collector.api.auth import authenticate
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.filters import parse_filter
 from collector.api.state import CURSOR_SECRET, METRICS, STORAGE
+from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
 from collector.storage.base import EventQuery, Predicate
 from collector.storage.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
-from core.event import EVENT_FIELDS, format_ms, parse_rfc3339_ms
+from collector.storage.sql import STATS_GROUPS
+from core.config import parse_duration
+from core.event import format_ms, parse_rfc3339_ms
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -77,23 +80,16 @@ def _order(request: web.Request) -> str:
     return order
 
 
-def _filters(request: web.Request) -> tuple[Predicate, ...]:
+def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Predicate, ...]:
+    """Every filter in the query string; ``own`` names parameters of the route itself."""
     predicates = []
     for name in request.query:
-        if name in _PAGING_PARAMS:
+        if name in _PAGING_PARAMS or name in own:
             continue
         raw = _single(request, name)
         assert raw is not None
         predicates.append(parse_filter(name, raw))
     return tuple(predicates)
-
-
-def present(event: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as the API returns it: fields in model order, timestamps in RFC 3339."""
-    shown = {name: event.get(name) for name in EVENT_FIELDS}
-    shown["created_at"] = format_ms(event["created_at"])
-    shown["received_at"] = format_ms(event["received_at"])
-    return shown
 
 
 def _json(body: object) -> web.Response:
@@ -150,6 +146,83 @@ async def list_events(request: web.Request) -> web.Response:
 
 def _describe(predicate: Predicate) -> list[Any]:
     return [predicate.field, predicate.op, [str(v) for v in predicate.values]]
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """Any filtered range as NDJSON or CSV, streamed in constant memory, oldest first by default."""
+    app = request.app
+    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
+    export_format = _single(request, "format") or "ndjson"
+    if export_format not in CONTENT_TYPES:
+        raise invalid_parameter("format", "must be ndjson or csv")
+    filters = _filters(request, frozenset({"format"}))
+    order = _order(request) if ("order" in request.query or "sort_by" in request.query) else "asc"
+    query = EventQuery(
+        tenant_id=principal.tenant_id,
+        limit=1,
+        order=order,  # type: ignore[arg-type]
+        filters=filters,
+        from_ms=_time_bound(request, "from"),
+        to_ms=_time_bound(request, "to"),
+    )
+    storage = app[STORAGE]
+    await storage.insert_events(
+        [
+            self_event(
+                principal.tenant_id,
+                "sidetrail.export.started",
+                principal.key_id,
+                "api_key",
+                format=export_format,
+                filters=request.query_string[:1000],
+            )
+        ]
+    )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": CONTENT_TYPES[export_format],
+            "Content-Disposition": f'attachment; filename="audit-log.{export_format}"',
+        }
+    )
+    await response.prepare(request)
+    buffer = header(export_format)
+    async for event in iter_events(storage, query):
+        buffer += encode(event, export_format)
+        if len(buffer) >= 64 * 1024:
+            await response.write(buffer)
+            buffer = b""
+    await response.write(buffer)
+    await response.write_eof()
+    return response
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Counts per time bucket (``interval``), optionally per ``group_by`` value."""
+    app = request.app
+    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
+    raw_interval = _single(request, "interval") or "1h"
+    try:
+        interval_ms = int(parse_duration(raw_interval) * 1000)
+    except ValueError:
+        raise invalid_parameter("interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval!r}") from None
+    if not 60_000 <= interval_ms <= 366 * 86_400_000:
+        raise invalid_parameter("interval", "must be between 1m and 366d")
+    group_by = _single(request, "group_by")
+    if group_by is not None and group_by not in STATS_GROUPS:
+        raise invalid_parameter("group_by", f"must be one of {', '.join(STATS_GROUPS)}")
+    query = EventQuery(
+        tenant_id=principal.tenant_id,
+        limit=1,
+        filters=_filters(request, frozenset({"interval", "group_by"})),
+        from_ms=_time_bound(request, "from"),
+        to_ms=_time_bound(request, "to"),
+    )
+    rows = await app[STORAGE].stats_events(query, interval_ms, group_by)
+    data = [
+        {"bucket": format_ms(bucket), **({"key": key} if group_by else {}), "count": count}
+        for bucket, key, count in rows
+    ]
+    return _json({"interval": raw_interval, "group_by": group_by, "data": data})
 
 
 async def changes(request: web.Request) -> web.Response:

@@ -174,6 +174,9 @@ class Storage(Protocol):
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
         """Return one of the tenant's events by id, or ``None``."""
 
+    async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
+        """``(bucket start ms, group value, count)`` rows for ``query`` (limit, order and after ignored)."""
+
     async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         """The tenant's events with ``seq`` above ``after_seq``, in ``seq`` order.
 

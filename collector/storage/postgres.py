@@ -34,7 +34,7 @@ from collector.storage.base import (
     WriterQueueFull,
 )
 from collector.storage.postgres_schema import ensure_partitions, migrate
-from collector.storage.sql import SELECT_EVENTS, build_changes, build_query
+from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
 from core.event import now_ms
 
@@ -255,6 +255,11 @@ class PostgresStorage:
         sql, params = build_changes(tenant_id, after_seq, limit, "postgres")
         rows = await self._read(lambda conn: conn.fetch(sql, *params))
         return [_from_row(row) for row in rows]
+
+    async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
+        sql, params = build_stats(query, interval_ms, group_by, "postgres")
+        rows = await self._read(lambda conn: conn.fetch(sql, *params))
+        return [tuple(row) for row in rows]
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
         sql = f"{_SELECT_EVENTS} WHERE tenant_id = $1 AND id = $2::uuid"

@@ -91,6 +91,31 @@ def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:
     return sql, values
 
 
+STATS_GROUPS = ("action", "outcome", "actor_id", "resource_type")
+
+
+def build_stats(query: EventQuery, interval_ms: int, group_by: str | None, dialect: Dialect) -> tuple[str, list[Any]]:
+    """Counts of ``query``'s events per ``interval_ms`` bucket (and per ``group_by`` value)."""
+    if group_by is not None and group_by not in STATS_GROUPS:
+        raise ValueError(f"not a stats group: {group_by}")
+    values: list[Any] = []
+    param = _Params(dialect, values)
+    width = param(interval_ms)
+    width_again = width if dialect == "postgres" else param(interval_ms)
+    clauses = [f"tenant_id = {param(query.tenant_id)}"]
+    clauses += [_predicate(p, dialect, param) for p in query.filters]
+    if query.from_ms is not None:
+        clauses.append(f"created_at >= {param(query.from_ms)}")
+    if query.to_ms is not None:
+        clauses.append(f"created_at < {param(query.to_ms)}")
+    key = group_by or "NULL"
+    sql = (
+        f"SELECT (created_at / {width}) * {width_again} AS bucket, {key} AS key, count(*) FROM events "
+        f"WHERE {' AND '.join(clauses)} GROUP BY 1, 2 ORDER BY 1, 3 DESC"
+    )
+    return sql, values
+
+
 def build_changes(tenant_id: str, after_seq: int, limit: int, dialect: Dialect) -> tuple[str, list[Any]]:
     """SELECT for the changes feed: the tenant's events after ``after_seq``, in ``seq`` order."""
     values: list[Any] = []

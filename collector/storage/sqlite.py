@@ -40,7 +40,7 @@ from collector.storage.base import (
     StorageUnavailable,
     WriterQueueFull,
 )
-from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, ip_in_network
+from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats, ip_in_network
 from collector.storage.sqlite_schema import migrate
 from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
 from core.event import now_ms
@@ -239,6 +239,10 @@ class SqliteStorage:
         # One writer thread assigns seq as it commits: seq order is commit order.
         sql, params = build_changes(tenant_id, after_seq, limit, "sqlite")
         return await self._read(lambda conn: [_from_row(row) for row in conn.execute(sql, params)])
+
+    async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
+        sql, params = build_stats(query, interval_ms, group_by, "sqlite")
+        return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
         sql = f"{_SELECT_EVENTS} WHERE tenant_id = ? AND id = ?"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import orjson
+
+from core.event import format_ms, make_event_id
 from tests.helpers import ThreadedCollector, request, run_cli
 
 
@@ -85,5 +88,39 @@ def test_serve_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         result = run_cli("sidetrail-collector", "serve", "--config", str(config))
         assert result.returncode == 1
         assert result.stderr.strip().splitlines()[-1].startswith("sidetrail-collector: cannot listen on")
+    finally:
+        server.close()
+
+
+def test_export_command_writes_the_range_with_progress_and_is_audited(tmp_path: Path) -> None:
+    server = ThreadedCollector(tmp_path)
+    try:
+        config = str(write_config(tmp_path))
+        token = run_cli("sidetrail-collector", "keys", "create", "--config", config, "--tenant", "acme", "--scope",
+                        "ingest").stdout.strip()  # fmt: skip
+        events = [
+            {"id": make_event_id(1795323600000 + n, b"cli-%d" % n), "created_at": format_ms(1795323600000 + n),
+             "action": "=cmd|calc" if n == 3 else "user.read", "status_code": 200 if n % 2 else 404}
+            for n in range(10)
+        ]  # fmt: skip
+        assert request("POST", f"{server.url}/v1/ingest", key=token, json={"events": events}).status == 200
+        out = tmp_path / "export.csv"
+        result = run_cli(
+            "sidetrail-collector", "export", "--config", config, "--tenant", "acme", "--format", "csv",
+            "--from", "2026-11-22T05:00:00.002Z", "--filter", "status_code=404", "-o", str(out),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "wrote 4 events" in result.stderr and "events/s" not in result.stdout
+        rows = out.read_text().splitlines()
+        assert rows[0].startswith("id,tenant_id,created_at") and len(rows) == 5
+        ndjson = tmp_path / "export.ndjson"
+        assert run_cli("sidetrail-collector", "export", "--config", config, "--tenant", "acme", "--format", "ndjson",
+                       "-o", str(ndjson)).returncode == 0  # fmt: skip
+        actions = [orjson.loads(line)["action"] for line in ndjson.read_text().splitlines()]
+        assert "'=cmd|calc" not in actions and "=cmd|calc" in actions  # NDJSON keeps values as they are
+        assert "sidetrail.key.created" in actions and "sidetrail.export.started" in actions  # self-audit
+        bad = run_cli("sidetrail-collector", "export", "--config", config, "--tenant", "acme", "--format", "csv",
+                      "--filter", "colour=red", "-o", str(out))  # fmt: skip
+        assert bad.returncode == 1 and "colour: unknown parameter" in bad.stderr
     finally:
         server.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import threading
 import time
 from typing import Any
 
 import pytest
 
+from core.event import EVENT_FIELDS
 from tests.collector.test_api import assert_envelope, event, ingest
 from tests.helpers import ThreadedCollector, request
 
@@ -190,3 +194,43 @@ def test_changes_feed_never_skips_with_two_collectors_on_one_database(
     finally:
         first.close()
         second.close()
+
+
+def test_export_streams_ndjson_and_csv_and_is_audited(loaded: tuple[ThreadedCollector, str]) -> None:
+    collector, key = loaded
+    url = f"{collector.url}/v1/audit-log/export"
+    ndjson = request("GET", url, key=key, params={"format": "ndjson", "status_code": "gte:400"})
+    assert ndjson.status == 200 and ndjson.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in ndjson.body.splitlines()]
+    assert [e["status_code"] for e in lines] == [403, 500, 401]  # oldest first
+    assert set(lines[0]) == set(EVENT_FIELDS)
+
+    ingest(collector, collector.key("acme", "ingest"), [event(7, action='=HYPERLINK("http://x")', actor_id="@evil")])
+    csv_reply = request("GET", url, key=key, params={"format": "csv", "status_code": "201", "method": "POST"})
+    assert csv_reply.headers["Content-Disposition"] == 'attachment; filename="audit-log.csv"'
+    rows = list(csv.DictReader(io.StringIO(csv_reply.body.decode())))
+    assert [r["action"] for r in rows] == ["user.created", "order.created", '\'=HYPERLINK("http://x")']
+    assert rows[-1]["actor_id"] == "'@evil"
+    assert json.loads(rows[0]["metadata"]) == {}
+
+    audited = request("GET", f"{collector.url}/v1/audit-log", key=key, params={"action": "sidetrail.export.started"})
+    records = audited.json()["data"]
+    assert len(records) == 2 and records[0]["actor_type"] == "api_key"
+    other = request("GET", url, key=collector.key("globex", "read"), params={"format": "ndjson"})
+    theirs = [json.loads(line) for line in other.body.splitlines()]
+    assert [(e["tenant_id"], e["action"]) for e in theirs] == [("globex", "sidetrail.export.started")]  # their own
+
+
+def test_stats_count_per_bucket_and_group(loaded: tuple[ThreadedCollector, str]) -> None:
+    collector, key = loaded
+    url = f"{collector.url}/v1/audit-log/stats"
+    by_outcome = request("GET", url, key=key, params={"interval": "1h", "group_by": "outcome"}).json()
+    assert by_outcome["data"] == [
+        {"bucket": "2026-11-22T05:00:00.000Z", "key": "failure", "count": 3},
+        {"bucket": "2026-11-22T05:00:00.000Z", "key": "success", "count": 2},
+    ]
+    per_second = request("GET", url, key=key, params={"interval": "1m", "method": "POST"}).json()
+    assert per_second["data"] == [{"bucket": "2026-11-22T05:00:00.000Z", "count": 3}]
+    assert request("GET", url, key=key, params={"group_by": "path"}).status == 400
+    assert request("GET", url, key=key, params={"interval": "soon"}).status == 400
+    assert request("GET", url, key=collector.key("globex", "read")).json()["data"] == []

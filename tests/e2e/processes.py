@@ -13,6 +13,8 @@ import orjson
 
 from tests.helpers import BIN, free_port, request, run_cli, wait_until
 
+SELF_EVENTS = "sidetrail.key.created,sidetrail.key.revoked,sidetrail.export.started"
+
 
 class CollectorProcess:
     """``sidetrail-collector serve`` on a SQLite file under ``root``; keys are created with the CLI."""
@@ -59,11 +61,13 @@ class CollectorProcess:
         return scrape(f"{self.url}/metrics", name)
 
     def all_events(self, read_key: str, **params: Any) -> list[dict[str, Any]]:
-        """Every stored event, walking the cursor pages (oldest first)."""
+        """Every stored event from agents, walking the cursor pages (oldest first); the events the
+        collector records about itself (key created through the CLI, exports) are left out."""
         events: list[dict[str, Any]] = []
         cursor = None
         while True:
-            query = {"limit": 200, "order": "asc", **params, **({"cursor": cursor} if cursor else {})}
+            query = {"limit": 200, "order": "asc", "action": f"neq:{SELF_EVENTS}", **params}
+            query.update({"cursor": cursor} if cursor else {})
             page = request("GET", f"{self.url}/v1/audit-log", key=read_key, params=query).json()
             events += page["data"]
             if not page["has_more"]:

@@ -35,7 +35,9 @@ def audit(n: int, **fields: Any) -> dict[str, Any]:
 
 def stored(db: Path) -> dict[str, dict[str, Any]]:
     with sqlite3.connect(db, timeout=10) as conn:
-        rows = conn.execute("SELECT id, action, resource_id, source FROM events").fetchall()
+        rows = conn.execute(
+            "SELECT id, action, resource_id, source FROM events WHERE action NOT LIKE 'sidetrail.%'"
+        ).fetchall()
     return {row[0]: {"action": row[1], "resource_id": row[2], "source": row[3]} for row in rows}
 
 
