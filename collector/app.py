@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from collector.api import health, ingest, query
+from collector.api import health, ingest, keys, query
 from collector.api.errors import Handler, error_middleware
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
@@ -137,6 +137,9 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_get("/v1/audit-log/export", query.export)
     app.router.add_get("/v1/audit-log/stats", query.stats)
     app.router.add_get("/v1/audit-log/{event_id}", query.get_event)
+    app.router.add_post("/v1/keys", keys.create_key)
+    app.router.add_get("/v1/keys", keys.list_keys)
+    app.router.add_delete("/v1/keys/{key_id}", keys.revoke_key)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from core.event import now_ms
+
 # Stored columns, in the order both backends select them (``seq`` first: the database assigns it).
 EVENT_COLUMNS = (
     "seq",
@@ -144,10 +146,14 @@ class ApiKeyRecord:
     secret_hash: str
     created_at: int
     revoked_at: int | None = None
+    expires_at: int | None = None
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Not revoked and not expired (checked on every request)."""
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now_ms()
 
 
 class Storage(Protocol):

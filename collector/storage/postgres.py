@@ -53,7 +53,7 @@ _MOVE = (
     "WHERE job = $1 ON CONFLICT DO NOTHING"
 )
 _SELECT_EVENTS = SELECT_EVENTS
-_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at"
+_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
 _UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 _job_numbers = itertools.count()
 
@@ -153,9 +153,12 @@ class PostgresStorage:
             record.secret_hash,
             record.created_at,
             record.revoked_at,
+            record.expires_at,
         )
         await self._write(
-            lambda conn: conn.execute(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7)", *values)
+            lambda conn: conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", *values
+            )
         )
 
     async def revoke_key(self, key_id: str, revoked_at: int) -> bool:

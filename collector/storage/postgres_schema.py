@@ -74,6 +74,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (2, "ALTER TABLE api_keys ADD COLUMN expires_at bigint"),
 )
 
 

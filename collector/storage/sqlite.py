@@ -54,7 +54,7 @@ _INSERT_SQL = (
     "ON CONFLICT (tenant_id, id) DO NOTHING"
 )
 _SELECT_EVENTS = SELECT_EVENTS
-_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at"
+_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
 _STOP = object()
 
 
@@ -138,9 +138,10 @@ class SqliteStorage:
             record.secret_hash,
             record.created_at,
             record.revoked_at,
+            record.expires_at,
         )
         await self._write(
-            lambda conn: conn.execute(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?)", values)
+            lambda conn: conn.execute(f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", values)
         )
 
     async def revoke_key(self, key_id: str, revoked_at: int) -> bool:

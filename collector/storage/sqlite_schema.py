@@ -82,10 +82,15 @@ def _v3_retention_runs(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v4_key_expiry(db: sqlite_utils.Database) -> None:
+    db.table("api_keys").add_column("expires_at", int)
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
     (3, _v3_retention_runs),
+    (4, _v4_key_expiry),
 )
 
 

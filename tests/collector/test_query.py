@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from core.event import EVENT_FIELDS
+from collector.api.state import STORAGE
+from collector.keys import mint_key
+from collector.storage.base import ApiKeyRecord
+from core.event import EVENT_FIELDS, now_ms
 from tests.collector.test_api import assert_envelope, event, ingest
 from tests.helpers import ThreadedCollector, request
 
@@ -234,3 +237,37 @@ def test_stats_count_per_bucket_and_group(loaded: tuple[ThreadedCollector, str])
     assert request("GET", url, key=key, params={"group_by": "path"}).status == 400
     assert request("GET", url, key=key, params={"interval": "soon"}).status == 400
     assert request("GET", url, key=collector.key("globex", "read")).json()["data"] == []
+
+
+def test_admin_keys_api_is_scoped_to_the_tenant_and_audited(collector: ThreadedCollector) -> None:
+    admin, other_admin = collector.key("acme", "admin"), collector.key("globex", "admin")
+    url = f"{collector.url}/v1/keys"
+    assert_envelope(request("POST", url, key=collector.key("acme", "read"), json={"scope": "read"}), 403,
+                    "insufficient_permissions")  # fmt: skip
+    created = request(
+        "POST", url, key=admin, json={"scope": "read", "name": "siem", "expires_at": "2099-01-01T00:00:00Z"}
+    )
+    assert created.status == 201, created.body
+    body = created.json()
+    assert body["tenant_id"] == "acme" and body["expires_at"] == "2099-01-01T00:00:00.000Z" and body["active"]
+    new_key = body["secret"]
+    assert request("GET", f"{collector.url}/v1/audit-log", key=new_key).status == 200
+    listed = request("GET", url, key=admin).json()["data"]
+    assert body["key_id"] in [k["key_id"] for k in listed] and "secret" not in listed[0]
+    assert body["key_id"] not in [k["key_id"] for k in request("GET", url, key=other_admin).json()["data"]]
+    assert_envelope(request("DELETE", f"{url}/{body['key_id']}", key=other_admin), 404, "not_found")
+    assert request("DELETE", f"{url}/{body['key_id']}", key=admin).status == 204
+    assert_envelope(request("GET", f"{collector.url}/v1/audit-log", key=new_key), 401, "authentication_required")
+    trail = request("GET", f"{collector.url}/v1/audit-log", key=admin, params={"action": "~eq:sidetrail.key.*"})
+    assert sorted(e["action"] for e in trail.json()["data"]) == ["sidetrail.key.created", "sidetrail.key.revoked"]
+    for bad in ({"scope": "root"}, {"scope": "read", "expires_at": "2001-01-01T00:00:00Z"}, {"scope": "read", "x": 1}):
+        assert_envelope(request("POST", url, key=admin, json=bad), 400, "invalid_parameter")
+
+
+def test_expired_keys_stop_working(collector: ThreadedCollector) -> None:
+    token, record = mint_key("acme", "read", "short-lived")
+    record = ApiKeyRecord(**{**record.__dict__, "expires_at": now_ms() + 600})
+    collector.call(collector.app[STORAGE].create_key(record))
+    assert request("GET", f"{collector.url}/v1/audit-log", key=token).status == 200
+    time.sleep(0.7)
+    assert_envelope(request("GET", f"{collector.url}/v1/audit-log", key=token), 401, "authentication_required")
