@@ -11,7 +11,8 @@ from aiohttp import web
 
 from collector.api import health, ingest, keys, query
 from collector.api.errors import Handler, error_middleware
-from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
+from collector.api.limits import RateLimiter
+from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
 from collector.export import self_event
 from collector.metrics import CollectorMetrics
@@ -130,6 +131,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[CONFIG] = config
     app[STORAGE] = storage if storage is not None else open_storage(config)
     app[METRICS] = CollectorMetrics()
+    app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
     app.cleanup_ctx.append(_storage_ctx)
     app.router.add_post("/v1/ingest", ingest.ingest)
     app.router.add_get("/v1/audit-log", query.list_events)

@@ -67,12 +67,37 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Per-key rate limit on the query and admin routes (ingest is paced by the writer queue instead),
+    request size limits and the query timeout."""
+
+    requests_per_second: float = 100.0
+    burst: int = 200
+    max_url_bytes: Size = 4096
+    max_header_bytes: Size = 8192
+    query_timeout: Duration = 10.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.requests_per_second <= 0 or self.burst < 1:
+            errors.append(("requests_per_second", "must be above 0 (and burst at least 1)"))
+        if self.query_timeout <= 0:
+            errors.append(("query_timeout", "must be above 0"))
+        if not 256 <= self.max_url_bytes <= 8000:
+            errors.append(("max_url_bytes", "must be between 256B and 8000B"))
+        if not 1024 <= self.max_header_bytes <= 64 * 1024:
+            errors.append(("max_header_bytes", "must be between 1KiB and 64KiB"))
+        return errors
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """Top level of ``collector.yaml``."""
 
     listen: str = "127.0.0.1:8680"
     storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     retention: Duration | None = 400 * 86400.0
     tenant_retention: dict[str, Duration] = field(default_factory=dict)
     retention_interval: Duration = 3600.0

@@ -77,6 +77,9 @@ class CollectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "sidetrail_collector_rate_limited_total", "Requests refused with 429 by the per-key rate limit.", registry=r
+        )
         self.queue_depth = Gauge(
             "sidetrail_collector_writer_queue_events", "Events waiting for the storage writer.", registry=r
         )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from collector.api.errors import ApiError
+from collector.api.limits import retry_after
+from collector.api.state import LIMITER
 from collector.keys import SATISFIES, parse_key_id, token_matches
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
@@ -55,4 +57,14 @@ async def authenticate(request: web.Request, storage: Storage, metrics: Collecto
     if claimed is not None and claimed != record.tenant_id:
         metrics.auth_failures.labels("tenant_mismatch").inc()
         raise ApiError(403, "tenant_mismatch", "X-Tenant-ID does not match the API key's tenant")
+    if scope != "ingest":  # ingest is paced by the writer queue (503 + Retry-After) instead
+        wait = request.app[LIMITER].acquire(record.key_id)
+        if wait:
+            metrics.rate_limited.inc()
+            raise ApiError(
+                429,
+                "rate_limit_exceeded",
+                "too many requests for this API key; slow down",
+                {"Retry-After": retry_after(wait)},
+            )
     return Principal(key_id=record.key_id, tenant_id=record.tenant_id, scope=record.scope)

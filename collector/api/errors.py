@@ -81,6 +81,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     LOG_REQUEST_ID.set(request_id)  # every log line of this request carries it
+    limits = request.app[CONFIG].limits
+    if len(request.raw_path) > limits.max_url_bytes:
+        return error_response(request_id, 414, "uri_too_long", f"the URL is longer than {limits.max_url_bytes} bytes")
+    header_bytes = sum(len(k) + len(v) for k, v in request.raw_headers)
+    if header_bytes > limits.max_header_bytes:
+        return error_response(
+            request_id, 431, "headers_too_large", f"the headers are larger than {limits.max_header_bytes} bytes"
+        )
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -89,6 +97,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         retry_after = str(max(1, round(request.app[CONFIG].ingest.retry_after)))
         return error_response(
             request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": retry_after}
+        )
+    except TimeoutError:
+        return error_response(
+            request_id, 503, "unavailable", "the query took too long; narrow it down", {"Retry-After": "5"}
         )
     except StorageUnavailable as exc:
         return error_response(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -17,7 +18,7 @@ from aiohttp import web
 from collector.api.auth import authenticate
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.filters import parse_filter
-from collector.api.state import CURSOR_SECRET, METRICS, STORAGE
+from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
 from collector.storage.base import EventQuery, Predicate
 from collector.storage.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
@@ -25,6 +26,7 @@ from collector.storage.sql import STATS_GROUPS
 from core.config import parse_duration
 from core.event import format_ms, parse_rfc3339_ms
 
+R = TypeVar("R")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_WAIT = 60
@@ -134,7 +136,7 @@ async def list_events(request: web.Request) -> web.Response:
         after=after,
         offset=offset,
     )
-    rows = await app[STORAGE].query_events(query)
+    rows = await _bounded(request, app[STORAGE].query_events(query))
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = None
@@ -142,6 +144,11 @@ async def list_events(request: web.Request) -> web.Response:
         last = rows[-1]
         next_cursor = encode_cursor(secret, principal.tenant_id, digest, order, (last["created_at"], last["id"]))
     return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_cursor": next_cursor})
+
+
+async def _bounded(request: web.Request, work: Awaitable[R]) -> R:
+    """Run a query within ``limits.query_timeout`` (a TimeoutError becomes a 503 in the middleware)."""
+    return await asyncio.wait_for(work, request.app[CONFIG].limits.query_timeout)
 
 
 def _describe(predicate: Predicate) -> list[Any]:
@@ -217,7 +224,7 @@ async def stats(request: web.Request) -> web.Response:
         from_ms=_time_bound(request, "from"),
         to_ms=_time_bound(request, "to"),
     )
-    rows = await app[STORAGE].stats_events(query, interval_ms, group_by)
+    rows = await _bounded(request, app[STORAGE].stats_events(query, interval_ms, group_by))
     data = [
         {"bucket": format_ms(bucket), **({"key": key} if group_by else {}), "count": count}
         for bucket, key, count in rows

@@ -284,3 +284,39 @@ def test_gaps_in_an_agent_stream_are_counted_and_marked(collector: ThreadedColle
     assert "sidetrail_collector_source_missing_bytes_total 250.0" in metrics
     stored = request("GET", f"{collector.url}/v1/audit-log", key=keys["read"], params={"order": "asc"}).json()["data"]
     assert [e["source"].get("gap") for e in stored] == [None, None, None, {"events": 2, "bytes": 250}]
+
+
+def test_rate_limit_and_size_limits_answer_in_the_envelope(tmp_path: Any) -> None:
+    server = ThreadedCollector(
+        tmp_path,
+        limits={"requests_per_second": 1, "burst": 3, "max_url_bytes": 512, "max_header_bytes": 2048,
+                "query_timeout": "1ms"},
+    )  # fmt: skip
+    try:
+        key, ingest_key = server.key("acme", "read"), server.key("acme", "ingest")
+        url = f"{server.url}/v1/audit-log"
+        assert request("GET", url, key=key, params={"limit": 1}).status in (200, 503)  # 1 ms may not be enough
+        statuses = [request("GET", url, key=key).status for _ in range(4)]
+        assert 429 in statuses
+        limited = request("GET", url, key=key)
+        error = assert_envelope(limited, 429, "rate_limit_exceeded")
+        assert int(limited.headers["Retry-After"]) >= 1 and "slow down" in error["message"]
+        assert request("GET", url, key=server.key("acme", "read")).status != 429  # per key
+        for _ in range(5):  # ingest is paced by the writer queue, not by the rate limit
+            assert request("POST", f"{server.url}/v1/ingest", key=ingest_key, json={"events": [event(1)]}).status == 200
+        assert_envelope(request("GET", url + "?action=" + "x" * 600, key=key), 414, "uri_too_long")
+        assert_envelope(request("GET", url, key=key, headers={"X-Big": "y" * 3000}), 431, "headers_too_large")
+    finally:
+        server.close()
+
+
+def test_a_query_over_its_time_limit_is_a_503(tmp_path: Any) -> None:
+    server = ThreadedCollector(tmp_path, limits={"query_timeout": "1ms"})
+    try:
+        key, ingest_key = server.key("acme", "read"), server.key("acme", "ingest")
+        ingest(server, ingest_key, [event(n) for n in range(3000)])
+        reply = request("GET", f"{server.url}/v1/audit-log", key=key, params={"q": "no-such-text", "limit": 200})
+        assert_envelope(reply, 503, "unavailable")
+        assert "took too long" in reply.json()["error"]["message"]
+    finally:
+        server.close()
