@@ -12,6 +12,7 @@ from aiohttp import web
 from collector.api import health, ingest, keys, query
 from collector.api.errors import Handler, error_middleware
 from collector.api.limits import RateLimiter
+from collector.api.openapi import DOCUMENT, build_document, openapi
 from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
 from collector.export import self_event
@@ -142,6 +143,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app.router.add_post("/v1/keys", keys.create_key)
     app.router.add_get("/v1/keys", keys.list_keys)
     app.router.add_delete("/v1/keys/{key_id}", keys.revoke_key)
+    app[DOCUMENT] = build_document(int(config.limits.max_wait))
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

@@ -29,7 +29,6 @@ from core.event import format_ms, parse_rfc3339_ms
 R = TypeVar("R")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-MAX_WAIT = 60
 # Aliases the reference audit-log APIs use, each standing for one of ours.
 _TIME_ALIASES = {"from": "from", "after": "from", "startDate": "from", "to": "to", "before": "to", "endDate": "to"}
 _PAGING_PARAMS = frozenset({"limit", "cursor", "order", "sort_by", "page", "page_size", "offset", *_TIME_ALIASES})
@@ -242,10 +241,11 @@ async def changes(request: web.Request) -> web.Response:
             raise invalid_parameter(name, "unknown parameter")
     after_seq = _int_param(request, "after_seq", 0, 2**62) or 0
     limit = _int_param(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    wait = _int_param(request, "wait", 0, MAX_WAIT)
+    max_wait = int(app[CONFIG].limits.max_wait)
+    wait = _int_param(request, "wait", 0, max_wait)
     if wait is None:
         prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
-        wait = min(int(prefer.group(1)), MAX_WAIT) if prefer else 0
+        wait = min(int(prefer.group(1)), max_wait) if prefer else 0
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         rows = await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
