@@ -26,6 +26,7 @@ from bench import workload
 from bench.agent import bench_agent
 from bench.collector import bench_collector, bench_indexes
 from bench.e2e import bench_e2e
+from bench.queries import bench_queries
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATOR = REPO.parent / "shared" / "bench" / "gen_access_log.py"
@@ -151,6 +152,23 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
     for label, rate in results.get("indexes", {}).items():
         out.append((f"index cost: {label}", f"{rate:,.0f} rows/s", "raw insert, no HTTP", "", ""))
+    queries = results.get("queries")
+    if queries:
+        for kind, numbers in queries.items():
+            if not isinstance(numbers, dict) or "first_api_p99_ms" not in numbers:
+                continue
+            deep = numbers["deep"]
+            first_p99 = numbers["first_api_p99_ms"]
+            deep_p99 = deep.get("api_p99_ms")
+            out.append(
+                (
+                    f"query {kind}: first page / page {deep['page']:,}",
+                    f"p50 {numbers['first_api_p50_ms']:.1f} p99 {first_p99:.1f} / p99 {deep_p99 or 0:.1f} ms",
+                    f"SQL p99 {numbers['first_sql_p99_ms']:.1f} / {deep.get('sql_p99_ms', 0):.1f} ms",
+                    f"deep {deep_p99 / first_p99:.2f}x first" if deep_p99 else "",
+                    f"first p99 <= 20 ms: {verdict(first_p99 <= 20)}",
+                )
+            )
     e2e = results.get("e2e")
     if e2e:
         latency = e2e["latency_ms"]
@@ -194,8 +212,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--only", default="agent,collector,indexes,e2e", help="comma list of agent, collector, indexes, e2e"
+        "--only",
+        default="agent,collector,indexes,queries,e2e",
+        help="comma list of agent, collector, indexes, queries, e2e",
     )
+    parser.add_argument("--query-events", type=int, help="events of the big tenant for queries (default 5,000,000)")
     parser.add_argument("--lines", type=int, help="workload lines (default 1,000,000; quick 20,000)")
     parser.add_argument("--ingest-events", type=int, help="events for the ingest benchmark (default 200,000)")
     parser.add_argument("--e2e-seconds", type=float, help="end-to-end load duration (default 60)")
@@ -228,6 +249,11 @@ def main() -> int:
             count = min(args.ingest_events or (10_000 if quick else 200_000), stats["non_get"])
             print(f"bench: index costs on {count:,} rows...", file=sys.stderr)
             results["indexes"] = bench_indexes(workdir / "indexes", log_file, count, postgres_dsn(args.pg_dsn))
+        if "queries" in only:
+            big = args.query_events or (20_000 if quick else 5_000_000)
+            small = 5_000 if quick else 1_000_000
+            print(f"bench: queries on {big:,} events (+4 tenants of {small:,})...", file=sys.stderr)
+            results["queries"] = bench_queries(workdir / "queries", big, small)
         if "e2e" in only:
             seconds = args.e2e_seconds or (5.0 if quick else 60.0)
             idle = args.idle_seconds if args.idle_seconds is not None else (2.0 if quick else 600.0)

@@ -197,14 +197,20 @@ def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None)
     events = build_events(log_file, count)
     rows = [_to_row(e) for e in _rows(events)]
     results: dict[str, Any] = {}
-    for label, drop in (("unique (tenant_id, id) only", True), ("+ (tenant_id, created_at, id)", False)):
-        path = workdir / f"idx-{int(drop)}.db"
+    filter_indexes = ["events_tenant_action", "events_tenant_actor", "events_tenant_resource"]
+    variants = (
+        ("unique (tenant_id, id) only", ["events_tenant_time", *filter_indexes]),
+        ("+ (tenant_id, created_at, id)", filter_indexes),
+        ("+ action, actor, resource filter indexes (all five)", []),
+    )
+    for number, (label, drop) in enumerate(variants):
+        path = workdir / f"idx-{number}.db"
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         migrate(conn)
-        if drop:
-            conn.execute("DROP INDEX events_tenant_time")
+        for index in drop:
+            conn.execute(f"DROP INDEX {index}")
         started = time.perf_counter()
         for i in range(0, len(rows), 5000):
             conn.execute("BEGIN")
@@ -227,15 +233,21 @@ def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
 
     async def main() -> None:
-        for label, drop in (("primary key (tenant_id, created_at, id) only", True), ("+ (tenant_id, id)", False)):
-            schema = f"bench_idx_{int(drop)}_{int(time.time())}"
+        filter_indexes = ["events_tenant_action", "events_tenant_actor", "events_tenant_resource"]
+        variants = (
+            ("primary key (tenant_id, created_at, id) only", ["events_tenant_id", *filter_indexes]),
+            ("+ (tenant_id, id)", filter_indexes),
+            ("+ action, actor, resource filter indexes", []),
+        )
+        for number, (label, drop) in enumerate(variants):
+            schema = f"bench_idx_{number}_{int(time.time())}"
             conn = await asyncpg.connect(dsn)
             try:
                 await migrate_in_schema(conn, schema)
                 await ensure_partitions(conn, 3)
                 await _init_connection(conn)
-                if drop:
-                    await conn.execute("DROP INDEX events_tenant_id")
+                for index in drop:
+                    await conn.execute(f"DROP INDEX {index}")
                 started = time.perf_counter()
                 for i in range(0, len(rows), 5000):
                     await conn.copy_records_to_table(

@@ -75,6 +75,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (2, "ALTER TABLE api_keys ADD COLUMN expires_at bigint"),
+    (
+        3,
+        """
+        CREATE INDEX events_tenant_action ON events (tenant_id, action, created_at, id);
+        CREATE INDEX events_tenant_actor ON events (tenant_id, actor_id, created_at, id);
+        CREATE INDEX events_tenant_resource ON events (tenant_id, resource_type, resource_id, created_at, id);
+        """,
+    ),
 )
 
 

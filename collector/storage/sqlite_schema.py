@@ -86,11 +86,22 @@ def _v4_key_expiry(db: sqlite_utils.Database) -> None:
     db.table("api_keys").add_column("expires_at", int)
 
 
+def _v5_filter_indexes(db: sqlite_utils.Database) -> None:
+    # The filters a compliance query starts from: who (actor), what (action), to what (resource).
+    events = db.table("events")
+    events.create_index(["tenant_id", "action", "created_at", "id"], index_name="events_tenant_action")
+    events.create_index(["tenant_id", "actor_id", "created_at", "id"], index_name="events_tenant_actor")
+    events.create_index(
+        ["tenant_id", "resource_type", "resource_id", "created_at", "id"], index_name="events_tenant_resource"
+    )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
     (3, _v3_retention_runs),
     (4, _v4_key_expiry),
+    (5, _v5_filter_indexes),
 )
 
 

@@ -1,0 +1,171 @@
+"""Query latency: first page and the 10,000th cursor page, p50/p99, per filter kind, through the API on a
+collector over SQLite holding a big tenant (5M events by default) and four others (1M each) - next to the
+same SQL run directly on the same file (the ceiling).
+
+The deep page's cursor is minted with the collector's own secret for the row where page 10,000 starts
+(found with the same SQL), so no one has to walk 10,000 pages to reach it."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import sqlite3
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from bench.procs import Collector
+from collector.api.filters import parse_filter
+from collector.api.query import _describe
+from collector.storage.base import EventQuery
+from collector.storage.cursor import encode_cursor, filters_digest
+from collector.storage.sql import build_query, ip_in_network
+from collector.storage.sqlite import _INSERT_SQL, _from_row
+from collector.storage.sqlite_schema import migrate
+from core.event import format_ms, make_event_id, parse_rfc3339_ms
+
+PAGE = 50
+DEEP_PAGE = 10_000
+SAMPLES = 30
+ACTIONS = [
+    f"{r}.{v}"
+    for r in ("user", "order", "session", "invoice", "file")
+    for v in ("created", "updated", "deleted", "read")
+]
+START = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+
+
+def load(path: Path, big: int, small: int) -> None:
+    """Synthetic events straight into the schema the collector uses (setup, not measured)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    migrate(conn)
+    conn.execute("PRAGMA synchronous = OFF")
+    rng = random.Random(7)
+    for tenant, count in (("bench", big), *((f"other{i}", small) for i in range(4))):
+        step = max(1, 365 * 86_400_000 // max(count, 1))
+        rows = []
+        for n in range(count):
+            created = START + n * step
+            action = ACTIONS[n % len(ACTIONS)]
+            resource_type = action.split(".")[0]
+            status = rng.choice((200, 200, 200, 201, 204, 400, 403, 404, 500))
+            rows.append(
+                (tenant, make_event_id(created, f"{tenant}{n}".encode()), created, created + 150, action,
+                 "success" if status < 400 else "failure", f"actor-{rng.randrange(2000)}", None, "user", None,
+                 resource_type, str(rng.randrange(50_000)), "POST", f"/api/v1/{resource_type}s/{n}", status,
+                 f"10.{n % 256}.{rng.randrange(256)}.{rng.randrange(1, 255)}", "bench/1.0", None, "{}", "{}")
+            )  # fmt: skip
+            if len(rows) == 50_000:
+                conn.execute("BEGIN")
+                conn.executemany(_INSERT_SQL, rows)
+                conn.execute("COMMIT")
+                rows = []
+        if rows:
+            conn.execute("BEGIN")
+            conn.executemany(_INSERT_SQL, rows)
+            conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def _kinds(big: int) -> dict[str, dict[str, str]]:
+    middle = START + 365 * 86_400_000 // 2
+    return {
+        "none": {},
+        "action": {"action": "order.updated"},
+        "actor_id": {"actor_id": "actor-42"},
+        "resource_type+resource_id": {"resource_type": "invoice", "resource_id": "4242"},
+        "time range": {"from": _iso(middle), "to": _iso(middle + 30 * 86_400_000)},
+        "status range": {"status_code": "gte:500"},
+        "q (free text)": {"q": "invoices/12345"},
+    }
+
+
+def _iso(ms: int) -> str:
+    return format_ms(ms)
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def bench_queries(workdir: Path, big: int, small: int) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "queries.db"
+    started = time.perf_counter()
+    load(db, big, small)
+    results: dict[str, Any] = {"events": {"bench": big, "others": 4 * small}, "load_s": time.perf_counter() - started}
+    collector = Collector(workdir / "collector", {"backend": "sqlite", "path": str(db)})
+    direct = sqlite3.connect(db)
+    direct.create_function("sidetrail_ip_in", 2, ip_in_network, deterministic=True)
+    try:
+        secret = bytes(direct.execute("SELECT value FROM secrets WHERE name = 'cursor'").fetchone()[0])
+        conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=120)
+        headers = {"Authorization": f"Bearer {collector.read_key}"}
+        for kind, params in _kinds(big).items():
+            filters = tuple(parse_filter(k, v) for k, v in params.items() if k not in ("from", "to"))
+            from_ms = parse_rfc3339_ms(params["from"]) if "from" in params else None
+            to_ms = parse_rfc3339_ms(params["to"]) if "to" in params else None
+            query = EventQuery("bench", PAGE + 1, "desc", filters, from_ms, to_ms)
+
+            def api(extra: dict[str, str], params: dict[str, str] = params) -> list[float]:
+                times = []
+                for _ in range(SAMPLES):
+                    t = time.perf_counter()
+                    conn.request(
+                        "GET", "/v1/audit-log?" + urlencode({**params, "limit": PAGE, **extra}), headers=headers
+                    )
+                    response = conn.getresponse()
+                    response.read()
+                    assert response.status == 200, response.status
+                    times.append((time.perf_counter() - t) * 1000)
+                return times
+
+            def sql(q: EventQuery) -> list[float]:
+                statement, values = build_query(q, "sqlite")
+                times = []
+                for _ in range(SAMPLES):
+                    t = time.perf_counter()
+                    [_from_row(r) for r in direct.execute(statement, values).fetchall()]
+                    times.append((time.perf_counter() - t) * 1000)
+                return times
+
+            first_api, first_sql = _percentiles(api({})), _percentiles(sql(query))
+            # Where page 10,000 starts (or the last page, when fewer events match).
+            statement, values = build_query(
+                EventQuery("bench", 1, "desc", filters, from_ms, to_ms, None, offset=DEEP_PAGE * PAGE), "sqlite"
+            )
+            row = direct.execute(statement, values).fetchone()
+            deep_page = DEEP_PAGE
+            if row is None:  # fewer matches than 10,000 pages: measure the last page instead
+                everything, values = build_query(EventQuery("bench", 10**9, "desc", filters, from_ms, to_ms), "sqlite")
+                matching = direct.execute(f"SELECT count(*) FROM ({everything})", values).fetchone()[0]
+                deep_page = max(1, matching // PAGE - 1)
+                statement, values = build_query(
+                    EventQuery("bench", 1, "desc", filters, from_ms, to_ms, None, offset=deep_page * PAGE), "sqlite"
+                )
+                row = direct.execute(statement, values).fetchone()
+            deep: dict[str, Any] = {"page": deep_page}
+            if row is not None:
+                position = (row[3], row[2])
+                digest = filters_digest({"filters": [_describe(p) for p in filters], "from": from_ms, "to": to_ms})
+                cursor = encode_cursor(secret, "bench", digest, "desc", position)
+                deep_api = _percentiles(api({"cursor": cursor}))
+                deep_sql = _percentiles(sql(EventQuery("bench", PAGE + 1, "desc", filters, from_ms, to_ms, position)))
+                deep.update({"api_p50_ms": deep_api[0], "api_p99_ms": deep_api[1], "sql_p99_ms": deep_sql[1]})
+            results[kind] = {
+                "first_api_p50_ms": first_api[0],
+                "first_api_p99_ms": first_api[1],
+                "first_sql_p50_ms": first_sql[0],
+                "first_sql_p99_ms": first_sql[1],
+                "deep": deep,
+            }
+        conn.close()
+    finally:
+        direct.close()
+        collector.stop()
+    return results
