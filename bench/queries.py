@@ -38,7 +38,8 @@ START = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 
 
 def load(path: Path, big: int, small: int) -> None:
-    """Synthetic events straight into the schema the collector uses (setup, not measured)."""
+    """Synthetic events straight into the schema the collector uses (setup, not measured); the tuples
+    follow ``_INSERT_SQL``'s column order (``EVENT_COLUMNS`` without ``seq``)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     migrate(conn)
@@ -53,7 +54,7 @@ def load(path: Path, big: int, small: int) -> None:
             resource_type = action.split(".")[0]
             status = rng.choice((200, 200, 200, 201, 204, 400, 403, 404, 500))
             rows.append(
-                (tenant, make_event_id(created, f"{tenant}{n}".encode()), created, created + 150, action,
+                (make_event_id(created, f"{tenant}{n}".encode()), tenant, created, created + 150, action,
                  "success" if status < 400 else "failure", f"actor-{rng.randrange(2000)}", None, "user", None,
                  resource_type, str(rng.randrange(50_000)), "POST", f"/api/v1/{resource_type}s/{n}", status,
                  f"10.{n % 256}.{rng.randrange(256)}.{rng.randrange(1, 255)}", "bench/1.0", None, "{}", "{}")

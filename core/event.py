@@ -25,6 +25,7 @@ __all__ = [
     "ACTOR_TYPES",
     "EVENT_FIELDS",
     "OUTCOMES",
+    "STRING_FIELD_LIMITS",
     "EventError",
     "format_ms",
     "make_event_id",
@@ -36,8 +37,8 @@ __all__ = [
 OUTCOMES: Final = ("success", "failure")
 ACTOR_TYPES: Final = ("user", "api_key", "service", "anonymous")
 
-# Field name -> maximum length for the optional string fields.
-_STRING_FIELDS: Final[dict[str, int]] = {
+# Field name -> maximum length for the optional string fields (the collector refuses longer ones).
+STRING_FIELD_LIMITS: Final[dict[str, int]] = {
     "action": 256,
     "actor_id": 512,
     "actor_name": 512,
@@ -187,7 +188,7 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
     if not raw.get("action"):
         raise EventError("missing_field", "action: is required")
 
-    for name, max_len in _STRING_FIELDS.items():
+    for name, max_len in STRING_FIELD_LIMITS.items():
         value = raw.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > max_len):
             raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")

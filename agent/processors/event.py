@@ -13,23 +13,13 @@ import ipaddress
 from functools import lru_cache
 from typing import Any
 
-from core.event import ACTOR_TYPES, OUTCOMES, format_ms, make_event_id
+from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, format_ms, make_event_id
 
-_STRING_LIMITS = {"path": 8192, "user_agent": 2048, "action": 256, "resource_type": 256, "request_id": 256}
-_PLAIN_FIELDS = (
-    "action",
-    "actor_id",
-    "actor_name",
-    "actor_email",
-    "resource_type",
-    "resource_id",
-    "path",
-    "user_agent",
-    "request_id",
-)
+_STRING_LIMITS = STRING_FIELD_LIMITS
+# String fields copied as they are (the method is upper-cased on its own).
+_PLAIN_SET = frozenset(STRING_FIELD_LIMITS) - {"method"}
 # Parsed fields kept in metadata when present (they are not event fields, but are worth keeping).
 _METADATA_FIELDS = ("protocol", "body_bytes", "referer")
-_PLAIN_SET = frozenset(_PLAIN_FIELDS)
 _METADATA_SET = frozenset(_METADATA_FIELDS)
 
 
@@ -125,7 +115,14 @@ class EventBuilder:
             actor_type if actor_type in ACTOR_TYPES else ("user" if "actor_id" in event else "anonymous")
         )
         event["metadata"] = metadata
-        event["source"] = {
+        event["source"] = self._stamp(file_path, file_key, offset, seq, byte_range)
+        return event
+
+    def _stamp(
+        self, file_path: str, file_key: str, offset: int, seq: int, byte_range: tuple[int, int]
+    ) -> dict[str, Any]:
+        """Where an event came from: agent, host, source, file and its place in the file's stream."""
+        return {
             "agent_id": self.agent_id,
             "host": self.host,
             "name": self.source_name,
@@ -135,7 +132,6 @@ class EventBuilder:
             "seq": seq,
             "range": list(byte_range),
         }
-        return event
 
 
 def _put(event: dict[str, Any], name: str, value: Any) -> None:
@@ -165,15 +161,5 @@ class SpooledEventBuilder(EventBuilder):
         if self.enrich:
             event["metadata"] = {**self.enrich, **(event.get("metadata") or {})}
         app_source = event.get("source") if isinstance(event.get("source"), dict) else {}
-        event["source"] = {
-            **app_source,
-            "agent_id": self.agent_id,
-            "host": self.host,
-            "name": self.source_name,
-            "file": file_path,
-            "offset": offset,
-            "stream": file_key,
-            "seq": seq,
-            "range": list(byte_range),
-        }
+        event["source"] = {**app_source, **self._stamp(file_path, file_key, offset, seq, byte_range)}
         return event

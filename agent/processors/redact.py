@@ -20,21 +20,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from agent.config import RedactionConfig
+from core.event import STRING_FIELD_LIMITS
 
 REDACTED = "REDACTED"
 _SEPARATORS = re.compile(r"[&;]")
 _BRACKETS = re.compile(r"\[[^\]]*\]$")
-_STRING_FIELDS = (
-    "action",
-    "actor_id",
-    "actor_name",
-    "actor_email",
-    "resource_type",
-    "resource_id",
-    "path",
-    "user_agent",
-    "request_id",
-)
+_STRING_FIELDS = tuple(STRING_FIELD_LIMITS)  # every string field of the model
 
 
 def _normalize_key(raw_key: str) -> str:

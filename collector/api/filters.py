@@ -25,28 +25,11 @@ import re
 from typing import Any
 
 from collector.api.errors import invalid_parameter
-from collector.storage.base import Predicate
+from collector.storage.base import FILTER_COLUMNS, Predicate
 from core.event import ACTOR_TYPES, OUTCOMES
 
-TEXT_FIELDS = frozenset(
-    {
-        "action",
-        "actor_id",
-        "actor_name",
-        "actor_email",
-        "actor_type",
-        "resource_type",
-        "resource_id",
-        "method",
-        "path",
-        "outcome",
-        "client_ip",
-        "request_id",
-        "user_agent",
-    }
-)
 NUMBER_FIELDS = frozenset({"status_code"})
-FILTER_FIELDS = TEXT_FIELDS | NUMBER_FIELDS
+FILTER_FIELDS = FILTER_COLUMNS
 _OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50

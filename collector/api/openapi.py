@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from collector.storage.base import FILTER_COLUMNS
 from core import __version__
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -119,22 +120,7 @@ _FILTERS = [
         _FILTER_SCHEMAS.get(name, _TEXT_VALUE),
         "Filter: [eq:|neq:|~eq:|gt:|gte:|lt:|lte:]value; comma lists mean any of (README: filter grammar)",
     )
-    for name in (
-        "action",
-        "outcome",
-        "actor_id",
-        "actor_name",
-        "actor_type",
-        "actor_email",
-        "resource_type",
-        "resource_id",
-        "method",
-        "path",
-        "status_code",
-        "client_ip",
-        "request_id",
-        "user_agent",
-    )
+    for name in sorted(FILTER_COLUMNS)
 ] + [_query("q", {"type": "string", "pattern": "^[A-Za-z0-9]{1,32}$"}, "Free text over action, path, actor, resource")]
 _TIMES = [
     _query(name, _TIME, f"Alias of {'from' if name in ('from', 'after', 'startDate') else 'to'}")

@@ -13,32 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from core.event import now_ms
+from core.event import EVENT_FIELDS, now_ms
 
 # Stored columns, in the order both backends select them (``seq`` first: the database assigns it).
-EVENT_COLUMNS = (
-    "seq",
-    "tenant_id",
-    "id",
-    "created_at",
-    "received_at",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor_name",
-    "actor_type",
-    "actor_email",
-    "resource_type",
-    "resource_id",
-    "method",
-    "path",
-    "status_code",
-    "client_ip",
-    "user_agent",
-    "request_id",
-    "source",
-    "metadata",
-)
+EVENT_COLUMNS = ("seq", *(name for name in EVENT_FIELDS if name != "seq"))
 
 # Columns a filter may name (the API checks requests against this list; SQL is built only from it).
 FILTER_COLUMNS = frozenset(
