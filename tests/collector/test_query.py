@@ -271,3 +271,35 @@ def test_expired_keys_stop_working(collector: ThreadedCollector) -> None:
     assert request("GET", f"{collector.url}/v1/audit-log", key=token).status == 200
     time.sleep(0.7)
     assert_envelope(request("GET", f"{collector.url}/v1/audit-log", key=token), 401, "authentication_required")
+
+
+def test_walking_pages_while_events_arrive_returns_each_initial_event_once(collector: ThreadedCollector) -> None:
+    ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
+    base = 1795323600000
+    initial = [event(n, ms=base + n * 1000) for n in range(600)]
+    ingest(collector, ingest_key, initial)
+    stop = threading.Event()
+
+    def keep_inserting() -> None:  # new events land before, inside and after the pages being walked
+        n = 1000
+        while not stop.is_set():
+            ingest(collector, ingest_key, [event(n + i, ms=base + ((n + i) * 7919) % 700_000) for i in range(20)])
+            n += 20
+
+    writer = threading.Thread(target=keep_inserting)
+    writer.start()
+    try:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 25, **({"cursor": cursor} if cursor else {})}
+            page = request("GET", f"{collector.url}/v1/audit-log", key=read_key, params=params).json()
+            seen += [e["id"] for e in page["data"]]
+            if not page["has_more"]:
+                break
+            cursor = page["next_cursor"]
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) == len(set(seen))  # nothing twice
+    assert {e["id"] for e in initial} <= set(seen)  # nothing that existed at the start is skipped
