@@ -75,7 +75,8 @@ class Collector:
         self.config = workdir / "collector.yaml"
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(storage).decode()}\nretention: null\n"
-            "ingest: {queue_max_events: 1000000}\nlimits: {requests_per_second: 100000, burst: 100000}\n"
+            "ingest: {queue_max_events: 1000000}\n"
+            "limits: {requests_per_second: 100000, burst: 100000, query_timeout: 300s}\n"
             "log_level: warning\n"
         )
         self.log = workdir / "collector.log"
