@@ -15,7 +15,6 @@ from typing import Any
 
 from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, format_ms, make_event_id
 
-_STRING_LIMITS = STRING_FIELD_LIMITS
 # String fields copied as they are (the method is upper-cased on its own).
 _PLAIN_SET = frozenset(STRING_FIELD_LIMITS) - {"method"}
 # Parsed fields kept in metadata when present (they are not event fields, but are worth keeping).
@@ -70,7 +69,7 @@ class EventBuilder:
             if name in _PLAIN_SET:
                 if value is not None and value != "":
                     text = value if type(value) is str else str(value)
-                    limit = _STRING_LIMITS.get(name, 512)
+                    limit = STRING_FIELD_LIMITS.get(name, 512)
                     event[name] = text if len(text) <= limit else text[:limit]
             elif name in _METADATA_SET:
                 if value is not None and value != "" and value != "-":
@@ -139,7 +138,7 @@ def _put(event: dict[str, Any], name: str, value: Any) -> None:
     if value is None or value == "":
         return
     text = str(value)
-    limit = _STRING_LIMITS.get(name, 512)
+    limit = STRING_FIELD_LIMITS.get(name, 512)
     event[name] = text if len(text) <= limit else text[:limit]
 
 

@@ -29,7 +29,6 @@ from collector.storage.base import FILTER_COLUMNS, Predicate
 from core.event import ACTOR_TYPES, OUTCOMES
 
 NUMBER_FIELDS = frozenset({"status_code"})
-FILTER_FIELDS = FILTER_COLUMNS
 _OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
@@ -44,7 +43,7 @@ def parse_filter(name: str, raw: str) -> Predicate:
     metadata = _METADATA_KEY.match(name)
     if metadata:
         return Predicate(name, "eq", (raw,))
-    if name not in FILTER_FIELDS:
+    if name not in FILTER_COLUMNS:
         raise invalid_parameter(name, "unknown parameter")
     found = _OPERATOR.match(raw)
     operator = found.group(1) if found else "eq"

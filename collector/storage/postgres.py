@@ -52,7 +52,6 @@ _MOVE = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "
     "WHERE job = $1 ON CONFLICT DO NOTHING"
 )
-_SELECT_EVENTS = SELECT_EVENTS
 _KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
 _UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 _job_numbers = itertools.count()
@@ -265,7 +264,7 @@ class PostgresStorage:
         return [tuple(row) for row in rows]
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
-        sql = f"{_SELECT_EVENTS} WHERE tenant_id = $1 AND id = $2::uuid"
+        sql = f"{SELECT_EVENTS} WHERE tenant_id = $1 AND id = $2::uuid"
         row = await self._read(lambda conn: conn.fetchrow(sql, tenant_id, event_id))
         return _from_row(row) if row else None
 

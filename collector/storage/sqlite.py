@@ -53,7 +53,6 @@ _INSERT_SQL = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(_INSERT_COLUMNS))}) "
     "ON CONFLICT (tenant_id, id) DO NOTHING"
 )
-_SELECT_EVENTS = SELECT_EVENTS
 _KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
 _STOP = object()
 
@@ -246,7 +245,7 @@ class SqliteStorage:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
-        sql = f"{_SELECT_EVENTS} WHERE tenant_id = ? AND id = ?"
+        sql = f"{SELECT_EVENTS} WHERE tenant_id = ? AND id = ?"
         rows = await self._read(lambda conn: conn.execute(sql, (tenant_id, event_id)).fetchall())
         return _from_row(rows[0]) if rows else None
 
