@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from watchfiles import awatch
 
 from agent.checkpoint import CheckpointStore
@@ -86,29 +85,15 @@ class Pipeline:
 
     async def _consume(self, chunk: Chunk) -> None:
         source = self.sources[chunk.ref.source]
-        process = source.processor.process
         ref = chunk.ref
-        seq, last_end = self._stream(ref.key, chunk.lines[0][0])
-        lines = chunk.lines
-        encoded: list[bytes] = []
-        failures = dropped = 0
-        for index, (offset, raw) in enumerate(lines):
-            end = lines[index + 1][0] if index + 1 < len(lines) else chunk.end
-            result = process(raw, ref.path, ref.key, offset, seq, (last_end, end))
-            if result.event is None:
-                if result.status == "dropped":
-                    dropped += 1
-                else:
-                    failures += 1
-                continue
-            encoded.append(orjson.dumps(result.event))
-            seq, last_end = seq + 1, end
-        self._streams[ref.key] = (seq, last_end)
-        source.stats.events += len(encoded)
-        source.stats.dropped += dropped
-        if failures:
-            self._count_parse_errors(source, ref.source, failures)
-        await self.batcher.add(encoded, Position(ref, chunk.end, seq, last_end))
+        seq, last_end = self._stream(ref.key, chunk.start)
+        result = source.processor.process_chunk(chunk, seq, last_end)
+        self._streams[ref.key] = (result.seq, result.last_end)
+        source.stats.events += len(result.events)
+        source.stats.dropped += result.dropped
+        if result.unparsed:
+            self._count_parse_errors(source, ref.source, result.unparsed)
+        await self.batcher.add(result.events, Position(ref, chunk.end, result.seq, result.last_end))
 
     def _stream(self, key: str, first_offset: int) -> tuple[int, int]:
         """(events so far, end of the last one) for a file: carried on from its checkpoint after a restart."""

@@ -6,13 +6,20 @@ through :meth:`LineProcessor.process`, so what the debugger shows is what the ag
 
 from __future__ import annotations
 
+import itertools
+import operator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
 
 from agent.processors.event import EventBuilder
 from agent.processors.parse import LineParser
 from agent.processors.redact import Redactor
 from agent.processors.rules import Decision, RuleProcessor
+
+if TYPE_CHECKING:
+    from agent.receivers.file import Chunk
 
 
 @dataclass
@@ -22,6 +29,18 @@ class LineResult:
     decision: Decision | None = None
     event: dict[str, Any] | None = None
     prechecked: bool = False  # dropped from the raw bytes, without parsing
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk became: encoded events, how many lines were dropped or did not parse, and the
+    file's stream position after it (``seq`` events so far, the last ending at ``last_end``)."""
+
+    events: list[bytes]
+    dropped: int
+    unparsed: int
+    seq: int
+    last_end: int
 
 
 _PRECHECKED = LineResult("dropped", prechecked=True)  # shared: these carry nothing per line
@@ -66,3 +85,42 @@ class LineProcessor:
         )
         self.redactor.apply(event)
         return LineResult("event", fields, decision, event)
+
+    def process_chunk(self, chunk: Chunk, seq: int, last_end: int) -> ChunkResult:
+        """Every line of ``chunk`` as :meth:`process` would treat it, encoded for the exporter.
+
+        ``seq`` and ``last_end`` are the file's stream position before the chunk. Lines the leading
+        method rules drop are recognised by one regex run over the whole chunk from C, so only the
+        others cost Python work, and only they get their offsets looked up.
+        """
+        lines = chunk.lines
+        rules = self.rules
+        candidates: Any = range(len(lines))
+        if self.precheck and rules is not None and rules.drop_regex is not None:
+            candidates = itertools.compress(candidates, map(operator.not_, map(rules.drop_regex.match, lines)))
+        bounds = chunk.bounds()
+        path, key = chunk.ref.path, chunk.ref.key
+        parse, build, redact, dumps = self.parser.parse, self.builder.build, self.redactor.apply, orjson.dumps
+        decide = rules.decide if rules is not None else None
+        encoded: list[bytes] = []
+        seen = unparsed = 0
+        for index in candidates:
+            seen += 1
+            raw = lines[index]
+            fields = parse(raw.decode("utf-8", "replace").rstrip("\r"))
+            if fields is None:
+                unparsed += 1
+                continue
+            values = None
+            if decide is not None:
+                decision = decide(fields)
+                if decision.dropped:
+                    continue
+                values = decision.values
+            end = bounds[index + 1]
+            event = build(fields, path, key, bounds[index], raw, seq, (last_end, end), values)
+            redact(event)
+            encoded.append(dumps(event))
+            seq, last_end = seq + 1, end
+        dropped = len(lines) - len(encoded) - unparsed
+        return ChunkResult(encoded, dropped, unparsed, seq, last_end)

@@ -31,6 +31,7 @@ class Route:
     template: str
     regex: re.Pattern[str]
     captures: tuple[str, ...]
+    prefix: str = ""  # the literal text before the first capture: a cheap test before the regex
 
     def match(self, path: str) -> dict[str, str] | None:
         """Captures when ``path`` fits the template, else ``None``; the query string, the fragment and
@@ -39,6 +40,8 @@ class Route:
 
     def match_bare(self, bare: str) -> dict[str, str] | None:
         """Like :meth:`match` for a path already passed through :func:`bare_path` (done once per line)."""
+        if not bare.startswith(self.prefix):
+            return None
         found = self.regex.match(bare)
         return found.groupdict() if found else None
 
@@ -90,7 +93,9 @@ def compile_route(template: str) -> Route:
         raise TemplateError("unbalanced '{' or '}'")
     pattern.append(re.escape(template[position:].rstrip("/")))
     regex = re.compile("".join(pattern) + "/?$")
-    return Route(template, regex, tuple(captures))
+    first = _PLACEHOLDER.search(template)
+    prefix = template[: first.start()] if first else template.rstrip("/")
+    return Route(template, regex, tuple(captures), prefix)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class SetTemplate:
 
     text: str
     parts: tuple[tuple[bool, str], ...]  # (is_placeholder, literal text or field name)
+    literal: str | None = None  # the whole result when there are no placeholders (and it is not empty)
 
     @property
     def placeholders(self) -> list[str]:
@@ -118,6 +124,26 @@ class SetTemplate:
         text = "".join(out)
         return text or None
 
+    def render_values(self, captures: Mapping[str, str], verb: str | None, fields: Mapping[str, Any]) -> str | None:
+        """:meth:`render` with placeholders looked up in the route's ``captures``, then ``verb``, then the
+        line's ``fields`` (dot-paths included) - the rules' hot path, without a lookup closure per line."""
+        if self.literal is not None:
+            return self.literal
+        out: list[str] = []
+        for is_field, value in self.parts:
+            if not is_field:
+                out.append(value)
+                continue
+            if value in captures:
+                found: Any = captures[value]
+            elif value == "verb":
+                found = verb
+            else:
+                found = lookup_path(fields, value)
+            if found is not None and found != "" and found != "-":
+                out.append(str(found))
+        return "".join(out) or None
+
 
 def compile_set_template(text: str) -> SetTemplate:
     escaped = text.replace("{{", "\x00").replace("}}", "\x01")
@@ -136,7 +162,8 @@ def compile_set_template(text: str) -> SetTemplate:
         if not is_field and ("{" in value or "}" in value):
             raise TemplateError("unbalanced '{' or '}' (write '{{' or '}}' for a literal brace)")
     restored = tuple((f, v if f else v.replace("\x00", "{").replace("\x01", "}")) for f, v in parts)
-    return SetTemplate(text, restored)
+    literal = "".join(v for _, v in restored) if restored and not any(f for f, _ in restored) else None
+    return SetTemplate(text, restored, literal or None)
 
 
 def lookup_path(fields: Mapping[str, Any], name: str) -> Any:

@@ -42,7 +42,9 @@ import contextlib
 import fnmatch
 import glob
 import hashlib
+import itertools
 import logging
+import operator
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -76,12 +78,32 @@ class FileRef:
 
 @dataclass
 class Chunk:
-    """Complete lines from one file: ``(start offset, line without newline)``; ``end`` follows the last."""
+    """Complete lines from one file, without their newlines; ``end`` follows the last one.
+
+    Usually the lines are the contiguous bytes ``start``..``end`` of the file, so where each begins
+    follows from the lengths and is only worked out for the lines that become events (see
+    :meth:`bounds`). When a line was cut at ``max_line_bytes``, or is a flushed partial line without
+    its newline, ``offsets`` gives every line's start explicitly.
+    """
 
     ref: FileRef
-    lines: list[tuple[int, bytes]]
+    lines: list[bytes]
+    start: int
     end: int
+    offsets: list[int] | None = None
     truncated: int = 0
+
+    def bounds(self) -> list[int]:
+        """Start offset of every line, then ``end``: line ``i`` spans ``bounds[i]`` to ``bounds[i + 1]``."""
+        if self.offsets is not None:
+            return [*self.offsets, self.end]
+        # The C-level equivalent of a running sum of len(line) + 1 (the newline), from ``start``.
+        lengths = map(operator.add, map(len, self.lines), itertools.repeat(1))
+        return list(itertools.accumulate(lengths, initial=self.start))
+
+    def pairs(self) -> list[tuple[int, bytes]]:
+        """``(start offset, line)`` for every line."""
+        return list(zip(self.bounds(), self.lines, strict=False))
 
 
 @dataclass
@@ -334,7 +356,7 @@ class FileReceiver:
         self.stats.bytes += len(data)
         chunk = self._split(tailed, data, data_start)
         if chunk.lines:
-            self._register(tailed, chunk.lines[0][0], chunk.end)
+            self._register(tailed, chunk.start, chunk.end)
             self.stats.lines += len(chunk.lines)
             await self.consumer(chunk)
         return len(data) == READ_BUDGET
@@ -346,8 +368,32 @@ class FileReceiver:
         return tailed.ref
 
     def _split(self, tailed: _Tailed, data: bytes, data_start: int) -> Chunk:
+        """The complete lines that ``data`` (read at ``data_start``) ends, joined to the pending partial line."""
+        last_newline = data.rfind(b"\n")
+        if tailed.overflow or last_newline < 0:
+            return self._split_slowly(tailed, data, data_start)
         limit = self.config.max_line_bytes
-        lines: list[tuple[int, bytes]] = []
+        start = tailed.line_start
+        block = tailed.partial + data[: last_newline + 1] if tailed.partial else data[: last_newline + 1]
+        lines = block.split(b"\n")
+        lines.pop()  # the empty piece after the last newline
+        tailed.partial = data[last_newline + 1 :]
+        tailed.line_start = data_start + last_newline + 1
+        if len(tailed.partial) > limit:
+            tailed.partial, tailed.overflow = tailed.partial[:limit], True
+        chunk = Chunk(self._ref(tailed), lines, start, tailed.line_start)
+        if len(block) > limit and max(map(len, lines)) > limit:  # rare: cut the long lines, keep their offsets
+            chunk.offsets = chunk.bounds()[:-1]
+            chunk.lines = [line[:limit] for line in lines]
+            chunk.truncated = sum(1 for line in lines if len(line) > limit)
+            self.stats.truncated_lines += chunk.truncated
+        return chunk
+
+    def _split_slowly(self, tailed: _Tailed, data: bytes, data_start: int) -> Chunk:
+        """Line by line: for a read that ends no line, or while skipping the tail of an over-long line."""
+        limit = self.config.max_line_bytes
+        lines: list[bytes] = []
+        offsets: list[int] = []
         truncated = 0
         index = 0
         while (newline := data.find(b"\n", index)) >= 0:
@@ -362,7 +408,8 @@ class FileReceiver:
             if len(line) > limit:
                 line = line[:limit]
                 truncated += 1
-            lines.append((tailed.line_start, line))
+            lines.append(line)
+            offsets.append(tailed.line_start)
             index = newline + 1
             tailed.line_start = data_start + index
         if not tailed.overflow:
@@ -370,7 +417,8 @@ class FileReceiver:
             if len(tailed.partial) > limit:
                 tailed.partial, tailed.overflow = tailed.partial[:limit], True
         self.stats.truncated_lines += truncated
-        return Chunk(self._ref(tailed), lines, tailed.line_start, truncated)
+        start = offsets[0] if offsets else tailed.line_start
+        return Chunk(self._ref(tailed), lines, start, tailed.line_start, offsets, truncated)
 
     def _register(self, tailed: _Tailed, start: int, end: int) -> None:
         """Persist the file's identity and head before events of the lines ``start``..``end`` leave."""
@@ -390,7 +438,7 @@ class FileReceiver:
         start, line = tailed.line_start, tailed.partial
         tailed.line_start, tailed.partial, tailed.overflow = tailed.pos, b"", False
         self.stats.lines += 1
-        await self.consumer(Chunk(self._ref(tailed), [(start, line)], tailed.pos))
+        await self.consumer(Chunk(self._ref(tailed), [line], start, tailed.pos, [start]))
 
     # -- running -------------------------------------------------------------------------------------
 

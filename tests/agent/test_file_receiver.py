@@ -22,7 +22,7 @@ class Recorder:
 
     @property
     def lines(self) -> list[bytes]:
-        return [line for chunk in self.chunks for _, line in chunk.lines]
+        return [line for chunk in self.chunks for line in chunk.lines]
 
     def take(self) -> list[bytes]:
         lines = self.lines
@@ -53,12 +53,12 @@ def test_complete_lines_only_and_offsets(tmp_path: Path) -> None:
     append(log, b"one\ntwo\nthr")
     receiver, recorder, _ = make(tmp_path)
     poll(receiver)
-    assert [(o, line) for c in recorder.chunks for o, line in c.lines] == [(0, b"one"), (4, b"two")]
+    assert [(o, line) for c in recorder.chunks for o, line in c.pairs()] == [(0, b"one"), (4, b"two")]
     assert recorder.chunks[-1].end == 8
     append(log, b"ee\n")
     recorder.chunks.clear()
     poll(receiver)
-    assert [(o, line) for c in recorder.chunks for o, line in c.lines] == [(8, b"three")]
+    assert [(o, line) for c in recorder.chunks for o, line in c.pairs()] == [(8, b"three")]
     assert recorder.chunks[-1].end == 14
 
 

@@ -60,7 +60,7 @@ class TailingMachine(RuleBasedStateMachine):
         self.receiver = FileReceiver("src", config, self.store, self._consume, rotate_wait=0.0)
 
     async def _consume(self, chunk: Chunk) -> None:
-        for offset, line in chunk.lines:
+        for offset, line in chunk.pairs():
             if line == HEADER:
                 self.header_deliveries.add((chunk.ref.key, offset))
             else:
