@@ -26,7 +26,10 @@ _MONTHS = {
     for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)
 }
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # escapes allowed; unrolled so it never backtracks
-_COMMON = r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
+# The request: the usual "METHOD /target HTTP/x" split by the regex itself (groups 4-6); anything else
+# (escapes, no protocol, junk) lands whole in group 7 and goes through split_request.
+_REQUEST = r'"(?:([A-Z]+) ([/*h][^ "\\]*+) (HTTP/[0-9.]++)"|' + _QUOTED[1:] + ")"
+_COMMON = r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _REQUEST + r" (\d{3}) (\d+|-)"
 _COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
 _ESCAPE_RE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)")
 _JSON_TIME_KEYS = ("created_at", "time", "timestamp", "@timestamp", "ts")
@@ -50,15 +53,16 @@ def unescape(value: str) -> str:
 
 
 class _ClfTime:
-    """Parses ``10/Oct/2000:13:55:36 -0700`` fast: many lines share a second, so the last one is cached."""
+    """Parses ``10/Oct/2000:13:55:36 -0700`` fast: lines come in bursts that share a second, so recent
+    results are kept (a bounded dict, emptied when full)."""
 
     def __init__(self) -> None:
-        self._last_text = ""
-        self._last_ms = 0
+        self.cache: dict[str, int] = {}
 
     def __call__(self, text: str) -> int | None:
-        if text == self._last_text:
-            return self._last_ms
+        cached = self.cache.get(text)
+        if cached is not None:
+            return cached
         try:
             day, month, rest = text.split("/", 2)
             year, hh, mm, rest = rest.split(":", 3)
@@ -68,8 +72,10 @@ class _ClfTime:
             moment = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=tz)
         except (ValueError, KeyError, IndexError):
             return None
-        self._last_text, self._last_ms = text, int(moment.timestamp()) * 1000
-        return self._last_ms
+        if len(self.cache) >= 1024:
+            self.cache.clear()
+        ms = self.cache[text] = int(moment.timestamp()) * 1000
+        return ms
 
 
 def time_parser(time_format: str) -> Callable[[Any], int | None]:
@@ -126,25 +132,30 @@ class AccessLogParser:
         match = self._regex.match(line)
         if match is None:
             return None
-        groups = match.groups()
-        request = split_request(unescape(groups[3]))
-        created_at = self._time(groups[2])
-        if request is None or created_at is None:
+        client, user, when, method, target, protocol, request, status, body, *quoted = match.groups()
+        if method is None:  # the request needed unescaping or is unusual: the general split
+            split = split_request(unescape(request))
+            if split is None:
+                return None
+            method, target, protocol = split
+        created_at = self._time.cache.get(when) or self._time(when)
+        if created_at is None:
             return None
         fields: dict[str, Any] = {
-            "client_ip": groups[0],
-            "remote_user": groups[1],
-            "actor_id": groups[1] if groups[1] != "-" else None,
+            "client_ip": client,
+            "remote_user": user,
+            "actor_id": user if user != "-" else None,
             "created_at": created_at,
-            "method": request[0],
-            "path": request[1],
-            "protocol": request[2],
-            "status_code": int(groups[4]),
-            "body_bytes": 0 if groups[5] == "-" else int(groups[5]),
+            "method": method,
+            "path": target,
+            "protocol": protocol,
+            "status_code": int(status),
+            "body_bytes": 0 if body == "-" else int(body),
         }
         if self._combined:
-            fields["referer"] = unescape(groups[6])
-            fields["user_agent"] = unescape(groups[7])
+            referer, agent = quoted
+            fields["referer"] = unescape(referer) if "\\" in referer else referer
+            fields["user_agent"] = unescape(agent) if "\\" in agent else agent
         return fields
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import FileSourceConfig
@@ -164,3 +164,45 @@ def test_event_anonymous_failure_and_bad_client() -> None:
     assert (event["outcome"], event["actor_type"]) == ("failure", "anonymous")
     assert "actor_id" not in event and "client_ip" not in event
     assert event["metadata"]["client"] == "localhost"
+
+
+def _reference_access_parse(line: str) -> dict[str, object] | None:
+    """The access-log parse written plainly (one quoted request group, split afterwards): the parser's
+    regex splits the usual request itself, and must agree with this on every line."""
+    import re
+
+    from agent.processors.parse import _QUOTED, split_request, time_parser, unescape
+
+    match = re.match(r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-) " + _QUOTED + " " + _QUOTED, line)
+    if match is None:
+        return None
+    client, user, when, request, status, body, referer, agent = match.groups()
+    split = split_request(unescape(request))
+    created_at = time_parser("%d/%b/%Y:%H:%M:%S %z")(when)
+    if split is None or created_at is None:
+        return None
+    return {
+        "client_ip": client, "remote_user": user, "actor_id": user if user != "-" else None,
+        "created_at": created_at, "method": split[0], "path": split[1], "protocol": split[2],
+        "status_code": int(status), "body_bytes": 0 if body == "-" else int(body),
+        "referer": unescape(referer), "user_agent": unescape(agent),
+    }  # fmt: skip
+
+
+_PIECES = ["GET", "POST", "get", "Ä", " ", "/", "/a", "?q=1", "*", "http://h/", "x", "HTTP/1.1", "HTTP/2.0", "HTTPS",
+           "\\x22", '\\"', "\\\\", "-", "."]  # fmt: skip
+_REQUESTS = st.one_of(
+    st.lists(st.sampled_from(_PIECES), max_size=8).map("".join),
+    st.tuples(
+        st.sampled_from(["GET", "POST", "get", "Ä", ""]),
+        st.sampled_from(["/a?q=1", "x", "*", "http://h/", "/a b", "/\\x22", '/\\"', ""]),
+        st.sampled_from(["HTTP/1.1", "HTTP/2.0", "HTTPS", "HTTP/1.1x", "", "HTTP/1.1 "]),
+    ).map(" ".join),
+)
+
+
+@settings(max_examples=400)
+@given(_REQUESTS, st.sampled_from(["-", "Mozilla \\x22x\\x22", 'a\\"b']), st.sampled_from(["200", "2000", "20"]))
+def test_the_access_parser_agrees_with_the_plain_reference(request_line: str, agent: str, status: str) -> None:
+    line = f'1.2.3.4 - bob [22/Nov/2026:05:00:01 +0000] "{request_line}" {status} 5 "-" "{agent}"'
+    assert parser().parse(line) == _reference_access_parse(line)
