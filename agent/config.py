@@ -258,7 +258,7 @@ class ExporterConfig:
     endpoint: str
     api_key: str
     batch: BatchConfig = field(default_factory=BatchConfig)
-    compression: Literal["gzip", "none"] = "gzip"
+    compression: Literal["zstd", "gzip", "none"] = "zstd"
     timeout: Duration = 10.0
     initial_backoff: Duration = 0.2
     max_backoff: Duration = 30.0

@@ -20,6 +20,11 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 from aiohttp import web
 
+try:
+    from compression.zstd import compress as zstd_compress  # type: ignore[import-not-found]  # Python 3.14+
+except ImportError:
+    from backports.zstd import compress as zstd_compress
+
 from collector.api.state import STORAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
@@ -51,6 +56,7 @@ def request(
     json: Any = None,
     body: bytes | None = None,
     gzip: bool = False,
+    zstd: bool = False,
     timeout: float = 30.0,
 ) -> Reply:
     """One HTTP request with the standard library; never raises on a 4xx/5xx."""
@@ -67,6 +73,9 @@ def request(
     if gzip and body is not None:
         body = gzip_module.compress(body)
         sent_headers["Content-Encoding"] = "gzip"
+    if zstd and body is not None:
+        body = zstd_compress(body)
+        sent_headers["Content-Encoding"] = "zstd"
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         conn.request(method, target, body=body, headers=sent_headers)

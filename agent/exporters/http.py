@@ -25,6 +25,11 @@ from collections.abc import Callable
 import aiohttp
 import orjson
 
+try:
+    from compression.zstd import ZstdCompressor  # type: ignore[import-not-found]  # Python 3.14+
+except ImportError:
+    from backports.zstd import ZstdCompressor
+
 from agent.config import ExporterConfig
 from agent.metrics import AgentMetrics
 from agent.processors.batch import Batch, BatchQueue
@@ -52,6 +57,9 @@ class HttpExporter:
         self._last_reject_log = 0.0
         self._rejected_since_log = 0
         self.reachable = False
+        # zstd at level 1 compresses JSON batches ~4x faster than gzip at level 1, and smaller; the
+        # collector (aiohttp with backports.zstd) decodes it. One compressor, reused for every frame.
+        self._zstd = ZstdCompressor(level=1)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
@@ -127,7 +135,10 @@ class HttpExporter:
         assert self._session is not None, "start() first"
         body = b'{"events":[' + b",".join(events) + b"]}"
         headers = {"Content-Type": "application/json"}
-        if self.config.compression == "gzip":
+        if self.config.compression == "zstd":
+            body = self._zstd.compress(body, ZstdCompressor.FLUSH_FRAME)
+            headers["Content-Encoding"] = "zstd"
+        elif self.config.compression == "gzip":
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:

@@ -12,7 +12,10 @@ A batch may hold positions and no events (every line was dropped); it is acknowl
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
+import itertools
+import operator
 import time
 from dataclasses import dataclass, field
 
@@ -88,16 +91,29 @@ class BatchProcessor:
         self._filled = asyncio.Event()  # set when the current batch gets its first content
 
     async def add(self, encoded_events: list[bytes], position: Position) -> None:
-        """Append events read from one file; everything in it before ``position.offset`` is accounted for."""
-        for encoded in encoded_events:
-            while self._current.events and (
-                len(self._current.events) >= self.config.max_events
-                or self._current.size + len(encoded) > self.config.max_bytes
-            ):
-                await self._ship()
+        """Append events read from one file; everything in it before ``position.offset`` is accounted for.
+
+        Events fill the current batch up to ``max_events`` and ``max_bytes`` (an event larger than
+        ``max_bytes`` travels alone); a full batch is shipped and the rest go on in the next.
+        """
+        index = 0
+        while index < len(encoded_events):
+            current = self._current
+            room = self.config.max_events - len(current.events)
+            candidates = encoded_events[index : index + room] if room > 0 else []
+            # Event i fits while the batch's size before it plus its own length stays within max_bytes;
+            # sizes count each event's separating comma, hence the +1s.
+            totals = list(itertools.accumulate(map(operator.add, map(len, candidates), itertools.repeat(1))))
+            fit = bisect.bisect_right(totals, self.config.max_bytes - current.size + 1)
+            if fit == 0:
+                if current.events:
+                    await self._ship()
+                    continue
+                fit = 1  # larger than max_bytes on its own: it travels alone
             self._start_if_empty()
-            self._current.events.append(encoded)
-            self._current.size += len(encoded) + 1
+            current.events.extend(candidates[:fit])
+            current.size += totals[fit - 1]
+            index += fit
         # Position goes in the batch holding this chunk's last event: earlier batches are acked first.
         self._start_if_empty()
         self._current.positions[position.ref.key] = position

@@ -9,25 +9,18 @@ address that is not an IP, a status outside 100-599, an over-long string) is fix
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
 from typing import Any
 
-from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, format_ms, make_event_id
+from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, format_ms, make_event_id, normalize_ip
 
-# String fields copied as they are (the method is upper-cased on its own).
-_PLAIN_SET = frozenset(STRING_FIELD_LIMITS) - {"method"}
-# Parsed fields kept in metadata when present (they are not event fields, but are worth keeping).
-_METADATA_FIELDS = ("protocol", "body_bytes", "referer")
-_METADATA_SET = frozenset(_METADATA_FIELDS)
-
-
-@lru_cache(maxsize=4096)
-def _normalize_ip(value: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
+# What the builder does with each parsed field it knows (one dict lookup per field, in one pass).
+_PLAIN, _META, _SKIP = 0, 1, 2
+_FIELD_KIND: dict[str, int] = {
+    **{name: _PLAIN for name in STRING_FIELD_LIMITS if name != "method"},  # string fields, copied as they are
+    **{name: _META for name in ("protocol", "body_bytes", "referer")},  # not event fields, worth keeping
+    **{name: _SKIP for name in ("method", "status_code", "client_ip", "remote_user", "created_at", "outcome",
+                                "actor_type", "_doc")},  # handled on their own below
+}  # fmt: skip
 
 
 class EventBuilder:
@@ -39,6 +32,7 @@ class EventBuilder:
         self.source_name = source_name
         self.enrich = dict(enrich or {})
         self._origin_prefix = f"{agent_id}\0{source_name}\0".encode()
+        self._origin_prefixes: dict[str, bytes] = {}  # file key -> the bytes every id of that file starts with
 
     def build(
         self,
@@ -60,38 +54,43 @@ class EventBuilder:
         matching extraction rule) override the defaults derived from ``fields``.
         """
         created_at: int = fields["created_at"]
+        origin_prefix = self._origin_prefixes.get(file_key)
+        if origin_prefix is None:
+            origin_prefix = self._origin_prefixes[file_key] = self._origin_prefix + file_key.encode() + b"\0"
         event: dict[str, Any] = {
-            "id": make_event_id(created_at, self._origin_prefix + f"{file_key}\0{offset}\0".encode() + line),
+            "id": make_event_id(created_at, origin_prefix + b"%d\0" % offset + line),
             "created_at": format_ms(created_at),
         }
         metadata: dict[str, Any] = dict(self.enrich) if self.enrich else {}
+        limits = STRING_FIELD_LIMITS
         for name, value in fields.items():  # one pass over what the line had
-            if name in _PLAIN_SET:
+            kind = _FIELD_KIND.get(name)
+            if kind == _PLAIN:
                 if value is not None and value != "":
                     text = value if type(value) is str else str(value)
-                    limit = STRING_FIELD_LIMITS.get(name, 512)
-                    event[name] = text if len(text) <= limit else text[:limit]
-            elif name in _METADATA_SET:
+                    event[name] = text if len(text) <= limits[name] else text[: limits[name]]
+            elif kind == _META:
                 if value is not None and value != "" and value != "-":
                     metadata[name] = value
-            elif name.startswith("metadata."):
+            elif kind is None and name.startswith("metadata."):
                 metadata[name[9:]] = value
         method = fields.get("method")
-        if isinstance(method, str) and method:
-            event["method"] = method.upper()[:16]
+        if type(method) is str and method:
+            event["method"] = method if method.isupper() and len(method) <= 16 else method.upper()[:16]
         status = fields.get("status_code")
-        if isinstance(status, int) and 100 <= status <= 599:
+        if type(status) is int and 100 <= status <= 599:
             event["status_code"] = status
         client = fields.get("client_ip")
         if client:
-            ip = _normalize_ip(str(client))
+            ip = normalize_ip(client if type(client) is str else str(client))
             if ip is not None:
                 event["client_ip"] = ip
             else:
                 metadata["client"] = str(client)[:256]
-        remote_user = fields.get("remote_user")
-        if "actor_id" not in event and remote_user and remote_user != "-":
-            event["actor_id"] = str(remote_user)[:512]
+        if "actor_id" not in event:
+            remote_user = fields.get("remote_user")
+            if remote_user and remote_user != "-":
+                event["actor_id"] = str(remote_user)[:512]
         outcome, actor_type = fields.get("outcome"), fields.get("actor_type")
         if rule_values:
             for name, value in rule_values.items():
@@ -101,8 +100,10 @@ class EventBuilder:
                     actor_type = value
                 elif name.startswith("metadata."):
                     metadata[name[9:]] = value
-                else:
-                    _put(event, name, value)
+                elif value is not None and value != "":
+                    text = value if type(value) is str else str(value)
+                    limit = limits.get(name, 512)
+                    event[name] = text if len(text) <= limit else text[:limit]
 
         if "action" not in event:
             event["action"] = f"http.{event['method'].lower()}" if "method" in event else "app.log"
@@ -110,11 +111,20 @@ class EventBuilder:
             event["outcome"] = outcome
         elif "status_code" in event:
             event["outcome"] = "success" if event["status_code"] < 400 else "failure"
-        event["actor_type"] = (
-            actor_type if actor_type in ACTOR_TYPES else ("user" if "actor_id" in event else "anonymous")
-        )
+        if actor_type not in ACTOR_TYPES:
+            actor_type = "user" if "actor_id" in event else "anonymous"
+        event["actor_type"] = actor_type
         event["metadata"] = metadata
-        event["source"] = self._stamp(file_path, file_key, offset, seq, byte_range)
+        event["source"] = {
+            "agent_id": self.agent_id,
+            "host": self.host,
+            "name": self.source_name,
+            "file": file_path,
+            "offset": offset,
+            "stream": file_key,
+            "seq": seq,
+            "range": [byte_range[0], byte_range[1]],
+        }
         return event
 
     def _stamp(
@@ -131,15 +141,6 @@ class EventBuilder:
             "seq": seq,
             "range": list(byte_range),
         }
-
-
-def _put(event: dict[str, Any], name: str, value: Any) -> None:
-    """Set a string field, cut to the length the collector accepts; empty values stay unset."""
-    if value is None or value == "":
-        return
-    text = str(value)
-    limit = STRING_FIELD_LIMITS.get(name, 512)
-    event[name] = text if len(text) <= limit else text[:limit]
 
 
 class SpooledEventBuilder(EventBuilder):

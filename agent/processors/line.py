@@ -61,6 +61,13 @@ class LineProcessor:
         self.redactor = redactor
         self.rules = rules if rules is not None and rules.active else None
         self.precheck = precheck and self.rules is not None and bool(self.rules.drop_methods)
+        # Query-string redaction can only change text holding '=' or '%'. When no configured text does
+        # (rule names, routes, set templates, enrich values) and no mask or IP truncation is set, a line
+        # without '=', '%' or '\\' (an escape that could decode to them) needs no redaction pass.
+        static_texts = [*builder.enrich.values(), *(self.rules.static_texts() if self.rules is not None else ())]
+        self._redact_every_event = redactor.enabled and (
+            bool(redactor.masks) or redactor.truncate_ip or any("=" in t or "%" in t for t in static_texts)
+        )
 
     def process(
         self,
@@ -102,6 +109,7 @@ class LineProcessor:
         path, key = chunk.ref.path, chunk.ref.key
         parse, build, redact, dumps = self.parser.parse, self.builder.build, self.redactor.apply, orjson.dumps
         decide = rules.decide if rules is not None else None
+        redact_every_event = self._redact_every_event
         encoded: list[bytes] = []
         seen = unparsed = 0
         for index in candidates:
@@ -119,7 +127,8 @@ class LineProcessor:
                 values = decision.values
             end = bounds[index + 1]
             event = build(fields, path, key, bounds[index], raw, seq, (last_end, end), values)
-            redact(event)
+            if redact_every_event or b"=" in raw or b"%" in raw or b"\\" in raw:
+                redact(event)
             encoded.append(dumps(event))
             seq, last_end = seq + 1, end
         dropped = len(lines) - len(encoded) - unparsed

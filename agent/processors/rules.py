@@ -304,8 +304,20 @@ class RuleProcessor:
             self.errors.append(exc)
             self.default_setters = []
         self.verbs = {k.upper(): v for k, v in verbs.items()}
+        self._verb_of = dict(self.verbs)  # method as written -> verb, for the common upper-case methods
         self.drop_methods = self._leading_method_drops()
         self.drop_regex = _precheck_regex(self.drop_methods)
+
+    def static_texts(self) -> list[str]:
+        """Every text the rules can put into an event by themselves: rule names, route templates and the
+        literal parts of set templates (the redactor's shortcut checks them once)."""
+        texts: list[str] = []
+        for rule in self.rules:
+            texts.append(rule.name)
+            texts.extend(route.template for route in rule.routes)
+            texts.extend(text for _, template in rule.setters for is_field, text in template.parts if not is_field)
+        texts.extend(text for _, template in self.default_setters for is_field, text in template.parts if not is_field)
+        return texts
 
     @property
     def active(self) -> bool:
@@ -328,15 +340,29 @@ class RuleProcessor:
         path = fields.get("path")
         bare = bare_path(path) if isinstance(path, str) else None
         for rule in self.rules:
-            captures = self._matches(rule, fields, bare)
-            if captures is None:
-                continue
-            if rule.drop:
-                return Decision(rule.name, True, {})
-            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule))
+            for condition in rule.conditions:
+                key = condition.key
+                if not condition.test(lookup_path(fields, key) if condition.dotted else fields.get(key)):
+                    break
+            else:
+                route: Route | None = None
+                captures: dict[str, str] = {}
+                if rule.routes:
+                    if bare is None:
+                        continue
+                    for route in rule.routes:  # the route that matched stays in ``route``
+                        found = route.match_bare(bare)
+                        if found is not None:
+                            captures = found
+                            break
+                    else:
+                        continue
+                if rule.drop:
+                    return Decision(rule.name, True, {})
+                return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
         if self.default_drop:
             return Decision(None, True, {})
-        return Decision(None, False, self._render(self.default_setters, fields, {}, None))
+        return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
 
     def explain(
         self, fields: dict[str, Any], show: Callable[[Any], Any] = lambda value: value
@@ -354,9 +380,9 @@ class RuleProcessor:
         return trail
 
     def _matches(self, rule: CompiledRule, fields: dict[str, Any], bare: str | None) -> dict[str, str] | None:
+        """The route captures when ``rule`` matches the line (``{}`` without routes), else ``None``."""
         for condition in rule.conditions:
-            value = lookup_path(fields, condition.key) if condition.dotted else fields.get(condition.key)
-            if not condition.test(value):
+            if not condition.test(lookup_path(fields, condition.key)):
                 return None
         if not rule.routes:
             return {}
@@ -365,7 +391,6 @@ class RuleProcessor:
         for route in rule.routes:
             captures = route.match_bare(bare)
             if captures is not None:
-                captures["\0route"] = route.template
                 return captures
         return None
 
@@ -386,16 +411,23 @@ class RuleProcessor:
         fields: dict[str, Any],
         captures: dict[str, str],
         rule: CompiledRule | None,
+        route: Route | None,
     ) -> dict[str, Any]:
         method = fields.get("method")
-        verb = self.verbs.get(method.upper(), method.lower()) if isinstance(method, str) else None
+        verb = None
+        if isinstance(method, str):
+            verb = self._verb_of.get(method)
+            if verb is None:
+                verb = self.verbs.get(method.upper(), method.lower())
         values: dict[str, Any] = {}
         for name, template in setters:
-            rendered = template.render_values(captures, verb, fields)
+            rendered = template.literal
+            if rendered is None:
+                rendered = template.render_values(captures, verb, fields)
             if rendered is not None:
                 values[name] = rendered
         if rule is not None:
             values["metadata.rule"] = rule.name
-            if "\0route" in captures:
-                values["metadata.route"] = captures["\0route"]
+            if route is not None:
+                values["metadata.route"] = route.template
         return values

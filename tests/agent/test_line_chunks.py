@@ -23,6 +23,8 @@ LINES = [
     b'1.2.3.4 - - [22/Nov/2026:05:00:04 +0000] "PATCH /api/v1/users/7/roles/2 HTTP/1.1" 200 1 "-" "a\\"b"',
     b'9.9.9.9 - - [bad time] "PUT /x HTTP/1.1" 200 1 "-" "-"',
     b'1.2.3.4 - - [22/Nov/2026:05:00:05 +0000] "PUT /health HTTP/1.1" 200 1 "-" "k8s"',
+    b'1.2.3.4 - - [22/Nov/2026:05:00:06 +0000] "PUT /api/v1/users/8 HTTP/1.1" 200 1 "https://x/?token\\x3Dabc" "u"',
+    b'1.2.3.4 - - [22/Nov/2026:05:00:06 +0000] "POST /api/v1/users/9;token%3Dabc HTTP/1.1" 200 1 "-" "u"',
 ]
 
 
@@ -75,10 +77,12 @@ def test_a_chunk_gives_what_its_lines_give_one_by_one(lines: list[bytes], start:
     assert (result.events, result.dropped, result.unparsed, result.seq, result.last_end) == expected
 
 
-def test_the_sample_chunk_keeps_three_events_and_counts_two_unparsed() -> None:
+def test_the_sample_chunk_keeps_five_redacted_events_and_counts_two_unparsed() -> None:
     processor = nginx_processor()
     result = processor.process_chunk(Chunk(FileRef("web", "k1", "/x.log", 1, 2, b""), LINES, 0, 1), 0, 0)
     events = [orjson.loads(e) for e in result.events]
-    assert [e["method"] for e in events] == ["POST", "DELETE", "PATCH"]
+    assert [e["method"] for e in events] == ["POST", "DELETE", "PATCH", "PUT", "POST"]
     assert events[0]["path"] == "/api/v1/users/7?token=REDACTED"
+    assert events[3]["metadata"]["referer"] == "https://x/?token=REDACTED"  # written as token\x3Dabc
+    assert events[4]["path"] == "/api/v1/users/9;token=REDACTED"
     assert (result.dropped, result.unparsed) == (4, 2)

@@ -84,8 +84,9 @@ def test_resent_events_are_counted_as_duplicates(collector: ThreadedCollector, k
     assert "sidetrail_collector_events_accepted_total 6.0" in metrics
 
 
-def test_gzip_and_ndjson_bodies(collector: ThreadedCollector, keys: dict[str, str]) -> None:
+def test_gzip_zstd_and_ndjson_bodies(collector: ThreadedCollector, keys: dict[str, str]) -> None:
     assert ingest(collector, keys["ingest"], [event(1)], gzip=True)["accepted"] == 1
+    assert ingest(collector, keys["ingest"], [event(4), event(5)], zstd=True)["accepted"] == 2
     ndjson = orjson.dumps(event(2)) + b"\n{broken\n" + orjson.dumps(event(3)) + b"\n"
     reply = request(
         "POST",
@@ -240,6 +241,8 @@ def test_oversized_bodies_get_413(tmp_path: Any) -> None:
         # A small gzip body that inflates past the limit is refused the same way.
         bomb = request("POST", f"{server.url}/v1/ingest", key=key, body=b" " * 5_000_000, gzip=True)
         assert_envelope(bomb, 413, "payload_too_large")
+        zstd_bomb = request("POST", f"{server.url}/v1/ingest", key=key, body=b" " * 5_000_000, zstd=True)
+        assert_envelope(zstd_bomb, 413, "payload_too_large")
         many = request("POST", f"{server.url}/v1/ingest", key=key, json={"events": [event(n) for n in range(11)]})
         assert_envelope(many, 413, "payload_too_large")
     finally:

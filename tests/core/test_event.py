@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.event import EventError, format_ms, make_event_id, parse_rfc3339_ms, validate_event
+from core.event import EventError, format_ms, make_event_id, normalize_ip, parse_rfc3339_ms, validate_event
 
 
 def test_event_ids_are_deterministic_and_uuid7_shaped() -> None:
@@ -84,3 +85,33 @@ def test_invalid_events_name_the_field(changes: dict[str, object], code: str, fi
         validate_event(good_event(**changes), "acme")
     assert caught.value.code == code
     assert field in caught.value.message
+
+
+def _ipaddress_text(text: str) -> str | None:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.sampled_from(["exploded", "compressed", "upper"]))
+def test_normalize_ip_prints_addresses_as_ipaddress_does(address: Any, form: str) -> None:
+    text = address.exploded if form == "exploded" else str(address)
+    text = text.upper() if form == "upper" else text
+    assert normalize_ip(text) == _ipaddress_text(text) == str(address)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["01.2.3.4", "1.2.3", "1.2.3.4.5", " 1.2.3.4", "::ffff:1.2.3.4", "::1.2.3.4", "fe80::1%eth0", "1:00002::",
+     "1:2:3:4:5:6:1.2.3.4", "\u0661.2.3.4", "1.2.3.4\x00", "", ":", "x", "::ffff:0:1.2.3.4"],
+)  # fmt: skip
+def test_normalize_ip_agrees_with_ipaddress_on_odd_text(text: str) -> None:
+    assert normalize_ip(text) == _ipaddress_text(text)
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF:.%", max_size=45))
+def test_normalize_ip_agrees_with_ipaddress_on_any_text(text: str) -> None:
+    assert normalize_ip(text) == _ipaddress_text(text)
