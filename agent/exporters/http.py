@@ -133,7 +133,7 @@ class HttpExporter:
 
     async def _post(self, events: list[bytes]) -> tuple[int | None, float | None, object]:
         assert self._session is not None, "start() first"
-        body = b'{"events":[' + b",".join(events) + b"]}"
+        body = b'{"events":[' + b"".join(events)[:-1] + b"]}"  # each event ends with its comma
         headers = {"Content-Type": "application/json"}
         if self.config.compression == "zstd":
             body = self._zstd.compress(body, ZstdCompressor.FLUSH_FRAME)

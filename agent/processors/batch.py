@@ -15,7 +15,6 @@ import asyncio
 import bisect
 import collections
 import itertools
-import operator
 import time
 from dataclasses import dataclass, field
 
@@ -36,6 +35,9 @@ class Position:
 
 @dataclass
 class Batch:
+    """Events to send together. Each is its JSON followed by a comma, so the body's array is their join
+    less the last comma, and ``size`` (their total length) is the body's size to within a few bytes."""
+
     events: list[bytes] = field(default_factory=list)
     size: int = 0
     positions: dict[str, Position] = field(default_factory=dict)
@@ -101,9 +103,9 @@ class BatchProcessor:
             current = self._current
             room = self.config.max_events - len(current.events)
             candidates = encoded_events[index : index + room] if room > 0 else []
-            # Event i fits while the batch's size before it plus its own length stays within max_bytes;
-            # sizes count each event's separating comma, hence the +1s.
-            totals = list(itertools.accumulate(map(operator.add, map(len, candidates), itertools.repeat(1))))
+            # Event i fits while the batch's size before it plus its own length (less its comma) stays
+            # within max_bytes.
+            totals = list(itertools.accumulate(map(len, candidates)))
             fit = bisect.bisect_right(totals, self.config.max_bytes - current.size + 1)
             if fit == 0:
                 if current.events:
