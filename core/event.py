@@ -110,17 +110,23 @@ def now_ms() -> int:
 
 
 _last_second: tuple[int, str] = (-1, "")
+_last_ms: tuple[int, str] = (-1, "")
 
 
 def format_ms(ms: int) -> str:
     """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits."""
-    global _last_second
+    global _last_second, _last_ms
+    cached_ms, text = _last_ms  # log lines come in runs stamped with the same time (one tuple: atomic)
+    if ms == cached_ms:
+        return text
     second, millis = divmod(ms, 1000)
-    cached_second, prefix = _last_second  # one tuple: read and written atomically
+    cached_second, prefix = _last_second
     if second != cached_second:
         prefix = f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
         _last_second = (second, prefix)
-    return f"{prefix}.{millis:03d}Z"
+    text = f"{prefix}.{millis:03d}Z"
+    _last_ms = (ms, text)
+    return text
 
 
 def parse_rfc3339_ms(text: str) -> int:
@@ -149,11 +155,14 @@ def make_event_id(timestamp_ms: int, origin: bytes) -> str:
 
     ``origin`` must identify the event's position uniquely and stably (see the module docstring).
     """
-    digest = int.from_bytes(hashlib.blake2b(origin, digest_size=10).digest(), "big")  # 80 bits
-    rand_a = digest >> 68  # 12 bits
-    rand_b = digest & ((1 << 62) - 1)  # 62 bits
-    value = ((timestamp_ms & 0xFFFF_FFFF_FFFF) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    h = f"{value:032x}"  # str(uuid.UUID(int=value)), without the object
+    d = hashlib.blake2b(origin, digest_size=10).digest()  # 80 bits
+    # 48 bits of time, version 7 and the top 12 bits of the digest (rand_a), variant 0b10 and the low
+    # 62 bits (rand_b): str(uuid.UUID(int=...)) of that layout, assembled from bytes without big ints.
+    h = (
+        (timestamp_ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
+        + bytes((0x70 | d[0] >> 4, (d[0] & 0xF) << 4 | d[1] >> 4, 0x80 | d[2] & 0x3F))
+        + d[3:]
+    ).hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
