@@ -1,12 +1,11 @@
 """Collector ingest: events/s stored and acknowledged through ``POST /v1/ingest`` from several concurrent
-senders (batches of 1,000, gzip, as agents send them), on SQLite and on PostgreSQL - next to the ceiling
+senders (batches of 1,000, zstd, as agents send them), on SQLite and on PostgreSQL - next to the ceiling
 measured in the same run: the same rows inserted directly (``executemany`` in 5,000-row transactions for
 SQLite, ``COPY`` for PostgreSQL) into the same schema with the same indexes."""
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import http.client
 import multiprocessing
 import sqlite3
@@ -15,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+try:
+    from compression.zstd import compress as zstd_compress  # type: ignore[import-not-found]  # Python 3.14+
+except ImportError:
+    from backports.zstd import compress as zstd_compress
 
 from bench.procs import Collector, memory_mib
 from collector.storage.sqlite_schema import migrate
@@ -56,7 +60,7 @@ def build_events(log_file: Path, limit: int) -> list[dict[str, Any]]:
 def _send(args: tuple[int, str, list[bytes]]) -> int:
     port, key, bodies = args
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Content-Encoding": "zstd"}
     accepted = 0
     for body in bodies:
         while True:
@@ -72,7 +76,7 @@ def _send(args: tuple[int, str, list[bytes]]) -> int:
 
 
 def http_ingest(collector: Collector, events: list[dict[str, Any]]) -> dict[str, Any]:
-    bodies = [gzip.compress(orjson.dumps({"events": events[i : i + BATCH]}), 1) for i in range(0, len(events), BATCH)]
+    bodies = [zstd_compress(orjson.dumps({"events": events[i : i + BATCH]}), 1) for i in range(0, len(events), BATCH)]
     port = collector.port
     slices = [(port, collector.ingest_key, bodies[i::SENDERS]) for i in range(SENDERS)]
     with multiprocessing.get_context("fork").Pool(SENDERS) as pool:

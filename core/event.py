@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import operator
 import re
 import socket
 from datetime import UTC, datetime
@@ -78,6 +79,11 @@ EVENT_FIELDS: Final = (
 )
 """Every field of a stored event, in the order the API returns them."""
 
+_FIELD_SET: Final = frozenset(EVENT_FIELDS)
+_STRING_NAMES: Final = tuple(STRING_FIELD_LIMITS)
+_LIMITS: Final = tuple(STRING_FIELD_LIMITS.values())
+_STR_OR_NONE: Final = frozenset({str, type(None)})
+_recent_times: dict[str, int] = {}  # created_at text -> epoch ms: events come in runs sharing a time
 _MAX_OBJECT_BYTES: Final = 16 * 1024
 
 _RFC3339_RE = re.compile(
@@ -175,15 +181,15 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
     """
     if not isinstance(raw, dict):
         raise EventError("invalid_event", "event must be a JSON object")
-    for key in raw:  # received_at and seq are accepted but ignored: the collector assigns them
-        if key not in EVENT_FIELDS:
-            raise EventError("unknown_field", f"unknown field {key!r}")
+    if not _FIELD_SET.issuperset(raw):  # received_at and seq are accepted but ignored: the collector sets them
+        unknown = next(key for key in raw if key not in _FIELD_SET)
+        raise EventError("unknown_field", f"unknown field {unknown!r}")
     event: dict[str, Any] = {"tenant_id": tenant_id}
 
     event_id = raw.get("id")
-    if not isinstance(event_id, str) or not _UUID_RE.match(event_id.lower()):
+    if not isinstance(event_id, str) or not _UUID_RE.match(event_id := event_id.lower()):
         raise EventError("invalid_field", "id: must be a UUID string")
-    event["id"] = event_id.lower()
+    event["id"] = event_id
 
     claimed_tenant = raw.get("tenant_id")
     if claimed_tenant is not None and claimed_tenant != tenant_id:
@@ -192,18 +198,27 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
     created_at = raw.get("created_at")
     if created_at is None:
         raise EventError("missing_field", "created_at: is required")
-    try:
-        event["created_at"] = parse_rfc3339_ms(created_at)
-    except ValueError:
-        raise EventError("invalid_field", "created_at: must be an RFC 3339 timestamp with offset") from None
+    created_ms = _recent_times.get(created_at) if isinstance(created_at, str) else None
+    if created_ms is None:
+        try:
+            created_ms = parse_rfc3339_ms(created_at)
+        except ValueError:
+            raise EventError("invalid_field", "created_at: must be an RFC 3339 timestamp with offset") from None
+        if len(_recent_times) >= 4096:
+            _recent_times.clear()
+        _recent_times[created_at] = created_ms
+    event["created_at"] = created_ms
     if not raw.get("action"):
         raise EventError("missing_field", "action: is required")
 
-    for name, max_len in STRING_FIELD_LIMITS.items():
-        value = raw.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > max_len):
-            raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
-        event[name] = value
+    # Every string field at once, from C: each value is None or a str within its limit (str(None) is
+    # "None", shorter than every limit, and str() of a str is the str itself).
+    values = tuple(map(raw.get, _STRING_NAMES))
+    if not (_STR_OR_NONE.issuperset(map(type, values)) and all(map(operator.le, map(len, map(str, values)), _LIMITS))):
+        for name, max_len, value in zip(_STRING_NAMES, _LIMITS, values, strict=True):
+            if value is not None and (not isinstance(value, str) or len(value) > max_len):
+                raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
+    event.update(zip(_STRING_NAMES, values, strict=True))
 
     event["outcome"] = _one_of(raw, "outcome", OUTCOMES)
     event["actor_type"] = _one_of(raw, "actor_type", ACTOR_TYPES)

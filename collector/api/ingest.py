@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import orjson
@@ -12,6 +13,8 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
 from core.event import EventError, now_ms, validate_event
+
+_CREATED_AT = operator.itemgetter("created_at")
 
 
 def _decode_body(request: web.Request, body: bytes) -> list[Any]:
@@ -64,8 +67,7 @@ async def ingest(request: web.Request) -> web.Response:
         valid.append(event)
     result = await storage.insert_events(valid) if valid else InsertResult(0, 0)
     metrics.events_accepted.inc(result.accepted)
-    for event in valid:
-        metrics.event_lag.observe(max(0.0, (received_at - event["created_at"]) / 1000))
+    metrics.event_lag.observe_ms(received_at, map(_CREATED_AT, valid))
     metrics.events_duplicate.inc(result.duplicates)
     if result.gaps:
         metrics.source_gaps.inc(result.gaps)

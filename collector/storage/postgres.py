@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import operator
 import re
 import secrets
 import time
@@ -35,7 +36,7 @@ from collector.storage.base import (
 )
 from collector.storage.postgres_schema import ensure_partitions, migrate
 from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats
-from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
+from collector.storage.streams import GapStats, StreamKey, stream_positions, track_gaps
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
@@ -384,7 +385,8 @@ async def _record_run(conn: asyncpg.Connection, run: RetentionRun) -> None:
 
 
 async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> GapStats:
-    keys = sorted(stream_keys(events))  # a fixed lock order: no deadlock between collectors
+    positions = stream_positions(events)
+    keys = sorted({position[0] for position in positions})  # a fixed lock order: no deadlock between collectors
     known: dict[StreamKey, tuple[int, int]] = {}
     for key in keys:
         row = await conn.fetchrow(
@@ -394,7 +396,7 @@ async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) ->
         )
         if row:
             known[key] = (row[0], row[1])
-    stats, updates = track_gaps(events, known)
+    stats, updates = track_gaps(positions, known)
     if updates:
         await conn.executemany(
             "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
@@ -405,8 +407,7 @@ async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) ->
     return stats
 
 
-def _to_row(event: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(event.get(name) for name in _INSERT_COLUMNS)
+_to_row = operator.itemgetter(*_INSERT_COLUMNS)  # a validated event as a COPY record (every column is there)
 
 
 def _from_row(row: asyncpg.Record) -> dict[str, Any]:

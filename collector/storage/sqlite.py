@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import queue
 import secrets
@@ -42,7 +43,7 @@ from collector.storage.base import (
 )
 from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats, ip_in_network
 from collector.storage.sqlite_schema import migrate
-from collector.storage.streams import GapStats, StreamKey, stream_keys, track_gaps
+from collector.storage.streams import GapStats, StreamKey, stream_positions, track_gaps
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
@@ -339,7 +340,8 @@ class SqliteStorage:
 def _track_gaps(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> GapStats:
     """Gap detection against the ``source_streams`` table, inside the write transaction."""
     known: dict[StreamKey, tuple[int, int]] = {}
-    for key in stream_keys(events):
+    positions = stream_positions(events)
+    for key in {position[0] for position in positions}:
         row = conn.execute(
             "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? "
             "AND stream = ?",
@@ -347,7 +349,7 @@ def _track_gaps(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> GapSt
         ).fetchone()
         if row:
             known[key] = (row[0], row[1])
-    stats, updates = track_gaps(events, known)
+    stats, updates = track_gaps(positions, known)
     conn.executemany(
         "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq = excluded.last_seq, "
@@ -377,11 +379,13 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
+assert _INSERT_COLUMNS[-2:] == ("source", "metadata")  # _to_row relies on it
+_SCALARS = operator.itemgetter(*_INSERT_COLUMNS[:-2])
+
+
 def _to_row(event: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        orjson.dumps(event[name]).decode() if name in ("source", "metadata") else event.get(name)
-        for name in _INSERT_COLUMNS
-    )
+    """A validated event as the row ``_INSERT_SQL`` takes (source and metadata as JSON text)."""
+    return (*_SCALARS(event), orjson.dumps(event["source"]).decode(), orjson.dumps(event["metadata"]).decode())
 
 
 def _from_row(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -26,34 +26,38 @@ class GapStats:
     missing_bytes: int = 0
 
 
-def _position(event: dict[str, Any]) -> tuple[StreamKey, int, int, int] | None:
-    source = event["source"]
-    stream, seq, byte_range = source.get("stream"), source.get("seq"), source.get("range")
-    if not isinstance(stream, str) or type(seq) is not int:
-        return None
-    if not (isinstance(byte_range, list) and len(byte_range) == 2 and all(type(b) is int for b in byte_range)):
-        return None
-    key = (event["tenant_id"], str(source.get("agent_id", "")), str(source.get("name", "")), stream)
-    return key, seq, byte_range[0], byte_range[1]
+Position = tuple[StreamKey, int, int, int, dict[str, Any]]  # stream, seq, range start, range end, event
 
 
-def stream_keys(events: list[dict[str, Any]]) -> set[StreamKey]:
-    """The streams a batch touches (their last positions must be loaded before :func:`track_gaps`)."""
-    return {position[0] for event in events if (position := _position(event)) is not None}
+def stream_positions(events: list[dict[str, Any]]) -> list[Position]:
+    """Where each event sits in its stream; events without a well-formed position are left out.
+
+    Computed once per batch: its keys tell which stored positions to load, then :func:`track_gaps`
+    walks it.
+    """
+    positions: list[Position] = []
+    for event in events:
+        source = event["source"]
+        stream, seq, byte_range = source.get("stream"), source.get("seq"), source.get("range")
+        if type(stream) is not str or type(seq) is not int or type(byte_range) is not list or len(byte_range) != 2:
+            continue
+        start, end = byte_range
+        if type(start) is not int or type(end) is not int:
+            continue
+        key = (event["tenant_id"], str(source.get("agent_id", "")), str(source.get("name", "")), stream)
+        positions.append((key, seq, start, end, event))
+    return positions
 
 
 def track_gaps(
-    events: list[dict[str, Any]], known: dict[StreamKey, tuple[int, int]]
+    positions: list[Position], known: dict[StreamKey, tuple[int, int]]
 ) -> tuple[GapStats, dict[StreamKey, tuple[int, int]]]:
     """Annotate events that follow a gap. ``known`` holds each stream's stored (last seq, last end);
     returns the stats and the new positions to store."""
     stats = GapStats()
     by_stream: dict[StreamKey, list[tuple[int, int, int, dict[str, Any]]]] = defaultdict(list)
-    for event in events:
-        position = _position(event)
-        if position is not None:
-            key, seq, start, end = position
-            by_stream[key].append((seq, start, end, event))
+    for key, seq, start, end, event in positions:
+        by_stream[key].append((seq, start, end, event))
     updates: dict[StreamKey, tuple[int, int]] = {}
     for key, items in by_stream.items():
         last = known.get(key)
