@@ -137,7 +137,7 @@ class AgentSection:
             errors.append(("id", "must be 1-128 letters, digits, '.', '_' or '-'"))
         if self.metrics_listen:
             host, sep, port = self.metrics_listen.rpartition(":")
-            if not sep or not host or not port.isdigit() or int(port) > 65535:
+            if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
                 errors.append(("metrics_listen", f"must be HOST:PORT or empty, got {self.metrics_listen!r}"))
         return errors
 
@@ -222,7 +222,7 @@ class HttpSourceConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:
+        if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             return [("listen", f"must be HOST:PORT, got {self.listen!r}")]
         if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
             return [("listen", "must be a loopback address (127.0.0.1, ::1 or localhost): the endpoint has no auth")]

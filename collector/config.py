@@ -115,6 +115,6 @@ class CollectorConfig:
 
     def validate(self) -> list[tuple[str, str]]:
         host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
             return [("listen", f"must be HOST:PORT like 127.0.0.1:8680, got {self.listen!r}")]
         return []

@@ -232,7 +232,7 @@ def _normalize(fields: dict[str, Any], parse_time: Callable[[Any], int | None]) 
         fields["method"], fields["path"], fields["protocol"] = request
     body_bytes = fields.get("body_bytes")
     if isinstance(body_bytes, str):
-        fields["body_bytes"] = int(body_bytes) if body_bytes.isdigit() else None
+        fields["body_bytes"] = int(body_bytes) if body_bytes.isascii() and body_bytes.isdigit() else None
     status = fields.pop("status", fields.get("status_code"))
     if status is not None:
         try:

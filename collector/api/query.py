@@ -46,7 +46,7 @@ def _int_param(request: web.Request, name: str, low: int, high: int) -> int | No
     raw = _single(request, name)
     if raw is None:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() is True
         raise invalid_parameter(name, f"must be an integer from {low} to {high}, got {raw!r}")
     return int(raw)
 

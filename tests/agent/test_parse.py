@@ -166,6 +166,14 @@ def test_event_anonymous_failure_and_bad_client() -> None:
     assert event["metadata"]["client"] == "localhost"
 
 
+def test_a_superscript_size_is_not_a_number() -> None:
+    """ "²".isdigit() is True but int("²") raises: such a size is dropped, the line still parses."""
+    fields = parser(format="regex", pattern=r"^(?P<time>\S+) (?P<body_bytes>\S+)$", time_format="rfc3339").parse(
+        "2026-11-22T05:00:00Z \u00b2"
+    )
+    assert fields is not None and fields["body_bytes"] is None
+
+
 def _reference_access_parse(line: str) -> dict[str, object] | None:
     """The access-log parse written plainly (one quoted request group, split afterwards): the parser's
     regex splits the usual request itself, and must agree with this on every line."""

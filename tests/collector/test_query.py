@@ -102,6 +102,8 @@ def test_time_aliases_sort_by_and_page_offset(loaded: tuple[ThreadedCollector, s
         ({"sort_by": "action"}, "sort_by"),
         ({"order": "asc", "sort_by": "created_at"}, "sort_by"),
         ({"page": "0"}, "page"),
+        ({"page": "\u00b2"}, "page"),  # "²".isdigit() is True, int("²") raises: found by schemathesis
+        ({"limit": "\u0663"}, "limit"),  # int() would take an Arabic-Indic 3; the API takes ASCII digits
         ({"page": "1", "offset": "2"}, "offset"),
         ({"q": ""}, "q"),
         ({"metadata.": "x"}, "metadata."),
@@ -126,6 +128,8 @@ def test_changes_feed_follows_ingest_order_and_long_polls(collector: ThreadedCol
     assert [e["seq"] for e in first["data"] + rest["data"]] == sorted(e["seq"] for e in first["data"] + rest["data"])
     cursor = rest["next_after_seq"]
     assert request("GET", url, key=read_key, params={"after_seq": cursor}).json()["data"] == []
+    superscript = request("GET", url, key=read_key, params={"after_seq": "\u00b2"})
+    assert assert_envelope(superscript, 400, "invalid_parameter")["message"].startswith("after_seq:")
 
     def late() -> None:
         time.sleep(0.8)

@@ -101,6 +101,22 @@ def test_example_agent_config_has_the_documented_names() -> None:
     assert config.exporter.api_key == ENV["SIDETRAIL_INGEST_KEY"]
 
 
+def test_ports_take_ascii_digits_only() -> None:
+    """ "²".isdigit() is True but int("²") raises: a port like that is a config error, not a crash."""
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(CollectorConfig, {"listen": "127.0.0.1:\u00b2"}, environ={})
+    assert any(e.startswith("listen:") for e in caught.value.errors)
+    document = {
+        "agent": {"metrics_listen": "127.0.0.1:\u00b2"},
+        "sources": {"web": {"type": "http", "listen": "127.0.0.1:\u00b2"}},
+        "exporter": {"endpoint": "http://127.0.0.1:1", "api_key": "k"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(AgentConfig, document, environ={})
+    assert any(e.startswith("agent.metrics_listen:") for e in caught.value.errors)
+    assert any(e.startswith("sources.web.listen:") for e in caught.value.errors)
+
+
 def test_agent_config_errors_name_nested_paths() -> None:
     document = {
         "sources": {
