@@ -112,9 +112,8 @@ class LineProcessor:
         decide = rules.decide if rules is not None else None
         redact_every_event = self._redact_every_event
         encoded: list[bytes] = []
-        seen = unparsed = 0
+        unparsed = 0
         for index in candidates:
-            seen += 1
             raw = lines[index]
             fields = parse(raw.decode("utf-8", "replace").rstrip("\r"))
             if fields is None:
