@@ -115,16 +115,7 @@ class EventBuilder:
             actor_type = "user" if "actor_id" in event else "anonymous"
         event["actor_type"] = actor_type
         event["metadata"] = metadata
-        event["source"] = {
-            "agent_id": self.agent_id,
-            "host": self.host,
-            "name": self.source_name,
-            "file": file_path,
-            "offset": offset,
-            "stream": file_key,
-            "seq": seq,
-            "range": [byte_range[0], byte_range[1]],
-        }
+        event["source"] = self._stamp(file_path, file_key, offset, seq, byte_range)
         return event
 
     def _stamp(
