@@ -152,7 +152,7 @@ def bench_queries(workdir: Path, big: int, small: int) -> dict[str, Any]:
                 row = direct.execute(statement, values).fetchone()
             deep: dict[str, Any] = {"page": deep_page}
             if row is not None:
-                position = (row[3], row[2])
+                position = (row[3], row[1])  # (created_at, id): the columns follow EVENT_COLUMNS
                 digest = filters_digest({"filters": [_describe(p) for p in filters], "from": from_ms, "to": to_ms})
                 cursor = encode_cursor(secret, "bench", digest, "desc", position)
                 deep_api = _percentiles(api({"cursor": cursor}))

@@ -73,10 +73,20 @@ def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:
     param = _Params(dialect, values)
     clauses = [f"tenant_id = {param(query.tenant_id)}"]
     clauses += [_predicate(p, dialect, param) for p in query.filters]
-    if query.from_ms is not None:
-        clauses.append(f"created_at >= {param(query.from_ms)}")
-    if query.to_ms is not None:
-        clauses.append(f"created_at < {param(query.to_ms)}")
+    # Past a cursor, its own time bounds the scan on its side of the range: (created_at, id) < (c, i)
+    # implies created_at <= c. Said as a plain column bound, the planners search the time index from
+    # the cursor; left to the range's own end, SQLite walked every earlier page again (the 8,000th page
+    # of a 30-day range took 125 ms instead of 4).
+    lower, upper = (">=", query.from_ms), ("<", query.to_ms)
+    if query.after is not None:
+        cursor_ms = query.after[0]
+        if query.order == "desc" and (query.to_ms is None or cursor_ms < query.to_ms):
+            upper = ("<=", cursor_ms)
+        if query.order == "asc" and (query.from_ms is None or cursor_ms > query.from_ms):
+            lower = (">=", cursor_ms)
+    for comparison, bound in (lower, upper):
+        if bound is not None:
+            clauses.append(f"created_at {comparison} {param(bound)}")
     direction = "DESC" if query.order == "desc" else "ASC"
     if query.after is not None:
         created_at, event_id = query.after

@@ -79,6 +79,29 @@ def test_keyset_pages_and_tenant_scoping(backend: dict[str, Any]) -> None:
     run(backend, body)
 
 
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_keyset_pages_within_a_time_range(backend: dict[str, Any], order: str) -> None:
+    """Past a cursor the builder bounds the time on the cursor's side (a faster plan): pages must still
+    hold exactly the range's events, in order, ties on created_at included."""
+
+    async def body(storage: Storage) -> None:
+        await storage.insert_events([stored_event(n, ms=BASE + n // 3) for n in range(60)])
+        low, high = BASE + 4, BASE + 15  # [low, high): events 12 to 44
+        expected = await storage.query_events(EventQuery("acme", 1000, order, (), low, high))
+        assert len(expected) == 33
+        seen: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = await storage.query_events(EventQuery("acme", 4, order, (), low, high, after))
+            seen += page
+            if len(page) < 4:
+                break
+            after = (page[-1]["created_at"], page[-1]["id"])
+        assert [e["id"] for e in seen] == [e["id"] for e in expected]
+
+    run(backend, body)
+
+
 def test_full_writer_queue_refuses_instead_of_growing(backend: dict[str, Any]) -> None:
     async def body(storage: Storage) -> None:
         with pytest.raises(WriterQueueFull):
