@@ -171,5 +171,8 @@ class TailingMachine(RuleBasedStateMachine):
 
 TestTailingModel = TailingMachine.TestCase
 TestTailingModel.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=int(os.environ.get("SIDETRAIL_MODEL_EXAMPLES", "60")),  # raise it for a deeper search
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
