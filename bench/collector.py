@@ -15,14 +15,10 @@ from typing import Any
 
 import orjson
 
-try:
-    from compression.zstd import compress as zstd_compress  # type: ignore[import-not-found]  # Python 3.14+
-except ImportError:
-    from backports.zstd import compress as zstd_compress
-
 from bench.procs import Collector, memory_mib
 from collector.storage.sqlite_schema import migrate
 from core.event import now_ms, validate_event
+from core.zstd import compress as zstd_compress
 
 SENDERS = 4
 BATCH = 1000

@@ -20,16 +20,12 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 from aiohttp import web
 
-try:
-    from compression.zstd import compress as zstd_compress  # type: ignore[import-not-found]  # Python 3.14+
-except ImportError:
-    from backports.zstd import compress as zstd_compress
-
 from collector.api.state import STORAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
 from collector.keys import mint_key
 from core.config import load_mapping
+from core.zstd import compress as zstd_compress
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent

@@ -25,15 +25,11 @@ from collections.abc import Callable
 import aiohttp
 import orjson
 
-try:
-    from compression.zstd import ZstdCompressor  # type: ignore[import-not-found]  # Python 3.14+
-except ImportError:
-    from backports.zstd import ZstdCompressor
-
 from agent.config import ExporterConfig
 from agent.metrics import AgentMetrics
 from agent.processors.batch import Batch, BatchQueue
 from core import __version__
+from core.zstd import ZstdCompressor
 
 log = logging.getLogger("sidetrail.agent.exporter")
 
