@@ -13,7 +13,7 @@ Set templates are text with ``{field}`` placeholders (``{{``/``}}`` for literal 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,7 @@ def compile_route(template: str) -> Route:
 
 @dataclass(frozen=True)
 class SetTemplate:
-    """A compiled set template; ``render`` fills placeholders from a lookup function."""
+    """A compiled set template; ``render`` fills its placeholders for one line."""
 
     text: str
     parts: tuple[tuple[bool, str], ...]  # (is_placeholder, literal text or field name)
@@ -110,23 +110,10 @@ class SetTemplate:
     def placeholders(self) -> list[str]:
         return [value for is_field, value in self.parts if is_field]
 
-    def render(self, lookup: Callable[[str], Any]) -> str | None:
-        """The text with placeholders filled. A missing value (``None``, ``""`` or ``-``) renders empty;
-        if nothing at all is left, the result is ``None`` (the field stays unset)."""
-        out: list[str] = []
-        for is_field, value in self.parts:
-            if not is_field:
-                out.append(value)
-                continue
-            found = lookup(value)
-            if found is not None and found != "" and found != "-":
-                out.append(str(found))
-        text = "".join(out)
-        return text or None
-
-    def render_values(self, captures: Mapping[str, str], verb: str | None, fields: Mapping[str, Any]) -> str | None:
-        """:meth:`render` with placeholders looked up in the route's ``captures``, then ``verb``, then the
-        line's ``fields`` (dot-paths included) - the rules' hot path, without a lookup closure per line."""
+    def render(self, captures: Mapping[str, str], verb: str | None, fields: Mapping[str, Any]) -> str | None:
+        """The text with each placeholder filled from the route's ``captures``, else ``verb``, else the line's
+        ``fields`` (dot-paths included). A missing value (``None``, ``""`` or ``-``) renders empty; if
+        nothing at all is left, the result is ``None`` (the field stays unset)."""
         if self.literal is not None:
             return self.literal
         out: list[str] = []

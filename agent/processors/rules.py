@@ -340,26 +340,13 @@ class RuleProcessor:
         path = fields.get("path")
         bare = bare_path(path) if isinstance(path, str) else None
         for rule in self.rules:
-            for condition in rule.conditions:
-                key = condition.key
-                if not condition.test(lookup_path(fields, key) if condition.dotted else fields.get(key)):
-                    break
-            else:
-                route: Route | None = None
-                captures: dict[str, str] = {}
-                if rule.routes:
-                    if bare is None:
-                        continue
-                    for route in rule.routes:  # the route that matched stays in ``route``
-                        found = route.match_bare(bare)
-                        if found is not None:
-                            captures = found
-                            break
-                    else:
-                        continue
-                if rule.drop:
-                    return Decision(rule.name, True, {})
-                return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
+            matched = self._matches(rule, fields, bare)
+            if matched is None:
+                continue
+            if rule.drop:
+                return Decision(rule.name, True, {})
+            captures, route = matched
+            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
         if self.default_drop:
             return Decision(None, True, {})
         return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
@@ -379,19 +366,23 @@ class RuleProcessor:
                 break
         return trail
 
-    def _matches(self, rule: CompiledRule, fields: dict[str, Any], bare: str | None) -> dict[str, str] | None:
-        """The route captures when ``rule`` matches the line (``{}`` without routes), else ``None``."""
+    def _matches(
+        self, rule: CompiledRule, fields: dict[str, Any], bare: str | None
+    ) -> tuple[dict[str, str], Route | None] | None:
+        """``(captures, the route that matched)`` when ``rule`` matches the line (``({}, None)`` for a rule
+        without routes), else ``None``. ``bare`` is the line's path through :func:`bare_path`."""
         for condition in rule.conditions:
-            if not condition.test(lookup_path(fields, condition.key)):
+            key = condition.key
+            if not condition.test(lookup_path(fields, key) if condition.dotted else fields.get(key)):
                 return None
         if not rule.routes:
-            return {}
+            return {}, None
         if bare is None:
             return None
         for route in rule.routes:
             captures = route.match_bare(bare)
             if captures is not None:
-                return captures
+                return captures, route
         return None
 
     def _first_failure(self, rule: CompiledRule, fields: dict[str, Any], show: Callable[[Any], Any]) -> str | None:
@@ -421,9 +412,7 @@ class RuleProcessor:
                 verb = self.verbs.get(method.upper(), method.lower())
         values: dict[str, Any] = {}
         for name, template in setters:
-            rendered = template.literal
-            if rendered is None:
-                rendered = template.render_values(captures, verb, fields)
+            rendered = template.render(captures, verb, fields)
             if rendered is not None:
                 values[name] = rendered
         if rule is not None:
