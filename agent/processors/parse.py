@@ -57,10 +57,10 @@ class _ClfTime:
     results are kept (a bounded dict, emptied when full)."""
 
     def __init__(self) -> None:
-        self.cache: dict[str, int] = {}
+        self._cache: dict[str, int] = {}
 
     def __call__(self, text: str) -> int | None:
-        cached = self.cache.get(text)
+        cached = self._cache.get(text)
         if cached is not None:
             return cached
         try:
@@ -72,9 +72,9 @@ class _ClfTime:
             moment = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=tz)
         except (ValueError, KeyError, IndexError):
             return None
-        if len(self.cache) >= 1024:
-            self.cache.clear()
-        ms = self.cache[text] = int(moment.timestamp()) * 1000
+        if len(self._cache) >= 1024:
+            self._cache.clear()
+        ms = self._cache[text] = int(moment.timestamp()) * 1000
         return ms
 
 
@@ -138,7 +138,7 @@ class AccessLogParser:
             if split is None:
                 return None
             method, target, protocol = split
-        created_at = self._time.cache.get(when) or self._time(when)
+        created_at = self._time(when)
         if created_at is None:
             return None
         fields: dict[str, Any] = {

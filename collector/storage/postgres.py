@@ -36,7 +36,7 @@ from collector.storage.base import (
 )
 from collector.storage.postgres_schema import ensure_partitions, migrate
 from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats
-from collector.storage.streams import GapStats, StreamKey, stream_positions, track_gaps
+from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
@@ -386,7 +386,7 @@ async def _record_run(conn: asyncpg.Connection, run: RetentionRun) -> None:
 
 async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> GapStats:
     positions = stream_positions(events)
-    keys = sorted({position[0] for position in positions})  # a fixed lock order: no deadlock between collectors
+    keys = sorted(stream_keys(positions))  # a fixed lock order: no deadlock between collectors
     known: dict[StreamKey, tuple[int, int]] = {}
     for key in keys:
         row = await conn.fetchrow(

@@ -43,7 +43,7 @@ from collector.storage.base import (
 )
 from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats, ip_in_network
 from collector.storage.sqlite_schema import migrate
-from collector.storage.streams import GapStats, StreamKey, stream_positions, track_gaps
+from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.storage")
@@ -341,7 +341,7 @@ def _track_gaps(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> GapSt
     """Gap detection against the ``source_streams`` table, inside the write transaction."""
     known: dict[StreamKey, tuple[int, int]] = {}
     positions = stream_positions(events)
-    for key in {position[0] for position in positions}:
+    for key in stream_keys(positions):
         row = conn.execute(
             "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? "
             "AND stream = ?",

@@ -49,6 +49,11 @@ def stream_positions(events: list[dict[str, Any]]) -> list[Position]:
     return positions
 
 
+def stream_keys(positions: list[Position]) -> set[StreamKey]:
+    """The streams a batch touches: their stored positions must be loaded before :func:`track_gaps`."""
+    return {position[0] for position in positions}
+
+
 def track_gaps(
     positions: list[Position], known: dict[StreamKey, tuple[int, int]]
 ) -> tuple[GapStats, dict[StreamKey, tuple[int, int]]]:
