@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import ThreadedCollector
+from tests.helpers import Background, ThreadedCollector
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -71,3 +71,14 @@ def collector(tmp_path: Path, backend: dict[str, Any]) -> Iterator[ThreadedColle
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def background() -> Iterator[Background]:
+    """Threads for work beside the test, all stopped and joined at teardown. Request it after the
+    collector it talks to, so it is torn down first."""
+    work = Background()
+    try:
+        yield work
+    finally:
+        work.close()

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,11 +108,54 @@ class ThreadedCollector:
         self.call(self.app[STORAGE].create_key(record))
         return token
 
+    def waiting_in(self, handler: str) -> bool:
+        """Whether a request handler named ``handler`` is suspended in ``asyncio.sleep`` right now (a long
+        poll waiting for news): lets a test act *while* a request waits, instead of sleeping and hoping."""
+
+        async def look() -> bool:
+            for task in asyncio.all_tasks():
+                names, awaited = [], task.get_coro()
+                while awaited is not None and hasattr(awaited, "cr_code"):
+                    names.append(awaited.cr_code.co_name)
+                    awaited = awaited.cr_await
+                if handler in names and names[-1] == "sleep":
+                    return True
+            return False
+
+        return self.call(look())
+
     def close(self) -> None:
         self.call(self._runner.cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class Background:
+    """Work a test runs beside itself, in threads. ``join`` waits for all of it and re-raises the first
+    error (an assertion in a thread fails the test instead of vanishing); ``close`` (the fixture's
+    teardown) sets ``stopping`` for loops that run until told, then joins every thread."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="test-background")
+        self._futures: list[Future[Any]] = []
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        future = self._pool.submit(fn, *args, **kwargs)
+        self._futures.append(future)
+        return future
+
+    def alive(self) -> bool:
+        return not all(future.done() for future in self._futures)
+
+    def join(self, timeout: float = 120.0) -> None:
+        for future in self._futures:
+            future.result(timeout)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def free_port() -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
-import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +16,9 @@ from collector.keys import mint_key
 from collector.storage.base import ApiKeyRecord
 from core.event import EVENT_FIELDS, now_ms
 from tests.collector.test_api import assert_envelope, event, ingest
-from tests.helpers import ThreadedCollector, request
+from tests.helpers import Background, ThreadedCollector, request, wait_until
+
+UNLIMITED = {"requests_per_second": 1_000_000, "burst": 1_000_000}
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ def test_bad_filters_name_the_parameter(
     assert assert_envelope(reply, 400, "invalid_parameter")["message"].startswith(f"{name}:")
 
 
-def test_changes_feed_follows_ingest_order_and_long_polls(collector: ThreadedCollector) -> None:
+def test_changes_feed_follows_ingest_order_and_long_polls(collector: ThreadedCollector, background: Background) -> None:
     ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
     url = f"{collector.url}/v1/audit-log/changes"
     ingest(collector, ingest_key, [event(n, ms=1795323600000 - n * 1000) for n in range(3)])  # old created_at
@@ -131,50 +133,67 @@ def test_changes_feed_follows_ingest_order_and_long_polls(collector: ThreadedCol
     superscript = request("GET", url, key=read_key, params={"after_seq": "\u00b2"})
     assert assert_envelope(superscript, 400, "invalid_parameter")["message"].startswith("after_seq:")
 
-    def late() -> None:
-        time.sleep(0.8)
-        ingest(collector, ingest_key, [event(99, ms=1700000000000)])  # created long ago, ingested now
-
-    threading.Thread(target=late).start()
-    started = time.monotonic()
-    waited = request("GET", url, key=read_key, params={"after_seq": cursor}, headers={"Prefer": "wait=10"}).json()
-    assert 0.5 < time.monotonic() - started < 9
-    assert [e["path"] for e in waited["data"]] == ["/api/v1/orders/99"]
+    # Long poll: the event arrives while the request is waiting (seen from inside the collector, not guessed
+    # from a sleep), and the waiting request returns it.
+    waited = background.run(
+        request, "GET", url, key=read_key, params={"after_seq": cursor}, headers={"Prefer": "wait=30"}
+    )
+    wait_until(lambda: collector.waiting_in("changes"), message="the long poll to wait")
+    ingest(collector, ingest_key, [event(99, ms=1700000000000)])  # created long ago, ingested now
+    assert [e["path"] for e in waited.result(60).json()["data"]] == ["/api/v1/orders/99"]
     other = collector.key("globex", "read")
     assert request("GET", url, key=other, params={"after_seq": 0}).json()["data"] == []
 
 
-def test_changes_feed_never_skips_with_concurrent_writers(collector: ThreadedCollector) -> None:
-    """Writers race while a reader follows the feed; the reader ends up with every event exactly once."""
-    ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
-    url = f"{collector.url}/v1/audit-log/changes"
-    total, seen, done = 2000, [], threading.Event()
+@pytest.fixture
+def unlimited(tmp_path: Path, backend: dict[str, Any]) -> Iterator[ThreadedCollector]:
+    """A collector whose rate limit no test reader reaches (a reader following the feed polls flat out)."""
+    server = ThreadedCollector(tmp_path, storage=backend, limits=UNLIMITED)
+    try:
+        yield server
+    finally:
+        server.close()
 
-    def writer(offset: int) -> None:
-        for start in range(offset, total, 400):
-            ingest(collector, ingest_key, [event(n) for n in range(start, start + 200)])
 
-    writers = [threading.Thread(target=writer, args=(o,)) for o in (0, 200)]
-    for thread in writers:
-        thread.start()
+def follow_changes(server: ThreadedCollector, key: str, background: Background) -> list[str]:
+    """Follow the changes feed until the background writers are done and it has nothing more."""
+    seen: list[str] = []
     after = 0
-    while not done.is_set():
-        finished = all(not t.is_alive() for t in writers)  # checked before reading: no race at the end
-        page = request("GET", url, key=read_key, params={"after_seq": after, "limit": 200}).json()
+    while True:
+        finished = not background.alive()  # checked before reading: no race at the end
+        reply = request("GET", f"{server.url}/v1/audit-log/changes", key=key, params={"after_seq": after, "limit": 200})
+        assert reply.status == 200, reply.body
+        page = reply.json()
         seen += [e["id"] for e in page["data"]]
         after = page["next_after_seq"]
         if finished and not page["data"]:
-            done.set()
+            background.join()  # re-raises a writer's failure
+            return seen
+
+
+def test_changes_feed_never_skips_with_concurrent_writers(unlimited: ThreadedCollector, background: Background) -> None:
+    """Writers race while a reader follows the feed; the reader ends up with every event exactly once."""
+    ingest_key, read_key = unlimited.key("acme", "ingest"), unlimited.key("acme", "read")
+    total = 2000
+
+    def writer(offset: int) -> None:
+        for start in range(offset, total, 400):
+            ingest(unlimited, ingest_key, [event(n) for n in range(start, start + 200)])
+
+    for offset in (0, 200):
+        background.run(writer, offset)
+    seen = follow_changes(unlimited, read_key, background)
     assert len(seen) == len(set(seen)) == total
 
 
 def test_changes_feed_never_skips_with_two_collectors_on_one_database(
-    tmp_path: Any, pg_storage: dict[str, Any]
+    tmp_path: Path, pg_storage: dict[str, Any]
 ) -> None:
     """The classic hole: a lower seq committed after a higher one is already visible. Two collectors
     write at once; a reader following one of them must still see every event exactly once."""
-    first = ThreadedCollector(tmp_path / "one", storage=pg_storage)
-    second = ThreadedCollector(tmp_path / "two", storage=pg_storage)
+    first = ThreadedCollector(tmp_path / "one", storage=pg_storage, limits=UNLIMITED)
+    second = ThreadedCollector(tmp_path / "two", storage=pg_storage, limits=UNLIMITED)
+    background = Background()
     try:
         ingest_key, read_key = first.key("acme", "ingest"), first.key("acme", "read")
         total = 3000
@@ -183,22 +202,12 @@ def test_changes_feed_never_skips_with_two_collectors_on_one_database(
             for start in range(offset, total, 100):
                 ingest(server, ingest_key, [event(n) for n in range(start, start + 50)])
 
-        writers = [threading.Thread(target=writer, args=(s, o)) for s, o in ((first, 0), (second, 50))]
-        for thread in writers:
-            thread.start()
-        seen: list[str] = []
-        after = 0
-        while True:
-            finished = all(not t.is_alive() for t in writers)  # checked before reading: no race at the end
-            page = request(
-                "GET", f"{first.url}/v1/audit-log/changes", key=read_key, params={"after_seq": after, "limit": 200}
-            ).json()
-            seen += [e["id"] for e in page["data"]]
-            after = page["next_after_seq"]
-            if not page["data"] and finished:
-                break
+        for server, offset in ((first, 0), (second, 50)):
+            background.run(writer, server, offset)
+        seen = follow_changes(first, read_key, background)
         assert len(seen) == len(set(seen)) == total
     finally:
+        background.close()  # before the collectors it talks to
         first.close()
         second.close()
 
@@ -269,41 +278,44 @@ def test_admin_keys_api_is_scoped_to_the_tenant_and_audited(collector: ThreadedC
 
 
 def test_expired_keys_stop_working(collector: ThreadedCollector) -> None:
-    token, record = mint_key("acme", "read", "short-lived")
-    record = ApiKeyRecord(**{**record.__dict__, "expires_at": now_ms() + 600})
-    collector.call(collector.app[STORAGE].create_key(record))
-    assert request("GET", f"{collector.url}/v1/audit-log", key=token).status == 200
-    time.sleep(0.7)
-    assert_envelope(request("GET", f"{collector.url}/v1/audit-log", key=token), 401, "authentication_required")
+    """A key works until its ``expires_at`` and not after; the times are far from now on both sides, so
+    a slow machine cannot move a request across the boundary."""
+    url = f"{collector.url}/v1/audit-log"
+    for expires_at, status in ((now_ms() + 3_600_000, 200), (now_ms() - 1, 401)):
+        token, record = mint_key("acme", "read", "short-lived")
+        record = ApiKeyRecord(**{**record.__dict__, "expires_at": expires_at})
+        collector.call(collector.app[STORAGE].create_key(record))
+        assert request("GET", url, key=token).status == status
+    assert_envelope(request("GET", url, key=token), 401, "authentication_required")
 
 
-def test_walking_pages_while_events_arrive_returns_each_initial_event_once(collector: ThreadedCollector) -> None:
+def test_walking_pages_while_events_arrive_returns_each_initial_event_once(
+    collector: ThreadedCollector, background: Background
+) -> None:
     ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
     base = 1795323600000
     initial = [event(n, ms=base + n * 1000) for n in range(600)]
     ingest(collector, ingest_key, initial)
-    stop = threading.Event()
 
     def keep_inserting() -> None:  # new events land before, inside and after the pages being walked
         n = 1000
-        while not stop.is_set():
+        while not background.stopping.is_set():
             ingest(collector, ingest_key, [event(n + i, ms=base + ((n + i) * 7919) % 700_000) for i in range(20)])
             n += 20
 
-    writer = threading.Thread(target=keep_inserting)
-    writer.start()
-    try:
-        seen: list[str] = []
-        cursor = None
-        while True:
-            params = {"limit": 25, **({"cursor": cursor} if cursor else {})}
-            page = request("GET", f"{collector.url}/v1/audit-log", key=read_key, params=params).json()
-            seen += [e["id"] for e in page["data"]]
-            if not page["has_more"]:
-                break
-            cursor = page["next_cursor"]
-    finally:
-        stop.set()
-        writer.join()
+    background.run(keep_inserting)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 25, **({"cursor": cursor} if cursor else {})}
+        reply = request("GET", f"{collector.url}/v1/audit-log", key=read_key, params=params)
+        assert reply.status == 200, reply.body
+        page = reply.json()
+        seen += [e["id"] for e in page["data"]]
+        if not page["has_more"]:
+            break
+        cursor = page["next_cursor"]
+    background.close()
+    background.join()  # a writer's failed ingest fails the test
     assert len(seen) == len(set(seen))  # nothing twice
     assert {e["id"] for e in initial} <= set(seen)  # nothing that existed at the start is skipped
