@@ -1,0 +1,176 @@
+"""``scripts/demo`` in a real terminal: a Ctrl-C typed into a pty stops the writer, then the agent (drained),
+then the collector, as the README says.
+
+The terminal driver sends SIGINT to the whole foreground process group, exactly as for a user: the script
+runs as the leader of a new session whose controlling terminal is the pty, and ``\\x03`` is written to the
+pty's master side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import select
+import subprocess
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.helpers import REPO, free_port, request, wait_until
+
+
+class Terminal:
+    """A process on the slave side of a pty, as its controlling terminal; the test types on the master."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            command,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,  # setsid() first, then the pty becomes the controlling terminal
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.output = b""
+
+    def read_until(self, text: bytes, timeout: float = 60.0) -> None:
+        """Collect output until ``text`` appears (or the process exits, or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, f"no {text!r} in the output:\n{self.output.decode(errors='replace')}"
+            if not self._read(0.2):
+                assert text in self.output, f"exited without {text!r}:\n{self.output.decode(errors='replace')}"
+
+    def _read(self, wait: float) -> bool:
+        """Read what is there; False once the terminal is closed (every process holding it is gone)."""
+        if select.select([self.master], [], [], wait)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the slave side has no process left
+                return False
+            self.output += chunk
+            return bool(chunk)
+        return True
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"still running:\n{self.output.decode(errors='replace')}"
+            self._read(0.1)
+        while self._read(0):
+            pass
+        return self.proc.returncode
+
+    def close(self) -> None:
+        """Stop whatever is left: the script's session, then each child it started in a session of its own."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        os.close(self.master)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[Callable[[], Terminal], Path]]:
+    """Starts ``scripts/demo`` in a new terminal on each call, on free ports with its data under tmp_path."""
+    data = tmp_path / "demo"
+    env = {
+        **os.environ,
+        "SIDETRAIL_PORT": str(free_port()),
+        "SIDETRAIL_AGENT_METRICS_PORT": str(free_port()),
+        "SIDETRAIL_DEMO_DIR": str(data),
+        "SIDETRAIL_DEMO_RATE": "50",
+    }
+    terminals: list[Terminal] = []
+
+    def start() -> Terminal:
+        terminals.append(Terminal([str(REPO / "scripts" / "demo")], env))
+        return terminals[-1]
+
+    try:
+        yield start, data
+    finally:
+        for terminal in terminals:
+            terminal.close()
+        _kill_leftovers(data)
+
+
+def _kill_leftovers(data: Path) -> None:
+    """The demo's children live in their own sessions; any still running after a failed test is ended here
+    (found by the demo directory in their command line or environment, so only this test's processes)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"SIDETRAIL_DEMO_DIR={data}\0".encode() in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), 9)
+
+
+def _runs(path: Path) -> list[list[dict[str, Any]]]:
+    """A demo log's records, one list per run (each run starts with a '--- scripts/demo started' line)."""
+    runs = path.read_text().split("--- scripts/demo started")[1:]
+    return [[orjson.loads(line) for line in run.splitlines() if line.startswith("{")] for run in runs]
+
+
+def _at(records: list[dict[str, Any]], pattern: str) -> dict[str, Any]:
+    (record,) = [r for r in records if re.search(pattern, r["msg"])]
+    return record
+
+
+def _run_and_stop(terminal: Terminal, data: Path) -> str:
+    """Wait for the demo to store some events, then type Ctrl-C; return what the terminal showed."""
+    terminal.read_until(b"Press Ctrl-C to stop.")
+    keys = dict(line.split("=", 1) for line in (data / "keys.env").read_text().split())
+    printed = re.search(rb"API:\s+(http://\S+)", terminal.output)
+    assert printed is not None
+    audit_log = printed.group(1).decode()
+
+    def stored() -> int:
+        reply = request("GET", audit_log, key=keys["SIDETRAIL_READ_KEY"], params={"limit": 200})
+        return len(reply.json()["data"]) if reply.status == 200 else 0
+
+    before = stored()
+    wait_until(lambda: stored() >= before + 20, timeout=60, message="the demo's events to arrive")
+    terminal.type(b"\x03")  # the terminal driver signals the foreground process group, as for a user
+    assert terminal.wait() == 0
+    return terminal.output.decode(errors="replace")
+
+
+def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
+    demo: tuple[Callable[[], Terminal], Path],
+) -> None:
+    start, data = demo
+    for _ in range(2):  # the second run carries on, and appends to the first run's logs
+        text = _run_and_stop(start(), data)
+        stops = [text.index(f"stopping the {name}") for name in ("traffic writer", "agent", "collector")]
+        assert stops == sorted(stops), text
+
+    agent_runs, collector_runs = _runs(data / "agent.log"), _runs(data / "collector.log")
+    assert len(agent_runs) == len(collector_runs) == 2
+    for agent, collector in zip(agent_runs, collector_runs, strict=True):
+        stopped = _at(agent, r"^stopped \(")
+        assert "all acknowledged" in stopped["msg"], stopped
+        collector_stopped = _at(collector, r"^collector stopped")
+        assert stopped["ts"] <= collector_stopped["ts"]  # the collector outlived the agent's drain
+        # Everything the agent made in the run was accepted by the collector before it stopped: nothing
+        # waits to be resent, and nothing was sent twice (a resend would be a duplicate, not accepted).
+        events = re.search(r"'nginx': \(\d+, (\d+), \d+\)", stopped["msg"])
+        accepted = re.search(r"(\d+) events accepted, (\d+) duplicates", collector_stopped["msg"])
+        assert events is not None and accepted is not None
+        assert int(events.group(1)) == int(accepted.group(1)) > 0 and accepted.group(2) == "0"
