@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ class CollectorProcess:
         settings = storage or {"backend": "sqlite", "path": str(self.db)}
         self.config.write_text(f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(settings).decode()}\n")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     def key(self, tenant: str, scope: str) -> str:
         result = run_cli(
@@ -38,16 +41,26 @@ class CollectorProcess:
         return result.stdout.strip()
 
     def start(self) -> None:
-        with open(self.root / "collector.log", "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [str(BIN / "sidetrail-collector"), "serve", "--config", str(self.config)], stdout=log, stderr=log
-            )
-        wait_until(self._ready, message="collector /readyz")
+        def launch() -> subprocess.Popen[bytes]:
+            with open(self.root / "collector.log", "ab") as log:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(
+                    [str(BIN / "sidetrail-collector"), "serve", "--config", str(self.config)], stdout=log, stderr=log
+                )
+            return self.proc
 
-    def _ready(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, (self.root / "collector.log").read_text()
+        # Only a first start may move: agents learn the collector's URL after it.
+        attempts = 1 if self.started else 5
+        log = self.root / "collector.log"
+        self.port = start_on_a_free_port(launch, self._ready, log, self.config, self.port, attempts)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.started = True
+
+    def _ready(self, port: int) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise Exited((self.root / "collector.log").read_text())
         try:
-            return request("GET", f"{self.url}/readyz", timeout=1).status == 200
+            return request("GET", f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200
         except OSError:
             return False
 
@@ -118,19 +131,26 @@ checkpoint_interval: {checkpoint_interval}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.root / "agent.log", "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [str(BIN / "sidetrail-agent"), "run", "--config", str(self.config)],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "TEST_INGEST_KEY": self.api_key},
-            )
-        wait_until(self._serving, message="agent /healthz")
+        def launch() -> subprocess.Popen[bytes]:
+            with open(self.root / "agent.log", "ab") as log:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(
+                    [str(BIN / "sidetrail-agent"), "run", "--config", str(self.config)],
+                    stdout=log,
+                    stderr=log,
+                    env={**os.environ, "TEST_INGEST_KEY": self.api_key},
+                )
+            return self.proc
 
-    def _serving(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, (self.root / "agent.log").read_text()
+        self.metrics_port = start_on_a_free_port(
+            launch, self._serving, self.root / "agent.log", self.config, self.metrics_port
+        )
+
+    def _serving(self, port: int) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise Exited((self.root / "agent.log").read_text())
         try:
-            return request("GET", f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1).status == 200
+            return request("GET", f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
         except OSError:
             return False
 
@@ -150,6 +170,37 @@ checkpoint_interval: {checkpoint_interval}
 
     def metric(self, name: str) -> float:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", name)
+
+
+class Exited(AssertionError):
+    """A process ended while the test waited for it to serve; the message is its log."""
+
+
+def start_on_a_free_port(
+    launch: Callable[[], subprocess.Popen[bytes]],
+    serving: Callable[[int], bool],
+    log: Path,
+    config: Path,
+    port: int,
+    attempts: int = 5,
+) -> int:
+    """Start a process that listens on ``port`` (written in ``config``) and wait until it serves; return the
+    port. ``free_port`` only finds a port that was free a moment ago: when another process took it in
+    between and ours exits with "cannot listen", the config moves to another free port and it starts again.
+    """
+    for _ in range(attempts):
+        logged = log.stat().st_size if log.exists() else 0
+        launch()
+        try:
+            wait_until(functools.partial(serving, port), message=f"{config.parent.name} to serve on port {port}")
+            return port
+        except Exited as exc:
+            if "cannot listen" not in log.read_bytes()[logged:].decode(errors="replace"):
+                raise AssertionError(f"exited before serving; its log:\n{exc}") from None
+        moved = free_port()
+        config.write_text(config.read_text().replace(f"127.0.0.1:{port}", f"127.0.0.1:{moved}"))
+        port = moved
+    raise AssertionError(f"{config}: port {port} was taken by another process ({attempts} attempts)")
 
 
 def scrape(url: str, name: str) -> float:

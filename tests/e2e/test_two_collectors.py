@@ -66,6 +66,8 @@ def test_two_collectors_one_database(tmp_path: Path, pg_storage: dict[str, Any])
             assert agent.stop() == 0
     finally:
         stop_queries.set()
+        if querier.is_alive():
+            querier.join(30)
         for agent in agents:
             if agent.proc is not None:
                 agent.kill()
