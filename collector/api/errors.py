@@ -88,7 +88,7 @@ def _renderer(request: web.Request) -> ErrorRenderer:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Assign the request id and turn every exception into the envelope."""
+    """Assign the request id and turn every exception into the matched dialect's error body."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     LOG_REQUEST_ID.set(request_id)  # every log line of this request carries it

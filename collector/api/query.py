@@ -1,7 +1,7 @@
 """The native API's read routes: ``GET /v1/audit-log`` and its ``/{id}``, ``/changes``, ``/export`` and
-``/stats``. Parameters are translated in ``dialects.native.params``; paging is the query layer's
-(``collector.api.paging``); rows are shown by ``collector.api.formats``. Authentication happened in the
-router (``collector.api.routes``), which hands each handler the caller.
+``/stats``. Parameters are translated by the answering dialect (``request[DIALECT]``; for the native API
+``dialects.native.params``), paging is the query layer's (``collector.api.paging``), and rows are shown
+by the dialect's presenter. The router (``collector.api.mount``) has authenticated the caller already.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from aiohttp import web
 
 from collector.api.auth import Principal
 from collector.api.cursor import CursorError
+from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.formats import CONTENT_TYPES, encode, header, present
+from collector.api.formats import CONTENT_TYPES, encode, header
 from collector.api.paging import DEFAULT_LIMIT, fetch_page, iter_events
 from collector.api.routes import json_response
 from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
@@ -29,15 +30,15 @@ _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 
 async def list_events(request: web.Request, principal: Principal) -> web.Response:
     """A page of the tenant's events, newest first by default."""
-    app = request.app
-    listing = params.listing(request)
+    app, dialect = request.app, request[DIALECT]
+    listing = dialect.parse_listing(request)
     try:
         page = await fetch_page(
             app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
         )
     except CursorError as exc:
         raise invalid_parameter("cursor", str(exc)) from None
-    data = [present(row) for row in page.rows]
+    data = [dialect.present_row(row) for row in page.rows]
     return json_response({"data": data, "has_more": page.has_more, "next_cursor": page.next_cursor})
 
 
@@ -140,9 +141,8 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_after_seq = rows[-1]["seq"] if rows else after_seq
-    return json_response(
-        {"data": [present(row) for row in rows], "has_more": has_more, "next_after_seq": next_after_seq}
-    )
+    data = [request[DIALECT].present_row(row) for row in rows]
+    return json_response({"data": data, "has_more": has_more, "next_after_seq": next_after_seq})
 
 
 async def get_event(request: web.Request, principal: Principal) -> web.Response:
@@ -153,4 +153,4 @@ async def get_event(request: web.Request, principal: Principal) -> web.Response:
     event = await storage.get_event(principal.tenant_id, event_id.lower()) if _UUID_RE.match(event_id) else None
     if event is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
-    return json_response({"data": present(event)})
+    return json_response({"data": request[DIALECT].present_row(event)})

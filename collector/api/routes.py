@@ -1,5 +1,5 @@
 """Routes as data: one :class:`Route` per path and method, from which both the aiohttp router and the
-OpenAPI document are built (``collector.api.dialects.mount``, ``collector.api.openapi``).
+OpenAPI document are built (``collector.api.mount``, ``collector.api.openapi``).
 
 A route names the key scope it needs; the router authenticates before the handler runs and passes the
 caller in, so a scoped handler is ``handler(request, principal)`` and a public one ``handler(request)``.
@@ -15,9 +15,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from collector.api.auth import Principal, authenticate
+from collector.api.auth import Principal
 from collector.api.params import QueryParam, Schema
-from collector.api.state import METRICS, STORAGE
 
 Scope = Literal["ingest", "read", "admin"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,21 +50,6 @@ class Route:
     @property
     def path_params(self) -> list[str]:
         return re.findall(r"\{(\w+)\}", self.path)
-
-
-def endpoint(route: Route) -> Handler:
-    """The aiohttp handler for ``route``: authentication with the route's scope, then its handler."""
-    if route.scope is None:
-        return route.handler  # type: ignore[return-value]
-    scope, handler = route.scope, route.handler
-
-    async def authenticated(request: web.Request) -> web.StreamResponse:
-        app = request.app
-        principal = await authenticate(request, app[STORAGE], app[METRICS], scope)
-        return await handler(request, principal)  # type: ignore[call-arg]
-
-    authenticated.__name__ = getattr(handler, "__name__", "endpoint")
-    return authenticated
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

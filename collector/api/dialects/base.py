@@ -34,3 +34,6 @@ class Dialect:
     render_error: ErrorRenderer
     parse_listing: Callable[[web.Request], Listing]  # parameters -> filters and paging; 400 on bad input
     present_row: Callable[[dict[str, Any]], dict[str, Any]]  # one stored row -> this API's JSON object
+
+
+DIALECT = web.RequestKey("dialect", Dialect)  # the dialect whose route is answering the request
