@@ -29,7 +29,7 @@ def mount(app: web.Application, dialect: Dialect, prefix: str = "") -> None:
         for served in added.resource or ():  # GET's HEAD too
             renderers[served] = dialect.render_error
         if route.handler is serve_document:
-            documents[path] = build_document(dialect, app[CONFIG])
+            documents[path] = build_document(dialect, app[CONFIG], prefix)
 
 
 def endpoint(route: Route, dialect: Dialect) -> Handler:

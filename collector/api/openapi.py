@@ -31,14 +31,16 @@ _TENANT_HEADER = {
 }
 
 
-def build_document(dialect: Dialect, config: CollectorConfig) -> dict[str, Any]:
-    """The document of ``dialect`` as this collector serves it (bounds read from ``config``)."""
+def build_document(dialect: Dialect, config: CollectorConfig, prefix: str = "") -> dict[str, Any]:
+    """The document of ``dialect`` as this collector serves it (bounds read from ``config``), its paths
+    relative to ``prefix`` (where the dialect is mounted)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in dialect.routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, dialect, config)
     return {
         "openapi": "3.1.0",
         "info": {"title": dialect.title, "version": __version__},
+        **({"servers": [{"url": prefix}]} if prefix else {}),
         "components": {"schemas": dict(dialect.schemas), "securitySchemes": _SECURITY_SCHEMES},
         "security": [{name: []} for name in _SECURITY_SCHEMES],
         "paths": paths,
