@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.procs import Collector
+from collector.api.cursor import encode_cursor
 from collector.api.filters import parse_filter
-from collector.api.query import _describe
+from collector.api.paging import selection_digest
 from collector.storage.base import EventQuery
-from collector.storage.cursor import encode_cursor, filters_digest
 from collector.storage.sql import build_query, ip_in_network
 from collector.storage.sqlite import _INSERT_SQL, _from_row
 from collector.storage.sqlite_schema import migrate
@@ -153,7 +153,7 @@ def bench_queries(workdir: Path, big: int, small: int) -> dict[str, Any]:
             deep: dict[str, Any] = {"page": deep_page}
             if row is not None:
                 position = (row[3], row[1])  # (created_at, id): the columns follow EVENT_COLUMNS
-                digest = filters_digest({"filters": [_describe(p) for p in filters], "from": from_ms, "to": to_ms})
+                digest = selection_digest(filters, from_ms, to_ms)
                 cursor = encode_cursor(secret, "bench", digest, "desc", position)
                 deep_api = _percentiles(api({"cursor": cursor}))
                 deep_sql = _percentiles(sql(EventQuery("bench", PAGE + 1, "desc", filters, from_ms, to_ms, position)))

@@ -21,10 +21,12 @@ from aiohttp import web
 
 from collector.api.errors import ApiError
 from collector.api.filters import parse_filter
+from collector.api.formats import encode, header
+from collector.api.paging import iter_events
 from collector.app import create_app, open_storage
 from collector.config import CollectorConfig
-from collector.export import encode, header, iter_events, self_event
 from collector.keys import SCOPES, mint_key
+from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
 from core import __version__
 from core.config import ConfigError, load_file, load_mapping

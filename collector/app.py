@@ -1,4 +1,5 @@
-"""Builds the collector's aiohttp application: routes, middlewares and the storage lifecycle."""
+"""Builds the collector's aiohttp application: the dialects' routes (``collector.api.mount``), middlewares,
+and the storage lifecycle with its background loops (retention, storage gauges)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from collector.api import health, ingest, keys, query
 from collector.api.errors import Handler, error_middleware
 from collector.api.limits import RateLimiter
-from collector.api.openapi import DOCUMENT, build_document, openapi
+from collector.api.mount import DIALECTS, mount
 from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
-from collector.export import self_event
 from collector.metrics import CollectorMetrics
+from collector.self_audit import self_event
 from collector.storage.base import RetentionRun, Storage, StorageUnavailable
 from collector.storage.postgres import PostgresStorage
 from collector.storage.sqlite import SqliteStorage
@@ -134,18 +134,5 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[METRICS] = CollectorMetrics()
     app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
     app.cleanup_ctx.append(_storage_ctx)
-    app.router.add_post("/v1/ingest", ingest.ingest)
-    app.router.add_get("/v1/audit-log", query.list_events)
-    app.router.add_get("/v1/audit-log/changes", query.changes)
-    app.router.add_get("/v1/audit-log/export", query.export)
-    app.router.add_get("/v1/audit-log/stats", query.stats)
-    app.router.add_get("/v1/audit-log/{event_id}", query.get_event)
-    app.router.add_post("/v1/keys", keys.create_key)
-    app.router.add_get("/v1/keys", keys.list_keys)
-    app.router.add_delete("/v1/keys/{key_id}", keys.revoke_key)
-    app[DOCUMENT] = build_document(int(config.limits.max_wait))
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
+    mount(app, DIALECTS["native"])
     return app

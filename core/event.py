@@ -279,3 +279,33 @@ def _one_of(raw: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | N
     if value is not None and value not in allowed:
         raise EventError("invalid_field", f"{name}: must be one of {', '.join(allowed)}")
     return value
+
+
+# --- provisional: replaced by the schema declaration at merge ---
+_JSON_TYPES: Final[dict[str, dict[str, Any]]] = {
+    "id": {"type": "string", "format": "uuid"},
+    "tenant_id": {"type": "string"},
+    "created_at": {"type": "string", "format": "date-time"},
+    "received_at": {"type": "string", "format": "date-time"},
+    "outcome": {"type": ["string", "null"], "enum": [*OUTCOMES, None]},
+    "actor_type": {"type": ["string", "null"], "enum": [*ACTOR_TYPES, None]},
+    "status_code": {"type": ["integer", "null"]},
+    "client_ip": {"type": ["string", "null"]},
+    "source": {"type": "object"},
+    "metadata": {"type": "object"},
+    "seq": {"type": "integer"},
+}
+_ALWAYS_SET: Final = frozenset({"id", "tenant_id", "created_at", "received_at", "action", "source", "metadata", "seq"})
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a stored event exactly as the collector's API returns it: every field of
+    ``EVENT_FIELDS`` present (``null`` when unset), times as RFC 3339 strings, string limits and enums
+    as validation enforces them."""
+    properties: dict[str, Any] = {}
+    for name in EVENT_FIELDS:
+        schema = dict(_JSON_TYPES.get(name) or {"type": "string" if name in _ALWAYS_SET else ["string", "null"]})
+        if name in STRING_FIELD_LIMITS:
+            schema["maxLength"] = STRING_FIELD_LIMITS[name]
+        properties[name] = schema
+    return {"type": "object", "required": list(EVENT_FIELDS), "additionalProperties": False, "properties": properties}

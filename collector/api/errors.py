@@ -1,9 +1,11 @@
-"""The one error envelope, and the middleware that maps every failure into it.
+"""The error middleware that maps every failure into an error body, and the native API's envelope.
 
-Every error response on every route has the body
-``{"error": {"code": "...", "message": "...", "request_id": "..."}}`` and an ``X-Request-ID`` header
-(also sent on successes). Handlers raise :class:`ApiError`; aiohttp's own HTTP exceptions (unknown
-route, wrong method, body too large) and storage failures are translated here, in one place.
+Handlers raise :class:`ApiError`; aiohttp's own HTTP exceptions (unknown route, wrong method, body too
+large) and storage failures are translated here, in one place. The body is drawn by the error renderer
+of the dialect that owns the matched route (``ERROR_RENDERERS``; unmatched requests get the listener's
+default). The native envelope, :func:`error_response`, is
+``{"error": {"code": "...", "message": "...", "request_id": "..."}}``. Every response, error or not,
+carries an ``X-Request-ID`` header.
 """
 
 from __future__ import annotations
@@ -73,37 +75,45 @@ def _request_id(request: web.Request) -> str:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorRenderer = Callable[[str, int, str, str, "dict[str, str] | None"], web.Response]
+"""``(request_id, status, code, message, headers) -> response``: one dialect's error body."""
+# aiohttp route -> the renderer of the dialect that declared it; the ``None`` entry answers the rest.
+ERROR_RENDERERS = web.AppKey("error_renderers", dict)
+
+
+def _renderer(request: web.Request) -> ErrorRenderer:
+    renderers = request.app[ERROR_RENDERERS]
+    return renderers.get(request.match_info.route, renderers[None])
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Assign the request id and turn every exception into the envelope."""
+    """Assign the request id and turn every exception into the matched dialect's error body."""
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     LOG_REQUEST_ID.set(request_id)  # every log line of this request carries it
     limits = request.app[CONFIG].limits
+    render = _renderer(request)
     if len(request.raw_path) > limits.max_url_bytes:
-        return error_response(request_id, 414, "uri_too_long", f"the URL is longer than {limits.max_url_bytes} bytes")
+        return render(request_id, 414, "uri_too_long", f"the URL is longer than {limits.max_url_bytes} bytes")
     header_bytes = sum(len(k) + len(v) for k, v in request.raw_headers)
     if header_bytes > limits.max_header_bytes:
-        return error_response(
+        return render(
             request_id, 431, "headers_too_large", f"the headers are larger than {limits.max_header_bytes} bytes"
         )
     try:
         response = await handler(request)
     except ApiError as exc:
-        return error_response(request_id, exc.status, exc.code, exc.message, exc.headers)
+        return render(request_id, exc.status, exc.code, exc.message, exc.headers)
     except WriterQueueFull:
         retry_after = str(max(1, round(request.app[CONFIG].ingest.retry_after)))
-        return error_response(
+        return render(
             request_id, 503, "unavailable", "the collector is at capacity; retry later", {"Retry-After": retry_after}
         )
     except TimeoutError:
-        return error_response(
-            request_id, 503, "unavailable", "the query took too long; narrow it down", {"Retry-After": "5"}
-        )
+        return render(request_id, 503, "unavailable", "the query took too long; narrow it down", {"Retry-After": "5"})
     except StorageUnavailable as exc:
-        return error_response(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})
+        return render(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -114,9 +124,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             413: "request body is larger than the collector accepts",
         }.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return error_response(request_id, exc.status, code, message, headers)
+        return render(request_id, exc.status, code, message, headers)
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request_id)
-        return error_response(request_id, 500, "internal_error", "internal error; see the collector log")
+        return render(request_id, 500, "internal_error", "internal error; see the collector log")
     response.headers["X-Request-ID"] = request_id
     return response

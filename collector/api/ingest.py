@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from collector.api.auth import authenticate
+from collector.api.auth import Principal
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
@@ -40,10 +40,9 @@ def _decode_body(request: web.Request, body: bytes) -> list[Any]:
     return document["events"]
 
 
-async def ingest(request: web.Request) -> web.Response:
+async def ingest(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
     metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
-    principal = await authenticate(request, storage, metrics, "ingest")
     raw_events = _decode_body(request, await request.read())
     if len(raw_events) > limits.max_events_per_request:
         raise ApiError(

@@ -1,175 +1,60 @@
-"""``GET /v1/audit-log`` and ``GET /v1/audit-log/{id}``: a tenant's events, newest first by default.
-
-Pagination is keyset on ``(created_at, id)``: each page asks for ``limit + 1`` rows to learn
-``has_more``, and ``next_cursor`` encodes the last row returned. Because ids break ties, walking every
-page returns each matching event exactly once, however many share a millisecond.
+"""The native API's read routes: ``GET /v1/audit-log`` and its ``/{id}``, ``/changes``, ``/export`` and
+``/stats``. Parameters are translated by the answering dialect (``request[DIALECT]``; for the native API
+``dialects.native.params``), paging is the query layer's (``collector.api.paging``), and rows are shown
+by the dialect's presenter. The router (``collector.api.mount``) has authenticated the caller already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
-from typing import Any, TypeVar
 
-import orjson
 from aiohttp import web
 
-from collector.api.auth import authenticate
+from collector.api.auth import Principal
+from collector.api.cursor import CursorError
+from collector.api.dialects.base import DIALECT
+from collector.api.dialects.native import params
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.filters import parse_filter
-from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
-from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
-from collector.storage.base import EventQuery, Predicate
-from collector.storage.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
-from collector.storage.sql import STATS_GROUPS
+from collector.api.formats import CONTENT_TYPES, encode, header
+from collector.api.paging import DEFAULT_LIMIT, fetch_page, iter_events
+from collector.api.routes import json_response
+from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
+from collector.self_audit import self_event
+from collector.storage.base import EventQuery
 from core.config import parse_duration
-from core.event import format_ms, parse_rfc3339_ms
+from core.event import format_ms
 
-R = TypeVar("R")
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-# Aliases the reference audit-log APIs use, each standing for one of ours.
-_TIME_ALIASES = {"from": "from", "after": "from", "startDate": "from", "to": "to", "before": "to", "endDate": "to"}
-_PAGING_PARAMS = frozenset({"limit", "cursor", "order", "sort_by", "page", "page_size", "offset", *_TIME_ALIASES})
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _single(request: web.Request, name: str) -> str | None:
-    values = request.query.getall(name, [])
-    if len(values) > 1:
-        raise invalid_parameter(name, "given more than once")
-    return values[0] if values else None
-
-
-def _int_param(request: web.Request, name: str, low: int, high: int) -> int | None:
-    raw = _single(request, name)
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() is True
-        raise invalid_parameter(name, f"must be an integer from {low} to {high}, got {raw!r}")
-    return int(raw)
-
-
-def _parse_time(name: str, raw: str | None) -> int | None:
-    if raw is None:
-        return None
+async def list_events(request: web.Request, principal: Principal) -> web.Response:
+    """A page of the tenant's events, newest first by default."""
+    app, dialect = request.app, request[DIALECT]
+    listing = dialect.parse_listing(request)
     try:
-        return parse_rfc3339_ms(raw)
-    except ValueError:
-        raise invalid_parameter(name, f"must be an RFC 3339 timestamp with offset, got {raw!r}") from None
+        page = await fetch_page(
+            app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
+        )
+    except CursorError as exc:
+        raise invalid_parameter("cursor", str(exc)) from None
+    data = [dialect.present_row(row) for row in page.rows]
+    return json_response({"data": data, "has_more": page.has_more, "next_cursor": page.next_cursor})
 
 
-def _time_bound(request: web.Request, bound: str) -> int | None:
-    given = [name for name, target in _TIME_ALIASES.items() if target == bound and name in request.query]
-    if len(given) > 1:
-        raise invalid_parameter(given[1], f"repeats {given[0]}; give one of {', '.join(given)}")
-    return _parse_time(given[0], _single(request, given[0])) if given else None
-
-
-def _order(request: web.Request) -> str:
-    order, sort_by = _single(request, "order"), _single(request, "sort_by")
-    if order is not None and sort_by is not None:
-        raise invalid_parameter("sort_by", "give order or sort_by, not both")
-    if sort_by is not None:
-        if sort_by not in ("created_at", "-created_at"):
-            raise invalid_parameter("sort_by", f"must be created_at or -created_at, got {sort_by!r}")
-        return "desc" if sort_by.startswith("-") else "asc"
-    order = order or "desc"
-    if order not in ("asc", "desc"):
-        raise invalid_parameter("order", f"must be asc or desc, got {order!r}")
-    return order
-
-
-def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Predicate, ...]:
-    """Every filter in the query string; ``own`` names parameters of the route itself."""
-    predicates = []
-    for name in request.query:
-        if name in _PAGING_PARAMS or name in own:
-            continue
-        raw = _single(request, name)
-        assert raw is not None
-        predicates.append(parse_filter(name, raw))
-    return tuple(predicates)
-
-
-def _json(body: object) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
-
-
-async def list_events(request: web.Request) -> web.Response:
-    app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
-    filters = _filters(request)
-    order = _order(request)
-    from_ms, to_ms = _time_bound(request, "from"), _time_bound(request, "to")
-    page, page_size = _int_param(request, "page", 1, 1_000_000), _int_param(request, "page_size", 1, MAX_LIMIT)
-    offset_param = _int_param(request, "offset", 0, 100_000_000)
-    limit = _int_param(request, "limit", 1, MAX_LIMIT)
-    cursor = _single(request, "cursor")
-    if page_size is not None and limit is not None:
-        raise invalid_parameter("page_size", "give limit or page_size, not both")
-    limit = page_size or limit or DEFAULT_LIMIT
-    if page is not None and offset_param is not None:
-        raise invalid_parameter("offset", "give page or offset, not both")
-    offset = (page - 1) * limit if page is not None else (offset_param or 0)
-    if cursor and (page is not None or offset_param is not None):
-        raise invalid_parameter("cursor", "cannot be combined with page or offset")
-
-    digest = filters_digest({"filters": [_describe(p) for p in filters], "from": from_ms, "to": to_ms})
-    secret = app[CURSOR_SECRET]
-    after = None
-    if cursor:
-        try:
-            after = decode_cursor(secret, principal.tenant_id, digest, order, cursor)
-        except CursorError as exc:
-            raise invalid_parameter("cursor", str(exc)) from None
-
-    query = EventQuery(
-        tenant_id=principal.tenant_id,
-        limit=limit + 1,
-        order=order,  # type: ignore[arg-type]
-        filters=filters,
-        from_ms=from_ms,
-        to_ms=to_ms,
-        after=after,
-        offset=offset,
-    )
-    rows = await _bounded(request, app[STORAGE].query_events(query))
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if has_more:
-        last = rows[-1]
-        next_cursor = encode_cursor(secret, principal.tenant_id, digest, order, (last["created_at"], last["id"]))
-    return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_cursor": next_cursor})
-
-
-async def _bounded(request: web.Request, work: Awaitable[R]) -> R:
-    """Run a query within ``limits.query_timeout`` (a TimeoutError becomes a 503 in the middleware)."""
-    return await asyncio.wait_for(work, request.app[CONFIG].limits.query_timeout)
-
-
-def _describe(predicate: Predicate) -> list[Any]:
-    return [predicate.field, predicate.op, [str(v) for v in predicate.values]]
-
-
-async def export(request: web.Request) -> web.StreamResponse:
+async def export(request: web.Request, principal: Principal) -> web.StreamResponse:
     """Any filtered range as NDJSON or CSV, streamed in constant memory, oldest first by default."""
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
-    export_format = _single(request, "format") or "ndjson"
-    if export_format not in CONTENT_TYPES:
-        raise invalid_parameter("format", "must be ndjson or csv")
-    filters = _filters(request, frozenset({"format"}))
-    order = _order(request) if ("order" in request.query or "sort_by" in request.query) else "asc"
+    export_format = params.FORMAT.parse(request) or "ndjson"
+    filters = params.filters(request, frozenset({params.FORMAT.name}))
+    order = params.order(request) if ("order" in request.query or "sort_by" in request.query) else "asc"
     query = EventQuery(
         tenant_id=principal.tenant_id,
         limit=1,
-        order=order,  # type: ignore[arg-type]
+        order=order,
         filters=filters,
-        from_ms=_time_bound(request, "from"),
-        to_ms=_time_bound(request, "to"),
+        from_ms=params.time_bound(request, "from"),
+        to_ms=params.time_bound(request, "to"),
     )
     storage = app[STORAGE]
     await storage.insert_events(
@@ -191,9 +76,9 @@ async def export(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    buffer = header(export_format)
+    buffer = header(export_format)  # type: ignore[arg-type]
     async for event in iter_events(storage, query):
-        buffer += encode(event, export_format)
+        buffer += encode(event, export_format)  # type: ignore[arg-type]
         if len(buffer) >= 64 * 1024:
             await response.write(buffer)
             buffer = b""
@@ -202,48 +87,48 @@ async def export(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request, principal: Principal) -> web.Response:
     """Counts per time bucket (``interval``), optionally per ``group_by`` value."""
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
-    raw_interval = _single(request, "interval") or "1h"
+    raw_interval = params.INTERVAL.parse(request) or "1h"
     try:
         interval_ms = int(parse_duration(raw_interval) * 1000)
     except ValueError:
         raise invalid_parameter("interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval!r}") from None
     if not 60_000 <= interval_ms <= 366 * 86_400_000:
         raise invalid_parameter("interval", "must be between 1m and 366d")
-    group_by = _single(request, "group_by")
-    if group_by is not None and group_by not in STATS_GROUPS:
-        raise invalid_parameter("group_by", f"must be one of {', '.join(STATS_GROUPS)}")
+    group_by = params.GROUP_BY.parse(request)
     query = EventQuery(
         tenant_id=principal.tenant_id,
         limit=1,
-        filters=_filters(request, frozenset({"interval", "group_by"})),
-        from_ms=_time_bound(request, "from"),
-        to_ms=_time_bound(request, "to"),
+        filters=params.filters(request, frozenset({params.INTERVAL.name, params.GROUP_BY.name})),
+        from_ms=params.time_bound(request, "from"),
+        to_ms=params.time_bound(request, "to"),
     )
-    rows = await _bounded(request, app[STORAGE].stats_events(query, interval_ms, group_by))
+    work = app[STORAGE].stats_events(query, interval_ms, group_by)
+    rows = await asyncio.wait_for(work, app[CONFIG].limits.query_timeout)  # TimeoutError: 503 in the middleware
     data = [
         {"bucket": format_ms(bucket), **({"key": key} if group_by else {}), "count": count}
         for bucket, key, count in rows
     ]
-    return _json({"interval": raw_interval, "group_by": group_by, "data": data})
+    return json_response({"interval": raw_interval, "group_by": group_by, "data": data})
 
 
-async def changes(request: web.Request) -> web.Response:
+_CHANGES_PARAMS = frozenset(p.name for p in (params.AFTER_SEQ, params.LIMIT, params.WAIT))
+
+
+async def changes(request: web.Request, principal: Principal) -> web.Response:
     """Events in ingest (``seq``) order after ``after_seq``; with ``wait`` (or ``Prefer: wait=N``) the
     request waits up to N seconds for the first new event."""
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
     for name in request.query:
-        if name not in ("after_seq", "limit", "wait"):
+        if name not in _CHANGES_PARAMS:
             raise invalid_parameter(name, "unknown parameter")
-    after_seq = _int_param(request, "after_seq", 0, 2**62) or 0
-    limit = _int_param(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
-    max_wait = int(app[CONFIG].limits.max_wait)
-    wait = _int_param(request, "wait", 0, max_wait)
+    after_seq = params.AFTER_SEQ.parse(request) or 0
+    limit = params.LIMIT.parse(request) or DEFAULT_LIMIT
+    wait = params.WAIT.parse(request)
     if wait is None:
+        max_wait = params.WAIT.bounds(app[CONFIG])[1]
         prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
         wait = min(int(prefer.group(1)), max_wait) if prefer else 0
     deadline = asyncio.get_running_loop().time() + wait
@@ -256,15 +141,16 @@ async def changes(request: web.Request) -> web.Response:
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_after_seq = rows[-1]["seq"] if rows else after_seq
-    return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_after_seq": next_after_seq})
+    data = [request[DIALECT].present_row(row) for row in rows]
+    return json_response({"data": data, "has_more": has_more, "next_after_seq": next_after_seq})
 
 
-async def get_event(request: web.Request) -> web.Response:
-    app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
+async def get_event(request: web.Request, principal: Principal) -> web.Response:
+    """One event by id."""
     event_id = request.match_info["event_id"]
     # Ids that cannot exist answer the same 404 as another tenant's: nothing is learned either way.
-    event = await app[STORAGE].get_event(principal.tenant_id, event_id.lower()) if _UUID_RE.match(event_id) else None
+    storage = request.app[STORAGE]
+    event = await storage.get_event(principal.tenant_id, event_id.lower()) if _UUID_RE.match(event_id) else None
     if event is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
-    return _json({"data": present(event)})
+    return json_response({"data": request[DIALECT].present_row(event)})

@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from collector.api.auth import authenticate
+from collector.api.auth import Principal
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.state import METRICS, STORAGE
-from collector.export import self_event
+from collector.api.routes import json_response
+from collector.api.state import STORAGE
 from collector.keys import SCOPES, mint_key
+from collector.self_audit import self_event
 from collector.storage.base import ApiKeyRecord
 from core.event import format_ms, now_ms, parse_rfc3339_ms
 
@@ -33,13 +34,8 @@ def describe(record: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
-def _json(body: object, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
-
-
-async def create_key(request: web.Request) -> web.Response:
+async def create_key(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "admin")
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -70,19 +66,17 @@ async def create_key(request: web.Request) -> web.Response:
         [self_event(record.tenant_id, "sidetrail.key.created", principal.key_id, "api_key", key_id=record.key_id,
                     scope=scope, name=record.name)]
     )  # fmt: skip
-    return _json({**describe(record), "secret": token}, status=201)
+    return json_response({**describe(record), "secret": token}, status=201)
 
 
-async def list_keys(request: web.Request) -> web.Response:
+async def list_keys(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "admin")
     records = await app[STORAGE].list_keys(principal.tenant_id)
-    return _json({"data": [describe(r) for r in records]})
+    return json_response({"data": [describe(r) for r in records]})
 
 
-async def revoke_key(request: web.Request) -> web.Response:
+async def revoke_key(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
-    principal = await authenticate(request, app[STORAGE], app[METRICS], "admin")
     key_id = request.match_info["key_id"]
     storage = app[STORAGE]
     record = await storage.find_key(key_id)

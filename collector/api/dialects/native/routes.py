@@ -1,0 +1,174 @@
+"""The native API's route table: every path it serves, what each needs and answers. The router and
+``/openapi.json`` are both generated from :data:`NATIVE`."""
+
+from __future__ import annotations
+
+from collector.api import health, ingest, key_routes, query
+from collector.api.dialects.base import ERROR_REF, Dialect
+from collector.api.dialects.native import params
+from collector.api.errors import error_response
+from collector.api.formats import CONTENT_TYPES, present
+from collector.api.openapi import serve_document
+from collector.api.routes import Response, Route
+from collector.keys import SCOPES
+from core.event import event_json_schema
+
+_TIME = {"type": "string", "format": "date-time"}
+_EVENT_REF = {"$ref": "#/components/schemas/Event"}
+_KEY_REF = {"$ref": "#/components/schemas/Key"}
+
+
+def _object(**properties: dict[str, object]) -> dict[str, object]:
+    """A JSON object whose every listed property is always present."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+_KEY_FIELDS: dict[str, dict[str, object]] = {
+    "key_id": {"type": "string"},
+    "tenant_id": {"type": "string"},
+    "scope": {"type": "string", "enum": list(SCOPES)},
+    "name": {"type": "string"},
+    "created_at": _TIME,
+    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+    "active": {"type": "boolean"},
+}
+SCHEMAS = {
+    "Event": event_json_schema(),
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                **_object(code={"type": "string"}, message={"type": "string"}, request_id={"type": "string"}),
+                "additionalProperties": False,
+            }
+        },
+    },
+    "Key": {
+        **_object(**_KEY_FIELDS),
+        "properties": {**_KEY_FIELDS, "secret": {"type": "string"}},  # the secret: in a creation's answer only
+    },
+}
+ERRORS = {
+    400: "invalid_parameter: the message starts with the parameter's name",
+    401: "authentication_required",
+    403: "insufficient_permissions or tenant_mismatch",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    429: "rate_limit_exceeded (Retry-After is set)",
+    431: "headers_too_large",
+    503: "unavailable: storage down, writer queue full or query timed out (Retry-After is set)",
+}
+_WRITE_ERRORS = tuple(ERRORS)
+_READ_ERRORS = tuple(status for status in ERRORS if status != 413)
+_EVENTS = {"type": "array", "items": _EVENT_REF}
+_LIST_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_cursor={"type": ["string", "null"]})
+_CHANGES_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_after_seq={"type": "integer"})
+_INGEST_RESULT = _object(
+    accepted={"type": "integer"},
+    duplicates={"type": "integer"},
+    rejected={
+        "type": "array",
+        "items": _object(index={"type": "integer"}, code={"type": "string"}, message={"type": "string"}),
+    },
+)
+_STATS = _object(
+    interval={"type": "string"},
+    group_by={"type": ["string", "null"]},
+    data={
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["bucket", "count"],
+            "properties": {"bucket": _TIME, "key": {"type": ["string", "null"]}, "count": {"type": "integer"}},
+        },
+    },
+)
+_NEW_KEY = {
+    "type": "object",
+    "required": ["scope"],
+    "properties": {
+        "scope": {"type": "string", "enum": list(SCOPES)},
+        "name": {"type": "string", "maxLength": 200},
+        "expires_at": _TIME,
+    },
+}
+# Media types without parameters ("text/csv", not "text/csv; charset=utf-8"), as OpenAPI keys them.
+_EXPORT_MEDIA = {kind.split(";")[0]: {"type": "string"} for kind in CONTENT_TYPES.values()}
+_STATUS = Response("OK", _object(status={"type": "string"}))
+
+ROUTES = (
+    Route(
+        "POST", "/v1/ingest", ingest.ingest, "Store events; answered after commit", scope="ingest",
+        body=_object(events={"type": "array", "items": {"type": "object"}}),
+        responses={200: Response("OK", _INGEST_RESULT)}, errors=_WRITE_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log", query.list_events, "A page of the tenant's events", scope="read",
+        params=params.LISTING,
+        responses={200: Response("OK", _LIST_PAGE)},
+        errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/changes", query.changes,
+        "Events in ingest (seq) order after after_seq; long-polls with wait", scope="read",
+        params=(params.AFTER_SEQ, params.LIMIT, params.WAIT),
+        responses={200: Response("OK", _CHANGES_PAGE)},
+        errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/export", query.export, "Every matching event as NDJSON or CSV, streamed",
+        scope="read", params=(params.FORMAT, params.ORDER, params.SORT_BY, *params.SELECTION),
+        responses={200: Response("The events", media=_EXPORT_MEDIA)},
+        errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/stats", query.stats, "Counts per time bucket and group", scope="read",
+        params=(params.INTERVAL, params.GROUP_BY, *params.SELECTION),
+        responses={200: Response("OK", _STATS)}, errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/{event_id}", query.get_event, "One event by id", scope="read",
+        responses={
+            200: Response("OK", _object(data=_EVENT_REF)),
+            404: Response("not_found (also for another tenant's event)", ERROR_REF),
+        },
+        errors=_READ_ERRORS,
+    ),
+    Route(
+        "POST", "/v1/keys", key_routes.create_key,
+        "Create a key in the caller's tenant; the secret is returned once", scope="admin",
+        body=_NEW_KEY, responses={201: Response("Created", _KEY_REF)}, errors=_WRITE_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/keys", key_routes.list_keys, "The tenant's keys", scope="admin",
+        responses={200: Response("OK", _object(data={"type": "array", "items": _KEY_REF}))}, errors=_READ_ERRORS,
+    ),
+    Route(
+        "DELETE", "/v1/keys/{key_id}", key_routes.revoke_key, "Revoke a key of the caller's tenant", scope="admin",
+        responses={204: Response("Revoked"), 404: Response("not_found", ERROR_REF)}, errors=_READ_ERRORS,
+    ),
+    Route("GET", "/openapi.json", serve_document, "This document", responses={200: Response("OK", {"type": "object"})}),
+    Route("GET", "/healthz", health.healthz, "The process answers", responses={200: _STATUS}),
+    Route(
+        "GET", "/readyz", health.readyz, "Storage answers and the writer queue is not saturated",
+        responses={200: _STATUS, 503: Response("unready", ERROR_REF)},
+    ),
+    Route(
+        "GET", "/metrics", health.metrics, "Prometheus metrics",
+        responses={200: Response("OK", media={"text/plain": {"type": "string"}})},
+    ),
+)  # fmt: skip
+
+NATIVE = Dialect(
+    name="native",
+    title="sidetrail collector",
+    routes=ROUTES,
+    schemas=SCHEMAS,
+    error_statuses=ERRORS,
+    render_error=error_response,
+    parse_listing=params.listing,
+    present_row=present,
+)
