@@ -14,9 +14,7 @@ def good_event(**changes: object) -> dict[str, object]:
     return event
 
 
-@pytest.mark.parametrize(
-    ("raw", "code", "message"),
-    [
+REJECTIONS: list[tuple[object, str, str]] = [
         ([1], "invalid_event", "event must be a JSON object"),
         (good_event(colour="red"), "unknown_field", "unknown field 'colour'"),
         (good_event(id=None), "invalid_field", "id: must be a UUID string"),
@@ -63,8 +61,10 @@ def good_event(**changes: object) -> dict[str, object]:
         (good_event(client_ip="x", status_code=1), "invalid_field", "status_code: must be an integer from 100 to 599"),
         (good_event(metadata=1, client_ip="x"), "invalid_field", "client_ip: must be an IPv4 or IPv6 address"),
         (good_event(metadata=1, source=1), "invalid_field", "source: must be a JSON object"),
-    ],
-)  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "code", "message"), REJECTIONS)
 def test_every_rejection_keeps_its_code_and_message(raw: object, code: str, message: str) -> None:
     with pytest.raises(EventError) as caught:
         validate_event(raw, "acme")
