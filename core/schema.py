@@ -124,12 +124,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("client_ip", "ip", "Where the request came from (canonical IPv4 or IPv6 text)", filterable=True),
     Field("user_agent", "string", "The HTTP User-Agent", max_length=2048, filterable=True),
     Field("request_id", "string", "The application's request id", max_length=256, **_ROLE),
-    Field(
-        "source",
-        "object",
-        "Where the event came from (for agents: core.source.SourceStamp)",
-        max_bytes=MAX_OBJECT_BYTES,
-    ),
+    Field("source", "object", "Where it came from (from an agent: core/source.py)", max_bytes=MAX_OBJECT_BYTES),
     Field("metadata", "object", "Anything else worth keeping", max_bytes=MAX_OBJECT_BYTES),
     Field("seq", "serial", "Insertion order within the collector's database (the changes feed)", set_by="database"),
 )
