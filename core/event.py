@@ -1,7 +1,8 @@
-"""The one audit-event model shared by the agent and the collector.
+"""The one audit-event model shared by the agent and the collector: its validation, timestamps and ids.
 
 An event is a plain ``dict`` on the wire and in code (cheap to build per log line, cheap to encode with
-orjson); this module owns its field list, its validation, its timestamps and its ids.
+orjson). Its fields are declared once, in :data:`core.schema.FIELDS`; the names below (the field list,
+string limits, enums, JSON Schemas) and every check :func:`validate_event` makes are derived from that table.
 
 Ids are deterministic and time-ordered: laid out like a UUIDv7, the top 48 bits hold the event's
 millisecond timestamp and the remaining 74 free bits come from a hash of where the event came from
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import operator
 import re
 import socket
 from datetime import UTC, datetime
@@ -23,13 +23,17 @@ from typing import Any, Final
 
 import orjson
 
+from core.schema import FIELD, FIELDS, TIMESTAMP_PATTERN, UUID_PATTERN, event_json_schema, ingest_event_json_schema
+
 __all__ = [
     "ACTOR_TYPES",
     "EVENT_FIELDS",
     "OUTCOMES",
     "STRING_FIELD_LIMITS",
     "EventError",
+    "event_json_schema",
     "format_ms",
+    "ingest_event_json_schema",
     "make_event_id",
     "normalize_ip",
     "now_ms",
@@ -37,58 +41,33 @@ __all__ = [
     "validate_event",
 ]
 
-OUTCOMES: Final = ("success", "failure")
-ACTOR_TYPES: Final = ("user", "api_key", "service", "anonymous")
-
-# Field name -> maximum length for the optional string fields (the collector refuses longer ones).
-STRING_FIELD_LIMITS: Final[dict[str, int]] = {
-    "action": 256,
-    "actor_id": 512,
-    "actor_name": 512,
-    "actor_email": 512,
-    "resource_type": 256,
-    "resource_id": 512,
-    "method": 16,
-    "path": 8192,
-    "user_agent": 2048,
-    "request_id": 256,
-}
-
-EVENT_FIELDS: Final = (
-    "id",
-    "tenant_id",
-    "created_at",
-    "received_at",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor_name",
-    "actor_type",
-    "actor_email",
-    "resource_type",
-    "resource_id",
-    "method",
-    "path",
-    "status_code",
-    "client_ip",
-    "user_agent",
-    "request_id",
-    "source",
-    "metadata",
-    "seq",
-)
+EVENT_FIELDS: Final = tuple(field.name for field in FIELDS)
 """Every field of a stored event, in the order the API returns them."""
 
-_FIELD_SET: Final = frozenset(EVENT_FIELDS)
-_STRING_NAMES: Final = tuple(STRING_FIELD_LIMITS)
-_LIMITS: Final = tuple(STRING_FIELD_LIMITS.values())
-_STR_OR_NONE: Final = frozenset({str, type(None)})
-_recent_times: dict[str, int] = {}  # created_at text -> epoch ms: events come in runs sharing a time
-_MAX_OBJECT_BYTES: Final = 16 * 1024
+# Field name -> maximum length for the string fields (the collector refuses longer ones).
+STRING_FIELD_LIMITS: Final[dict[str, int]] = {
+    field.name: field.max_length for field in FIELDS if field.kind == "string" and field.max_length is not None
+}
+OUTCOMES: Final = FIELD["outcome"].values
+ACTOR_TYPES: Final = FIELD["actor_type"].values
 
-_RFC3339_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$",
-)
+# What validate_event checks, per kind, in table order (the order decides which bad field an error names).
+# Only values the sender supplies are checked; the others (received_at, seq) are accepted and ignored.
+_SENT: Final = tuple(field for field in FIELDS if field.set_by == "sender")
+(_ID,) = (field.name for field in FIELDS if field.kind == "uuid")  # exactly one of each: unpacking checks it
+(_TENANT,) = (field.name for field in FIELDS if field.kind == "tenant")
+_TIMES: Final = tuple((field.name, field.required) for field in _SENT if field.kind == "time")
+_REQUIRED_STRINGS: Final = tuple(field.name for field in _SENT if field.kind == "string" and field.required)
+_STRINGS: Final = tuple(STRING_FIELD_LIMITS.items())
+_ENUMS: Final = tuple((field.name, field.values) for field in _SENT if field.kind == "enum")
+_INTEGERS: Final = tuple((field.name, field.minimum, field.maximum) for field in _SENT if field.kind == "integer")
+_IPS: Final = tuple(field.name for field in _SENT if field.kind == "ip")
+_OBJECTS: Final = tuple((field.name, field.max_bytes) for field in _SENT if field.kind == "object")
+
+_FIELD_SET: Final = frozenset(EVENT_FIELDS)
+_recent_times: dict[str, int] = {}  # created_at text -> epoch ms: events come in runs sharing a time
+
+_RFC3339_RE = re.compile(TIMESTAMP_PATTERN)
 _FAST_UTC_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.(\d{3})Z$")
 
 
@@ -98,7 +77,7 @@ def _second_ms(second: str) -> int:
     return int(datetime.fromisoformat(second).replace(tzinfo=UTC).timestamp()) * 1000
 
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(UUID_PATTERN)
 
 
 class EventError(ValueError):
@@ -175,76 +154,88 @@ def make_event_id(timestamp_ms: int, origin: bytes) -> str:
 def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
     """Check one incoming event and return it normalized for storage.
 
-    The returned dict has every field in :data:`EVENT_FIELDS` except ``received_at`` and ``seq`` (set on
-    insert), with ``created_at`` as epoch milliseconds. Raises :class:`EventError` naming the first bad
-    field. An event naming a tenant other than the sender's key is rejected, never re-homed.
+    The returned dict has every field in :data:`EVENT_FIELDS` except those the collector or the database
+    sets (``received_at``, ``seq``), with times as epoch milliseconds. Raises :class:`EventError` naming
+    the first bad field. An event naming a tenant other than the sender's key is rejected, never re-homed.
     """
     if not isinstance(raw, dict):
         raise EventError("invalid_event", "event must be a JSON object")
     if not _FIELD_SET.issuperset(raw):  # received_at and seq are accepted but ignored: the collector sets them
         unknown = next(key for key in raw if key not in _FIELD_SET)
         raise EventError("unknown_field", f"unknown field {unknown!r}")
-    event: dict[str, Any] = {"tenant_id": tenant_id}
+    event: dict[str, Any] = {_TENANT: tenant_id}
 
-    event_id = raw.get("id")
+    event_id = raw.get(_ID)
     if not isinstance(event_id, str) or not _UUID_RE.match(event_id := event_id.lower()):
-        raise EventError("invalid_field", "id: must be a UUID string")
-    event["id"] = event_id
+        raise EventError("invalid_field", f"{_ID}: must be a UUID string")
+    event[_ID] = event_id
 
-    claimed_tenant = raw.get("tenant_id")
+    claimed_tenant = raw.get(_TENANT)
     if claimed_tenant is not None and claimed_tenant != tenant_id:
-        raise EventError("tenant_mismatch", "tenant_id: does not match the API key's tenant")
+        raise EventError("tenant_mismatch", f"{_TENANT}: does not match the API key's tenant")
 
-    created_at = raw.get("created_at")
-    if created_at is None:
-        raise EventError("missing_field", "created_at: is required")
-    created_ms = _recent_times.get(created_at) if isinstance(created_at, str) else None
-    if created_ms is None:
-        try:
-            created_ms = parse_rfc3339_ms(created_at)
-        except ValueError:
-            raise EventError("invalid_field", "created_at: must be an RFC 3339 timestamp with offset") from None
-        if len(_recent_times) >= 4096:
-            _recent_times.clear()
-        _recent_times[created_at] = created_ms
-    event["created_at"] = created_ms
-    if not raw.get("action"):
-        raise EventError("missing_field", "action: is required")
+    for name, required in _TIMES:
+        text = raw.get(name)
+        ms = _recent_times.get(text) if isinstance(text, str) else None
+        if ms is None:
+            ms = _time_ms(text, name, required)
+        event[name] = ms
+    for name in _REQUIRED_STRINGS:
+        if not raw.get(name):
+            raise EventError("missing_field", f"{name}: is required")
 
-    # Every string field at once, from C: each value is None or a str within its limit (str(None) is
-    # "None", shorter than every limit, and str() of a str is the str itself).
-    values = tuple(map(raw.get, _STRING_NAMES))
-    if not (_STR_OR_NONE.issuperset(map(type, values)) and all(map(operator.le, map(len, map(str, values)), _LIMITS))):
-        for name, max_len, value in zip(_STRING_NAMES, _LIMITS, values, strict=True):
-            if value is not None and (not isinstance(value, str) or len(value) > max_len):
-                raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
-    event.update(zip(_STRING_NAMES, values, strict=True))
+    for name, max_len in _STRINGS:  # a loop of pairs: 3x faster than the same checks as C map() chains (3.11-3.13)
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > max_len):
+            raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
+        event[name] = value
 
-    event["outcome"] = _one_of(raw, "outcome", OUTCOMES)
-    event["actor_type"] = _one_of(raw, "actor_type", ACTOR_TYPES)
+    for name, allowed in _ENUMS:
+        value = raw.get(name)
+        if value is not None and value not in allowed:
+            raise EventError("invalid_field", f"{name}: must be one of {', '.join(allowed)}")
+        event[name] = value
 
-    status = raw.get("status_code")
-    if status is not None and (type(status) is not int or not 100 <= status <= 599):
-        raise EventError("invalid_field", "status_code: must be an integer from 100 to 599")
-    event["status_code"] = status
+    for name, low, high in _INTEGERS:
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not low <= value <= high):
+            raise EventError("invalid_field", f"{name}: must be an integer from {low} to {high}")
+        event[name] = value
 
-    client_ip = raw.get("client_ip")
-    if client_ip is not None:
-        client_ip = normalize_ip(client_ip) if isinstance(client_ip, str) else None
-        if client_ip is None:
-            raise EventError("invalid_field", "client_ip: must be an IPv4 or IPv6 address")
-    event["client_ip"] = client_ip
+    for name in _IPS:
+        value = raw.get(name)
+        if value is not None:
+            value = normalize_ip(value) if isinstance(value, str) else None
+            if value is None:
+                raise EventError("invalid_field", f"{name}: must be an IPv4 or IPv6 address")
+        event[name] = value
 
-    for name in ("source", "metadata"):
+    for name, max_bytes in _OBJECTS:
         value = raw.get(name)
         if value is None:
             value = {}
         if not isinstance(value, dict):
             raise EventError("invalid_field", f"{name}: must be a JSON object")
-        if len(orjson.dumps(value)) > _MAX_OBJECT_BYTES:
-            raise EventError("invalid_field", f"{name}: larger than {_MAX_OBJECT_BYTES} bytes")
+        if len(orjson.dumps(value)) > max_bytes:
+            raise EventError("invalid_field", f"{name}: larger than {max_bytes} bytes")
         event[name] = value
     return event
+
+
+def _time_ms(value: Any, name: str, required: bool) -> int | None:
+    """An event time not in the cache of recent ones, as epoch ms (cached from now on)."""
+    if value is None:
+        if required:
+            raise EventError("missing_field", f"{name}: is required")
+        return None
+    try:
+        ms = parse_rfc3339_ms(value)
+    except ValueError:
+        raise EventError("invalid_field", f"{name}: must be an RFC 3339 timestamp with offset") from None
+    if len(_recent_times) >= 4096:
+        _recent_times.clear()
+    _recent_times[value] = ms
+    return ms
 
 
 def normalize_ip(text: str) -> str | None:
@@ -272,40 +263,3 @@ def _normalize_ip_slowly(text: str) -> str | None:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
-
-
-def _one_of(raw: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
-    value = raw.get(name)
-    if value is not None and value not in allowed:
-        raise EventError("invalid_field", f"{name}: must be one of {', '.join(allowed)}")
-    return value
-
-
-# --- provisional: replaced by the schema declaration at merge ---
-_JSON_TYPES: Final[dict[str, dict[str, Any]]] = {
-    "id": {"type": "string", "format": "uuid"},
-    "tenant_id": {"type": "string"},
-    "created_at": {"type": "string", "format": "date-time"},
-    "received_at": {"type": "string", "format": "date-time"},
-    "outcome": {"type": ["string", "null"], "enum": [*OUTCOMES, None]},
-    "actor_type": {"type": ["string", "null"], "enum": [*ACTOR_TYPES, None]},
-    "status_code": {"type": ["integer", "null"]},
-    "client_ip": {"type": ["string", "null"]},
-    "source": {"type": "object"},
-    "metadata": {"type": "object"},
-    "seq": {"type": "integer"},
-}
-_ALWAYS_SET: Final = frozenset({"id", "tenant_id", "created_at", "received_at", "action", "source", "metadata", "seq"})
-
-
-def event_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a stored event exactly as the collector's API returns it: every field of
-    ``EVENT_FIELDS`` present (``null`` when unset), times as RFC 3339 strings, string limits and enums
-    as validation enforces them."""
-    properties: dict[str, Any] = {}
-    for name in EVENT_FIELDS:
-        schema = dict(_JSON_TYPES.get(name) or {"type": "string" if name in _ALWAYS_SET else ["string", "null"]})
-        if name in STRING_FIELD_LIMITS:
-            schema["maxLength"] = STRING_FIELD_LIMITS[name]
-        properties[name] = schema
-    return {"type": "object", "required": list(EVENT_FIELDS), "additionalProperties": False, "properties": properties}

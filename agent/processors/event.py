@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, format_ms, make_event_id, normalize_ip
+from core.source import SourceStamp, stamp
 
 # What the builder does with each parsed field it knows (one dict lookup per field, in one pass).
 _PLAIN, _META, _SKIP = 0, 1, 2
@@ -118,20 +119,9 @@ class EventBuilder:
         event["source"] = self._stamp(file_path, file_key, offset, seq, byte_range)
         return event
 
-    def _stamp(
-        self, file_path: str, file_key: str, offset: int, seq: int, byte_range: tuple[int, int]
-    ) -> dict[str, Any]:
+    def _stamp(self, file_path: str, file_key: str, offset: int, seq: int, byte_range: tuple[int, int]) -> SourceStamp:
         """Where an event came from: agent, host, source, file and its place in the file's stream."""
-        return {
-            "agent_id": self.agent_id,
-            "host": self.host,
-            "name": self.source_name,
-            "file": file_path,
-            "offset": offset,
-            "stream": file_key,
-            "seq": seq,
-            "range": list(byte_range),
-        }
+        return stamp(self.agent_id, self.host, self.source_name, file_path, offset, file_key, seq, byte_range)
 
 
 class SpooledEventBuilder(EventBuilder):

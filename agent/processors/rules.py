@@ -27,20 +27,9 @@ from agent.processors.routes import (
     lookup_path,
 )
 from core.event import ACTOR_TYPES, OUTCOMES
+from core.schema import FIELDS
 
-SETTABLE = frozenset(
-    {
-        "action",
-        "outcome",
-        "actor_id",
-        "actor_name",
-        "actor_type",
-        "actor_email",
-        "resource_type",
-        "resource_id",
-        "request_id",
-    }
-)
+SETTABLE = frozenset(field.name for field in FIELDS if field.settable)
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 _RANGE_OPS: dict[str, Callable[[float, float], bool]] = {
     "gte": lambda a, b: a >= b,

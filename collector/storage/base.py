@@ -13,30 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from core.event import EVENT_FIELDS, now_ms
+from core.event import now_ms
+from core.schema import FIELDS
 
-# Stored columns, in the order both backends select them (``seq`` first: the database assigns it).
-EVENT_COLUMNS = ("seq", *(name for name in EVENT_FIELDS if name != "seq"))
-
-# Columns a filter may name (the API checks requests against this list; SQL is built only from it).
-FILTER_COLUMNS = frozenset(
-    {
-        "action",
-        "outcome",
-        "actor_id",
-        "actor_name",
-        "actor_type",
-        "actor_email",
-        "resource_type",
-        "resource_id",
-        "method",
-        "path",
-        "status_code",
-        "client_ip",
-        "request_id",
-        "user_agent",
-    }
-)
+# The event's columns, all derived from the one declaration in core/schema.py.
+INSERT_COLUMNS = tuple(field.name for field in FIELDS if field.set_by != "database")
+"""What an insert writes: every column but those the database assigns (``seq``)."""
+EVENT_COLUMNS = (*(field.name for field in FIELDS if field.set_by == "database"), *INSERT_COLUMNS)
+"""Stored columns, in the order both backends select them (``seq`` first: the database assigns it)."""
+FILTER_COLUMNS = frozenset(field.name for field in FIELDS if field.filterable)
+"""Columns a filter may name (the API checks requests against this set; SQL is built only from it)."""
+JSON_COLUMNS = frozenset(field.name for field in FIELDS if field.kind == "object")
+"""Columns holding a JSON object (``jsonb`` in PostgreSQL, JSON text in SQLite)."""
 
 
 @dataclass(frozen=True)

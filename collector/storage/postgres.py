@@ -26,6 +26,7 @@ import orjson
 from collector.config import PostgresStorageConfig
 from collector.storage.base import (
     EVENT_COLUMNS,
+    INSERT_COLUMNS,
     ApiKeyRecord,
     EventQuery,
     InsertResult,
@@ -38,16 +39,15 @@ from collector.storage.postgres_schema import ensure_partitions, migrate
 from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats
 from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
 from core.event import now_ms
+from core.schema import FIELD
 
 log = logging.getLogger("sidetrail.collector.storage")
 
 R = TypeVar("R")
-_INSERT_COLUMNS = EVENT_COLUMNS[1:]
-_STAGING = (
-    "CREATE TEMP TABLE IF NOT EXISTS staging (job integer, tenant_id text, id uuid, created_at bigint, "
-    "received_at bigint, action text, outcome text, actor_id text, actor_name text, actor_type text, "
-    "actor_email text, resource_type text, resource_id text, method text, path text, status_code integer, "
-    "client_ip text, user_agent text, request_id text, source jsonb, metadata jsonb) ON COMMIT DELETE ROWS"
+_INSERT_COLUMNS = INSERT_COLUMNS
+_STAGING = (  # the insert's columns, typed as in events, behind the job that staged them
+    "CREATE TEMP TABLE IF NOT EXISTS staging (job integer, "
+    f"{', '.join(f'{name} {FIELD[name].postgres_type}' for name in _INSERT_COLUMNS)}) ON COMMIT DELETE ROWS"
 )
 _MOVE = (
     f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "

@@ -5,6 +5,10 @@ time, plus a default partition so an event outside them is never refused. Its pr
 ``(tenant_id, created_at, id)`` both deduplicates (a partitioned table's unique keys must contain the
 partition key; an id resent for the same line always carries the same ``created_at``) and serves every
 time-ordered page of a tenant. ``seq`` comes from one sequence shared by all collectors.
+
+The ``events`` columns are declared in ``core/schema.py``; the migrations below are their history. A new
+field is one new migration here (and one in ``sqlite_schema.py``); ``tests/collector/test_storage_schema.py``
+holds the migrated table to the declaration.
 """
 
 from __future__ import annotations

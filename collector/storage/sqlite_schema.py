@@ -3,6 +3,10 @@
 ``events.seq`` is an AUTOINCREMENT rowid: it is the insertion order the API exposes, and AUTOINCREMENT
 guarantees a value is never handed out twice, even after retention deletes the newest rows.
 Timestamps are stored as integer epoch milliseconds (compact, and keyset comparisons stay numeric).
+
+The ``events`` columns are declared in ``core/schema.py``; the migrations below are their history. A new
+field is one new migration here (and one in ``postgres_schema.py``); ``tests/collector/test_storage_schema.py``
+holds the migrated table to the declaration.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from collector.storage.base import EVENT_COLUMNS  # noqa: F401 - re-exported for the SQLite backend
 from core.event import now_ms
 
 

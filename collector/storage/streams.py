@@ -1,8 +1,8 @@
 """Gap detection per source stream, run inside the write transaction.
 
-Agents number the events of each file (``source.stream``, ``source.seq``) and give each event the byte
-range from the end of the previous event to the end of its own line (``source.range``), so consecutive
-events tile the file. The collector remembers, per (tenant, agent, source, stream), the last sequence
+Agents number the events of each file and give each event the byte range from the end of the previous
+event to the end of its own line, so consecutive events tile the file (the source stamp,
+``core/source.py``). The collector remembers, per (tenant, agent, source, stream), the last sequence
 number and byte offset it stored. An event whose ``seq`` jumps ahead, or whose range starts past the
 last end, marks a gap: events or bytes that never arrived (a batch dropped, events rejected, a
 database restored from an older backup). The event after the gap carries
@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from core.source import mark_gap, read_position
 
 StreamKey = tuple[str, str, str, str]
 
@@ -37,15 +39,10 @@ def stream_positions(events: list[dict[str, Any]]) -> list[Position]:
     """
     positions: list[Position] = []
     for event in events:
-        source = event["source"]
-        stream, seq, byte_range = source.get("stream"), source.get("seq"), source.get("range")
-        if type(stream) is not str or type(seq) is not int or type(byte_range) is not list or len(byte_range) != 2:
-            continue
-        start, end = byte_range
-        if type(start) is not int or type(end) is not int:
-            continue
-        key = (event["tenant_id"], str(source.get("agent_id", "")), str(source.get("name", "")), stream)
-        positions.append((key, seq, start, end, event))
+        position = read_position(event["source"])
+        if position is not None:
+            agent_id, name, stream, seq, start, end = position
+            positions.append(((event["tenant_id"], agent_id, name, stream), seq, start, end, event))
     return positions
 
 
@@ -74,7 +71,7 @@ def track_gaps(
                     continue  # a resend
                 missing_events, missing_bytes = seq - last_seq - 1, max(0, start - last_end)
                 if missing_events or missing_bytes:
-                    event["source"]["gap"] = {"events": missing_events, "bytes": missing_bytes}
+                    mark_gap(event["source"], missing_events, missing_bytes)
                     stats.gaps += 1
                     stats.missing_events += missing_events
                     stats.missing_bytes += missing_bytes
