@@ -5,17 +5,53 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from agent.config import AgentConfig, FileSourceConfig
+from agent.config import AgentConfig, FileSourceConfig, HttpSourceConfig
 from agent.processors.event import EventBuilder, SpooledEventBuilder
 from agent.processors.line import LineProcessor
 from agent.processors.parse import SpooledEventParser, build_parser, known_fields
 from agent.processors.redact import Redactor
-from agent.processors.rules import RuleProcessor
+from agent.processors.rules import RuleError, RuleProcessor
 from core.config import ConfigError, load_file
 
 PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined"})
+
+
+def _rule_processor(
+    name: str, source: FileSourceConfig, config: AgentConfig, redactor: Redactor, host: str
+) -> tuple[LineProcessor, list[RuleError]]:
+    """A file source's lines: its format's parser, its rules (own first, then the shared ones)."""
+    rules = RuleProcessor(
+        own=source.rules,
+        own_path=f"sources.{name}.rules",
+        shared=config.rules,
+        default=source.default or config.default,
+        default_path=f"sources.{name}.default" if source.default else "default",
+        verbs=config.verbs,
+        known_fields=known_fields(source),
+    )
+    builder = EventBuilder(config.agent.id, host, name, source.enrich)
+    processor = LineProcessor(
+        build_parser(source), builder, redactor, rules, precheck=source.format in PRECHECK_FORMATS
+    )
+    return processor, rules.errors
+
+
+def _spooled_processor(
+    name: str, source: HttpSourceConfig, config: AgentConfig, redactor: Redactor, host: str
+) -> tuple[LineProcessor, list[RuleError]]:
+    """An HTTP source's spooled lines are whole events already: no rules."""
+    builder = SpooledEventBuilder(config.agent.id, host, name, source.enrich)
+    return LineProcessor(SpooledEventParser(), builder, redactor), []
+
+
+# How the lines of each source ``type`` are processed (its receiver is in agent/registry.py).
+_PROCESSORS: dict[str, Callable[[str, Any, AgentConfig, Redactor, str], tuple[LineProcessor, list[RuleError]]]] = {
+    "file": _rule_processor,
+    "http": _spooled_processor,
+}
 
 
 def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> dict[str, LineProcessor]:
@@ -24,30 +60,12 @@ def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> d
     host = socket.gethostname()
     processors: dict[str, LineProcessor] = {}
     errors: list[str] = []
-    seen: set[str] = set()
     for name, source in config.sources.items():
-        if not isinstance(source, FileSourceConfig):
-            builder = SpooledEventBuilder(config.agent.id, host, name, source.enrich)
-            processors[name] = LineProcessor(SpooledEventParser(), builder, redactor)
-            continue
-        rules = RuleProcessor(
-            own=source.rules,
-            own_path=f"sources.{name}.rules",
-            shared=config.rules,
-            default=source.default or config.default,
-            default_path=f"sources.{name}.default" if source.default else "default",
-            verbs=config.verbs,
-            known_fields=known_fields(source),
-        )
-        for error in rules.errors:
+        processors[name], rule_errors = _PROCESSORS[source.type](name, source, config, redactor, host)
+        for error in rule_errors:
             line = f"{error.path}: {error.message}"
-            if line not in seen:  # shared rules are compiled once per source
-                seen.add(line)
+            if line not in errors:  # shared rules are compiled once per source
                 errors.append(line)
-        builder = EventBuilder(config.agent.id, host, name, source.enrich)
-        processors[name] = LineProcessor(
-            build_parser(source), builder, redactor, rules, precheck=source.format in PRECHECK_FORMATS
-        )
     for index, test in enumerate(config.tests):
         if test.source not in config.sources:
             errors.append(f"tests[{index}].source: no source named {test.source!r}")
