@@ -105,6 +105,26 @@ def _last_line_end(handle: int, size: int) -> int:
     return 0
 
 
+def matching_files(config: FileSourceConfig) -> dict[tuple[int, int], str]:
+    """(device, inode) -> path of every regular file the source's patterns match now: ``include`` globs
+    (symlinks followed), less ``exclude`` and ``*.gz`` (unless a pattern names ``.gz``)."""
+    gz_wanted = any(p.endswith(".gz") for p in config.include)
+    found: dict[tuple[int, int], str] = {}
+    for pattern in config.include:
+        for path in sorted(glob.glob(pattern)):
+            if path.endswith(".gz") and not gz_wanted:
+                continue
+            if any(fnmatch.fnmatch(path, ex) for ex in config.exclude):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # vanished between glob and stat
+            if os.path.isfile(path):
+                found.setdefault((st.st_dev, st.st_ino), path)
+    return found
+
+
 class FileReceiver:
     """Tails one source's files; ``poll()`` does one round, ``start()`` polls until ``stop()``.
 
@@ -142,7 +162,6 @@ class FileReceiver:
         self._present_at_start: set[tuple[int, int]] | None = None
         self._parked: dict[str, int] = {}  # key -> read position of files closed at the open-file cap
         self._wake = asyncio.Event()
-        self._gz_wanted = any(p.endswith(".gz") for p in config.include)
 
     @property
     def open_files(self) -> int:
@@ -161,22 +180,6 @@ class FileReceiver:
         return lag
 
     # -- discovery ------------------------------------------------------------------------------------
-
-    def _discover(self) -> dict[tuple[int, int], str]:
-        found: dict[tuple[int, int], str] = {}
-        for pattern in self.config.include:
-            for path in sorted(glob.glob(pattern)):
-                if path.endswith(".gz") and not self._gz_wanted:
-                    continue
-                if any(fnmatch.fnmatch(path, ex) for ex in self.config.exclude):
-                    continue
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # vanished between glob and stat
-                if os.path.isfile(path):
-                    found.setdefault((st.st_dev, st.st_ino), path)
-        return found
 
     def _open(self, identity: tuple[int, int], path: str) -> _Tailed | None:
         try:
@@ -228,7 +231,7 @@ class FileReceiver:
 
     async def poll(self) -> bool:
         """One round over every file; return True if some file has more to read right away."""
-        found = self._discover()
+        found = matching_files(self.config)
         if self._present_at_start is None:
             self._present_at_start = set(found)  # start_at applies to these only
         self.files_matched = len(found)

@@ -246,3 +246,19 @@ def test_inode_reuse_with_identical_first_line_is_a_new_file(tmp_path: Path) -> 
     assert recorder.lines == [b"# header", b"first file line", b"# header", b"second file line"]
     keys = [c.ref.key for c in recorder.chunks]
     assert keys[0] != keys[-1] and keys[0].split(":")[:2] == keys[-1].split(":")[:2]
+
+
+def test_a_source_matching_no_file_is_warned_about_once_a_minute_not_per_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver, _, _ = make(tmp_path, pattern="nothing-*.log")
+    with caplog.at_level("WARNING", logger="sidetrail.agent.file"):
+        for _ in range(3):
+            poll(receiver)
+    assert receiver.files_matched == 0
+    assert [r.getMessage() for r in caplog.records if "no file matches" in r.getMessage()] == [
+        f"source src: no file matches {tmp_path}/nothing-*.log (yet); nothing is read until one does"
+    ]
+    (tmp_path / "nothing-1.log").write_bytes(b"x\n")
+    poll(receiver)
+    assert receiver.files_matched == 1
