@@ -21,11 +21,16 @@ from agent.loading import build_processors, load_agent_config
 from agent.pipeline import Pipeline
 from agent.receivers.file import matching_files
 from agent.server import start_server
+from agent.stages import StartError
 from core import __version__
 from core.config import CONFIG_ERROR_EXIT, ConfigError
 from core.logs import configure_logging
 
 log = logging.getLogger("sidetrail.agent")
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr."""
 
 
 def _data_dir_error(config: AgentConfig, exc: OSError) -> CliError:
@@ -60,8 +65,16 @@ async def _run(config: AgentConfig, config_path: str, checkpoints: CheckpointSto
         try:
             runner = await start_server(pipeline, config.agent.metrics_listen)
         except OSError as exc:
-            raise CliError(f"cannot listen on {config.agent.metrics_listen}: {exc.strerror or exc}") from None
-    await pipeline.start()
+            raise CliError(
+                f"agent.metrics_listen: cannot listen on {config.agent.metrics_listen}: {exc.strerror or exc}"
+            ) from None
+    try:
+        await pipeline.start()
+    except StartError as exc:
+        await pipeline.stop(0)
+        if runner is not None:
+            await runner.cleanup()
+        raise CliError(str(exc)) from None
     log.info(
         "sidetrail-agent %s started: id=%s config=%s sources=%s exporter=%s metrics=%s",
         __version__,
@@ -85,10 +98,6 @@ async def _run(config: AgentConfig, config_path: str, checkpoints: CheckpointSto
         totals,
     )
     return 0
-
-
-class CliError(Exception):
-    """A failure reported as one line on stderr."""
 
 
 def _check(config_path: str) -> int:

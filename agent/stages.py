@@ -150,8 +150,13 @@ class ReceiverStats:
     files_waiting: int = 0  # matched but not opened, at the open-file cap
 
 
+class StartError(Exception):
+    """A component could not start; the message is one line naming the config key (``sources.x.listen: ...``)."""
+
+
 class Component(Protocol):
-    """``start()`` returns once the component runs; ``stop()`` is idempotent and awaits its own tasks."""
+    """``start()`` returns once the component runs (or raises :class:`StartError`); ``stop()`` is
+    idempotent, also after a failed start, and awaits its own tasks."""
 
     async def start(self) -> None: ...
 

@@ -33,7 +33,7 @@ from aiohttp import web
 from agent.checkpointer import Checkpointer
 from agent.config import FileSourceConfig, HttpSourceConfig
 from agent.receivers.file import FileReceiver
-from agent.stages import Consumer, ReceiverStats
+from agent.stages import Consumer, ReceiverStats, StartError
 from core.event import EVENT_FIELDS, EventError, format_ms, make_event_id, now_ms, parse_rfc3339_ms, validate_event
 
 log = logging.getLogger("sidetrail.agent.http")
@@ -82,7 +82,12 @@ class HttpReceiver:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        try:
+            await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        except OSError as exc:
+            raise StartError(
+                f"sources.{self.name}.listen: cannot listen on {self.config.listen}: {exc.strerror or exc}"
+            ) from None
         self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name=f"spool-cleanup-{self.name}")
         await self.tailer.start()
         log.info("source %s: accepting events on http://%s/ (spool %s)", self.name, self.config.listen, self.spool_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -246,3 +247,25 @@ def test_a_source_whose_include_matches_nothing_is_warned_about(tmp_path: Path) 
     finally:
         assert agent.stop() == 0
     assert (tmp_path / "run" / "agent.log").read_text().count("no file matches") == 1  # not once per poll
+
+
+def test_a_port_in_use_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for metrics, sources, key in (
+            (f"127.0.0.1:{port}", '{s: {type: file, include: ["x.log"]}}', "agent.metrics_listen"),
+            ("", f'{{h: {{type: http, listen: "127.0.0.1:{port}"}}}}', "sources.h.listen"),
+        ):
+            config = tmp_path / "agent.yaml"
+            config.write_text(
+                f'agent: {{id: t, data_dir: {tmp_path / "state"}, metrics_listen: "{metrics}"}}\n'
+                f'sources: {sources}\nexporter: {{endpoint: "http://127.0.0.1:9", api_key: k}}\n'
+            )
+            result = run_cli("sidetrail-agent", "run", "--config", str(config))
+            assert result.returncode == 1
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, result.stderr
+            assert lines[0].startswith(f"sidetrail-agent: {key}: cannot listen on 127.0.0.1:{port}: "), lines
+            assert "already in use" in lines[0].lower()
