@@ -1,7 +1,9 @@
 """``sidetrail-agent``: run the agent, or check a config before deploying it.
 
-Exit status: 0 on success (``run`` also after a clean SIGTERM/SIGINT), 1 on any failure, with a
-one-line reason on stderr (``check`` prints every config error, one per line, with its key path).
+Exit status: 0 on success (``run`` also after a clean SIGTERM/SIGINT), 78 (``CONFIG_ERROR_EXIT``) when
+the config is invalid or cannot be loaded (every config error printed, one per line, with its key path),
+2 on a usage error, 1 on any other failure, with a one-line reason on stderr. ``check`` and ``explain``
+do not need the config's secrets (an unset ``${VAR}`` in ``exporter.api_key``); ``run`` does.
 """
 
 from __future__ import annotations
@@ -17,22 +19,43 @@ from agent.config import AgentConfig
 from agent.debug import explain, run_rule_tests
 from agent.loading import build_processors, load_agent_config
 from agent.pipeline import Pipeline
+from agent.receivers.file import matching_files
 from agent.server import start_server
+from agent.stages import StartError
 from core import __version__
-from core.config import ConfigError
+from core.config import CONFIG_ERROR_EXIT, ConfigError
 from core.logs import configure_logging
 
 log = logging.getLogger("sidetrail.agent")
 
 
-async def _run(config: AgentConfig, config_path: str, reset_checkpoints: bool) -> int:
+class CliError(Exception):
+    """A failure reported as one line on stderr."""
+
+
+def _data_dir_error(config: AgentConfig, exc: OSError) -> CliError:
+    return CliError(f"agent.data_dir: cannot create {exc.filename or config.agent.data_dir}: {exc.strerror}")
+
+
+def _open_checkpoints(config: AgentConfig, reset: bool) -> CheckpointStore:
+    """The checkpoint store in ``agent.data_dir`` (created if need be), loaded; moved aside first on ``reset``."""
     checkpoints = CheckpointStore(config.agent.data_dir)
-    if reset_checkpoints:
-        aside = checkpoints.reset()
-        if aside is not None:
-            log.warning("checkpoints moved aside to %s; files are read again according to start_at", aside)
-    checkpoints.load()
-    pipeline = Pipeline(config, checkpoints)
+    try:
+        if reset:
+            aside = checkpoints.reset()
+            if aside is not None:
+                log.warning("checkpoints moved aside to %s; files are read again according to start_at", aside)
+        checkpoints.load()
+    except OSError as exc:
+        raise _data_dir_error(config, exc) from None
+    return checkpoints
+
+
+async def _run(config: AgentConfig, config_path: str, checkpoints: CheckpointStore) -> int:
+    try:
+        pipeline = Pipeline(config, checkpoints)  # an HTTP source creates its spool under data_dir
+    except OSError as exc:
+        raise _data_dir_error(config, exc) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -42,8 +65,16 @@ async def _run(config: AgentConfig, config_path: str, reset_checkpoints: bool) -
         try:
             runner = await start_server(pipeline, config.agent.metrics_listen)
         except OSError as exc:
-            raise CliError(f"cannot listen on {config.agent.metrics_listen}: {exc.strerror or exc}") from None
-    await pipeline.start()
+            raise CliError(
+                f"agent.metrics_listen: cannot listen on {config.agent.metrics_listen}: {exc.strerror or exc}"
+            ) from None
+    try:
+        await pipeline.start()
+    except StartError as exc:
+        await pipeline.stop(0)
+        if runner is not None:
+            await runner.cleanup()
+        raise CliError(str(exc)) from None
     log.info(
         "sidetrail-agent %s started: id=%s config=%s sources=%s exporter=%s metrics=%s",
         __version__,
@@ -69,12 +100,15 @@ async def _run(config: AgentConfig, config_path: str, reset_checkpoints: bool) -
     return 0
 
 
-class CliError(Exception):
-    """A failure reported as one line on stderr."""
-
-
 def _check(config_path: str) -> int:
-    config = load_agent_config(config_path)
+    config = load_agent_config(config_path, need_secrets=False)
+    for name, source in config.sources.items():
+        if source.type == "file" and not matching_files(source):
+            print(
+                f"warning: sources.{name}.include: no file matches {', '.join(source.include)} (yet); "
+                "this source reads nothing until one does",
+                file=sys.stderr,
+            )
     failures = run_rule_tests(config, build_processors(config))
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)
@@ -89,7 +123,7 @@ def _check(config_path: str) -> int:
 
 
 def _explain(config_path: str, source: str, line: str | None) -> int:
-    config = load_agent_config(config_path)
+    config = load_agent_config(config_path, need_secrets=False)
     processors = build_processors(config)
     if source not in processors:
         raise CliError(f"no source named {source!r}; the config has {', '.join(processors)}")
@@ -128,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             return _explain(args.config, args.source, args.line)
         config = load_agent_config(args.config)
         configure_logging(config.log_level, config.log_format)
-        return asyncio.run(_run(config, args.config, args.reset_checkpoints))
+        checkpoints = _open_checkpoints(config, args.reset_checkpoints)
+        return asyncio.run(_run(config, args.config, checkpoints))
     except ConfigError as exc:
         print(f"sidetrail-agent: {exc}", file=sys.stderr)
-        return 1
+        return CONFIG_ERROR_EXIT
     except (CheckpointError, CliError) as exc:
         print(f"sidetrail-agent: {exc}", file=sys.stderr)
         return 1

@@ -257,6 +257,7 @@ class ExporterConfig:
 
     endpoint: str
     api_key: str
+    type: Literal["http"] = "http"
     batch: BatchConfig = field(default_factory=BatchConfig)
     compression: Literal["zstd", "gzip", "none"] = "zstd"
     timeout: Duration = 10.0

@@ -1,5 +1,6 @@
 """Rule tests (``tests:`` in the config, run by ``sidetrail-agent check``) and the rule debugger
-(``sidetrail-agent explain``). Both go through the same LineProcessor the running agent uses."""
+(``sidetrail-agent explain``). Both go through :meth:`LineProcessor.process`, which is the running
+agent's own per-chunk path applied to one line."""
 
 from __future__ import annotations
 
@@ -60,10 +61,12 @@ def run_rule_tests(config: AgentConfig, processors: dict[str, LineProcessor]) ->
     return failures
 
 
-def explain(processor: LineProcessor, lines: Iterable[str], out: TextIO) -> None:
+def explain(processor: LineProcessor, lines: Iterable[str], out: TextIO, *, path: str = "", key: str = "") -> None:
     """For each line: parsed fields, the rules tried (and why each failed), the resulting event.
 
-    Everything shown is redacted as the agent would ship it; the raw line itself is not echoed.
+    Everything shown is redacted as the agent would ship it; the raw line itself is not echoed. The event
+    is the one the agent ships for that line as the first of the file ``key`` at ``path`` (the command
+    line leaves both empty).
     """
     redactor = processor.redactor
 
@@ -74,7 +77,7 @@ def explain(processor: LineProcessor, lines: Iterable[str], out: TextIO) -> None
         line = line.rstrip("\n")
         if not line:
             continue
-        result = processor.process(line.encode())
+        result = processor.process(line.encode(), path, key)
         out.write(f"── line {number}\n")
         if result.prechecked:
             out.write("   dropped before parsing: its method is dropped by the first rules\n\n")

@@ -4,18 +4,55 @@ and the inline rule tests. Every problem is reported at once, each with its key 
 from __future__ import annotations
 
 import os
+import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from agent.config import AgentConfig, FileSourceConfig
+from agent.config import AgentConfig, FileSourceConfig, HttpSourceConfig
 from agent.processors.event import EventBuilder, SpooledEventBuilder
 from agent.processors.line import LineProcessor
 from agent.processors.parse import SpooledEventParser, build_parser, known_fields
 from agent.processors.redact import Redactor
-from agent.processors.rules import RuleProcessor
+from agent.processors.rules import RuleError, RuleProcessor
 from core.config import ConfigError, load_file
 
 PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined"})
+
+
+def _rule_processor(
+    name: str, source: FileSourceConfig, config: AgentConfig, redactor: Redactor, host: str
+) -> tuple[LineProcessor, list[RuleError]]:
+    """A file source's lines: its format's parser, its rules (own first, then the shared ones)."""
+    rules = RuleProcessor(
+        own=source.rules,
+        own_path=f"sources.{name}.rules",
+        shared=config.rules,
+        default=source.default or config.default,
+        default_path=f"sources.{name}.default" if source.default else "default",
+        verbs=config.verbs,
+        known_fields=known_fields(source),
+    )
+    builder = EventBuilder(config.agent.id, host, name, source.enrich)
+    processor = LineProcessor(
+        build_parser(source), builder, redactor, rules, precheck=source.format in PRECHECK_FORMATS
+    )
+    return processor, rules.errors
+
+
+def _spooled_processor(
+    name: str, source: HttpSourceConfig, config: AgentConfig, redactor: Redactor, host: str
+) -> tuple[LineProcessor, list[RuleError]]:
+    """An HTTP source's spooled lines are whole events already: no rules."""
+    builder = SpooledEventBuilder(config.agent.id, host, name, source.enrich)
+    return LineProcessor(SpooledEventParser(), builder, redactor), []
+
+
+# How the lines of each source ``type`` are processed (its receiver is in agent/registry.py).
+_PROCESSORS: dict[str, Callable[[str, Any, AgentConfig, Redactor, str], tuple[LineProcessor, list[RuleError]]]] = {
+    "file": _rule_processor,
+    "http": _spooled_processor,
+}
 
 
 def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> dict[str, LineProcessor]:
@@ -24,30 +61,12 @@ def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> d
     host = socket.gethostname()
     processors: dict[str, LineProcessor] = {}
     errors: list[str] = []
-    seen: set[str] = set()
     for name, source in config.sources.items():
-        if not isinstance(source, FileSourceConfig):
-            builder = SpooledEventBuilder(config.agent.id, host, name, source.enrich)
-            processors[name] = LineProcessor(SpooledEventParser(), builder, redactor)
-            continue
-        rules = RuleProcessor(
-            own=source.rules,
-            own_path=f"sources.{name}.rules",
-            shared=config.rules,
-            default=source.default or config.default,
-            default_path=f"sources.{name}.default" if source.default else "default",
-            verbs=config.verbs,
-            known_fields=known_fields(source),
-        )
-        for error in rules.errors:
+        processors[name], rule_errors = _PROCESSORS[source.type](name, source, config, redactor, host)
+        for error in rule_errors:
             line = f"{error.path}: {error.message}"
-            if line not in seen:  # shared rules are compiled once per source
-                seen.add(line)
+            if line not in errors:  # shared rules are compiled once per source
                 errors.append(line)
-        builder = EventBuilder(config.agent.id, host, name, source.enrich)
-        processors[name] = LineProcessor(
-            build_parser(source), builder, redactor, rules, precheck=source.format in PRECHECK_FORMATS
-        )
     for index, test in enumerate(config.tests):
         if test.source not in config.sources:
             errors.append(f"tests[{index}].source: no source named {test.source!r}")
@@ -56,11 +75,33 @@ def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> d
     return processors
 
 
-def load_agent_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> AgentConfig:
-    """Load and fully check an agent config (types, rules, tests)."""
-    config = load_file(AgentConfig, path, environ)
+def load_agent_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, need_secrets: bool = True
+) -> AgentConfig:
+    """Load and fully check an agent config (types, rules, tests).
+
+    ``need_secrets=False`` (``check``, ``explain``) accepts an unset ``${VAR}`` in ``exporter.api_key``:
+    checking a config must not need its secrets. Either way an unset key is reported once, not also as
+    an empty one.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        config = load_file(AgentConfig, path, env)
+    except ConfigError as exc:
+        unset = [m.group(1) for error in exc.errors if (m := _UNSET_SECRET.fullmatch(error))]
+        if not unset:
+            raise
+        if need_secrets:
+            raise ConfigError([e for e in exc.errors if e != _EMPTY_SECRET], exc.source) from None
+        config = load_file(AgentConfig, path, {**env, **dict.fromkeys(unset, "unset-while-checking")})
     try:
         build_processors(config)
     except ConfigError as exc:
         raise ConfigError(exc.errors, str(path)) from None
     return config
+
+
+# The loader's words (core/config.py) for an unset variable in the API key, and the key's own check,
+# which says the same thing again.
+_UNSET_SECRET = re.compile(r"exporter\.api_key: environment variable (\w+) is not set")
+_EMPTY_SECRET = "exporter.api_key: must not be empty"

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.receivers.file import ReceiverStats
+from agent.stages import ReceiverStats
 from core import __version__
 
 
@@ -28,7 +28,8 @@ class SourceStats:
     dropped: int = 0
 
 
-SourceView = tuple[str, ReceiverStats, SourceStats, int, int]  # name, stats..., open files, lag bytes
+# name, stats..., open files, lag bytes, files the include patterns match (None: not a file source / not polled)
+SourceView = tuple[str, ReceiverStats, SourceStats, int, int, int | None]
 
 
 class _SourceStatsCollector(Collector):
@@ -58,13 +59,18 @@ class _SourceStatsCollector(Collector):
                 "sidetrail_agent_truncations", "Files truncated in place (copytruncate).", labels=["source"]
             ),
             "files": GaugeMetricFamily("sidetrail_agent_files_watched", "Files open for tailing.", labels=["source"]),
+            "matched": GaugeMetricFamily(
+                "sidetrail_agent_source_files",
+                "Files a file source's include patterns match (0: the source reads nothing).",
+                labels=["source"],
+            ),
             "lag": GaugeMetricFamily(
                 "sidetrail_agent_lag_bytes",
                 "Bytes written to watched files and not yet acknowledged by the collector.",
                 labels=["source"],
             ),
         }
-        for name, receiver, source, open_files, lag in self._sources():
+        for name, receiver, source, open_files, lag, matched in self._sources():
             families["lines"].add_metric([name], receiver.lines)
             families["bytes"].add_metric([name], receiver.bytes)
             families["events"].add_metric([name], source.events)
@@ -75,6 +81,8 @@ class _SourceStatsCollector(Collector):
             families["truncations"].add_metric([name], receiver.truncations)
             families["files"].add_metric([name], open_files)
             families["lag"].add_metric([name], lag)
+            if matched is not None:
+                families["matched"].add_metric([name], matched)
         yield from families.values()
 
 

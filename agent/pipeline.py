@@ -1,8 +1,13 @@
-"""Wires the agent: receivers -> processors (parse, build event, batch) -> exporter, plus checkpoints.
+"""Wires the agent: receivers -> line processors -> batch processor -> exporter, with one checkpointer.
+
+For each source, the registry (``agent/registry.py``) builds the receiver of its ``type``; its chunks go
+to that source's :class:`~agent.processors.line.LineProcessor`, whose encoded events and file positions
+go to the one :class:`~agent.processors.batch.BatchProcessor`, whose batches the exporter drains; the
+exporter's acknowledgements go to the :class:`~agent.checkpointer.Checkpointer`, which alone touches the
+checkpoint store. The types passed along are in ``agent/stages.py``.
 
 Start order is exporter first, receivers last; stop is the reverse (stop reading, flush the batch,
-drain the exporter within the deadline, save checkpoints). See ``agent/receivers/file.py`` for how
-files are tailed and ``agent/checkpoint.py`` for when offsets advance.
+drain the exporter within the deadline, save checkpoints).
 """
 
 from __future__ import annotations
@@ -12,20 +17,18 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
-from watchfiles import awatch
 
 from agent.checkpoint import CheckpointStore
-from agent.config import AgentConfig, FileSourceConfig, HttpSourceConfig
-from agent.exporters.http import HttpExporter
+from agent.checkpointer import Checkpointer
+from agent.config import AgentConfig
 from agent.loading import build_processors
 from agent.metrics import AgentMetrics, SourceStats
-from agent.processors.batch import Batch, BatchProcessor, BatchQueue, Position
+from agent.processors.batch import BatchProcessor
 from agent.processors.line import LineProcessor
 from agent.processors.redact import Redactor
-from agent.receivers.file import Chunk, FileReceiver
-from agent.receivers.http import HttpReceiver
+from agent.receivers.notify import Notifier
+from agent.registry import EXPORTERS, RECEIVERS, ReceiverContext
+from agent.stages import Batch, BatchQueue, Chunk, Position, Receiver
 
 log = logging.getLogger("sidetrail.agent")
 
@@ -34,10 +37,9 @@ _PARSE_ERROR_LOG_EVERY = 60.0
 
 @dataclass
 class _Source:
-    receiver: FileReceiver
+    receiver: Receiver
     processor: LineProcessor
     stats: SourceStats
-    server: HttpReceiver | None = None
     last_error_log: float = 0.0
     errors_since_log: int = 0
 
@@ -47,46 +49,39 @@ class Pipeline:
 
     def __init__(self, config: AgentConfig, checkpoints: CheckpointStore, metrics: AgentMetrics | None = None) -> None:
         self.config = config
-        self.checkpoints = checkpoints
         self.metrics = metrics or AgentMetrics()
+        self.checkpoints = Checkpointer(checkpoints, config.checkpoint_interval, self._count_checkpoint_write)
         self.queue = BatchQueue(config.exporter.max_in_flight_batches)
         self.batcher = BatchProcessor(config.exporter.batch, self.queue)
-        self.exporter = HttpExporter(config.exporter, self.metrics, self._on_ack)
+        self.exporter = EXPORTERS[config.exporter.type](config.exporter, self.metrics, self.queue, self._on_ack)
         self.redactor = Redactor(config.redaction)
+        self.notifier = Notifier()
         processors = build_processors(config, self.redactor)
         self.sources: dict[str, _Source] = {}
         for name, source_config in config.sources.items():
-            if isinstance(source_config, HttpSourceConfig):
-                server = HttpReceiver(name, source_config, config.agent.data_dir, checkpoints, self._consume)
-                self.sources[name] = _Source(server.tailer, processors[name], SourceStats(), server)
-                self.metrics.spool_bytes.labels(name).set_function(lambda s=server: float(s.spool_bytes()))
-                self.metrics.spool_capacity.labels(name).set(source_config.spool_max_bytes)
-            else:
-                receiver = FileReceiver(name, source_config, checkpoints, self._consume)
-                self.sources[name] = _Source(receiver, processors[name], SourceStats())
+            context = ReceiverContext(name, config.agent.data_dir, self.checkpoints, self.notifier, self.metrics)
+            receiver = RECEIVERS[source_config.type](source_config, context, self._consume)
+            self.sources[name] = _Source(receiver, processors[name], SourceStats())
         self.metrics.watch_sources(
             lambda: [
-                (n, s.receiver.stats, s.stats, s.receiver.open_files, s.receiver.lag_bytes())
+                (n, s.receiver.stats, s.stats, s.receiver.open_files, s.receiver.lag_bytes(), s.receiver.files_matched)
                 for n, s in self.sources.items()
             ]
         )
         self.metrics.watch_in_flight(self.queue.in_flight)
         self.metrics.watch_redactions(lambda: self.redactor.applied)
         self.metrics.oldest_unacked.set_function(self._oldest_unacked)
-        self.checkpoint_failing = False
-        self._stop_reading = asyncio.Event()
-        self._receiver_tasks: list[asyncio.Task[None]] = []
-        self._background: list[asyncio.Task[None]] = []
-        self._exporter_task: asyncio.Task[None] | None = None
+        self._batch_timer: asyncio.Task[None] | None = None
+        self._timer_stop = asyncio.Event()
         self._stopped = False
         self._streams: dict[str, tuple[int, int]] = {}  # file key -> (events so far, end of the last)
 
     # -- data path -----------------------------------------------------------------------------------
 
     async def _consume(self, chunk: Chunk) -> None:
-        source = self.sources[chunk.ref.source]
         ref = chunk.ref
-        seq, last_end = self._stream(ref.key, chunk.start)
+        source = self.sources[ref.source]
+        seq, last_end = self._streams.get(ref.key) or self.checkpoints.stream(ref.key, chunk.start)
         result = source.processor.process_chunk(chunk, seq, last_end)
         self._streams[ref.key] = (result.seq, result.last_end)
         source.stats.events += len(result.events)
@@ -94,15 +89,6 @@ class Pipeline:
         if result.unparsed:
             self._count_parse_errors(source, ref.source, result.unparsed)
         await self.batcher.add(result.events, Position(ref, chunk.end, result.seq, result.last_end))
-
-    def _stream(self, key: str, first_offset: int) -> tuple[int, int]:
-        """(events so far, end of the last one) for a file: carried on from its checkpoint after a restart."""
-        state = self._streams.get(key)
-        if state is None:
-            entry = self.checkpoints.get(key)
-            resumed = entry is not None and entry.offset == first_offset
-            state = (entry.seq, entry.last_event_end) if resumed and entry else (0, first_offset)
-        return state
 
     def _count_parse_errors(self, source: _Source, name: str, failures: int) -> None:
         """Count every failure, log at most once a minute per source (never the line: it may hold secrets)."""
@@ -119,36 +105,22 @@ class Pipeline:
             source.last_error_log, source.errors_since_log = now, 0
 
     def _on_ack(self, batch: Batch) -> None:
-        for p in batch.positions.values():
-            ref = p.ref
-            self.checkpoints.ack(
-                ref.key,
-                ref.source,
-                ref.path,
-                ref.dev,
-                ref.ino,
-                p.offset,
-                head=ref.head,
-                seq=p.seq,
-                last_event_end=p.last_event_end,
-            )
+        for position in batch.positions.values():
+            self.checkpoints.ack(position)
+
+    def _count_checkpoint_write(self, ok: bool) -> None:
+        (self.metrics.checkpoint_writes if ok else self.metrics.checkpoint_failures).inc()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Exporter first, then the checkpointer and batch timer, receivers (and their watcher) last."""
         await self.exporter.start()
-        self._exporter_task = asyncio.create_task(self.exporter.run(self.queue), name="exporter")
-        self._background = [
-            asyncio.create_task(self.batcher.run_timer(self._stop_reading), name="batch-timer"),
-            asyncio.create_task(self._save_checkpoints_periodically(), name="checkpoints"),
-            asyncio.create_task(self._watch_files(), name="watcher"),
-        ]
+        await self.checkpoints.start()
+        self._batch_timer = asyncio.create_task(self.batcher.run_timer(self._timer_stop), name="batch-timer")
         for source in self.sources.values():
-            if source.server is not None:
-                await source.server.start()
-        self._receiver_tasks = [
-            asyncio.create_task(s.receiver.run(self._stop_reading), name=f"source-{n}") for n, s in self.sources.items()
-        ]
+            await source.receiver.start()
+        await self.notifier.start()
 
     async def stop(self, drain_timeout: float) -> bool:
         """Stop reading, flush, wait up to ``drain_timeout`` for acknowledgements, save checkpoints.
@@ -158,25 +130,21 @@ class Pipeline:
         if self._stopped:
             return True
         self._stopped = True
-        for source in self.sources.values():
-            if source.server is not None:
-                await source.server.stop()  # stop intake first: what was accepted is spooled
-        self._stop_reading.set()
-        await asyncio.gather(*self._receiver_tasks, return_exceptions=True)
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.notifier.stop()
+        for source in reversed(self.sources.values()):
+            await source.receiver.stop()  # intake first: what an HTTP receiver accepted is spooled
+        self._timer_stop.set()
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            await asyncio.gather(self._batch_timer, return_exceptions=True)
         drained = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), drain_timeout)
             drained = True
-        if self._exporter_task is not None:
-            self._exporter_task.cancel()
-            await asyncio.gather(self._exporter_task, return_exceptions=True)
-        await self.exporter.close()
+        await self.exporter.stop()
         for source in self.sources.values():
             source.receiver.close()
-        self._save_checkpoints()
+        await self.checkpoints.stop()
         return drained
 
     async def _drain(self) -> None:
@@ -187,54 +155,3 @@ class Pipeline:
     def _oldest_unacked(self) -> float:
         oldest = self.queue.peek() or (self.batcher.current if self.batcher.current else None)
         return time.monotonic() - oldest.started if oldest is not None else 0.0
-
-    def _save_checkpoints(self) -> None:
-        try:
-            self.checkpoints.save()
-            self.metrics.checkpoint_writes.inc()
-            self.checkpoint_failing = False
-        except OSError as exc:
-            self.checkpoint_failing = True
-            self.metrics.checkpoint_failures.inc()
-            log.error("cannot write checkpoints to %s: %s (will retry)", self.checkpoints.path, exc)
-
-    async def _save_checkpoints_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.checkpoint_interval)
-            self._save_checkpoints()
-
-    async def _watch_files(self) -> None:
-        """Wake receivers on file-system events; polling (``poll_interval``) covers filesystems without them."""
-        directories: dict[str, list[FileReceiver]] = {}
-        for name, source in self.sources.items():
-            source_config = self.config.sources[name]
-            if not isinstance(source_config, FileSourceConfig):
-                continue
-            for pattern in source_config.include:
-                directory = _static_prefix(pattern)
-                if directory.is_dir():
-                    directories.setdefault(str(directory.resolve()), []).append(source.receiver)
-        if not directories:
-            return
-        try:
-            async for changes in awatch(
-                *directories, stop_event=self._stop_reading, recursive=False, debounce=50, step=20
-            ):
-                touched = {str(Path(path).parent) for _, path in changes}
-                for directory, receivers in directories.items():
-                    if directory in touched:
-                        for receiver in receivers:
-                            receiver.wake()
-        except (OSError, RuntimeError) as exc:
-            log.warning("file notifications unavailable (%s); relying on polling", exc)
-
-
-def _static_prefix(pattern: str) -> Path:
-    """The directory part of a glob before its first wildcard."""
-    parts = Path(pattern).parts
-    static: list[str] = []
-    for part in parts[:-1]:
-        if any(c in part for c in "*?["):
-            break
-        static.append(part)
-    return Path(*static) if static else Path(".")

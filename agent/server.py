@@ -29,7 +29,7 @@ async def _readyz(request: web.Request) -> web.Response:
     problems = []
     if not await pipeline.exporter.probe():
         problems.append("the collector does not answer")
-    if pipeline.checkpoint_failing or not os.access(pipeline.checkpoints.dir, os.W_OK):
+    if pipeline.checkpoints.failing or not os.access(pipeline.checkpoints.dir, os.W_OK):
         problems.append(f"checkpoints cannot be written to {pipeline.checkpoints.dir}")
     if problems:
         return web.json_response({"status": "not ready", "problems": problems}, status=503)

@@ -37,6 +37,10 @@ import yaml
 __all__ = ["ConfigError", "Duration", "Size", "load_file", "load_mapping", "parse_duration", "parse_size"]
 
 
+# Exit status of both programs when the config is invalid or cannot be loaded (sysexits.h EX_CONFIG).
+CONFIG_ERROR_EXIT = 78
+
+
 class ConfigError(Exception):
     """Raised with every problem found in a config, one ``path: message`` line each."""
 

@@ -27,7 +27,7 @@ import orjson
 
 from agent.config import ExporterConfig
 from agent.metrics import AgentMetrics
-from agent.processors.batch import Batch, BatchQueue
+from agent.stages import Batch, BatchQueue
 from core import __version__
 from core.zstd import ZstdCompressor
 
@@ -38,15 +38,21 @@ _AUTH_LOG_EVERY = 30.0
 
 
 class HttpExporter:
+    """Sends the batches of ``queue`` from :meth:`start` until :meth:`stop`; ``on_ack`` gets each one
+    delivered (or permanently refused), in order."""
+
     def __init__(
         self,
         config: ExporterConfig,
         metrics: AgentMetrics,
+        queue: BatchQueue,
         on_ack: Callable[[Batch], None],
     ) -> None:
         self.config = config
         self.metrics = metrics
+        self.queue = queue
         self.on_ack = on_ack
+        self._task: asyncio.Task[None] | None = None
         self.url = config.endpoint.rstrip("/") + "/v1/ingest"
         self._session: aiohttp.ClientSession | None = None
         self._last_auth_log = 0.0
@@ -64,6 +70,7 @@ class HttpExporter:
             "User-Agent": f"sidetrail-agent/{__version__}",
         }
         self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
+        self._task = asyncio.create_task(self.run(self.queue), name="exporter")
 
     async def probe(self) -> bool:
         """Whether the collector answers right now (its /healthz); used by the agent's /readyz."""
@@ -78,7 +85,12 @@ class HttpExporter:
             self.reachable = False
         return self.reachable
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
+        """Stop sending (a batch being sent is abandoned: it is sent again on the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

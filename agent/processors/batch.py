@@ -1,8 +1,9 @@
 """BatchProcessor: groups encoded events into batches bounded by count, bytes and time.
 
-Batches leave in the order they were filled, into a bounded queue the exporter drains; when the queue
-is full, ``add`` waits. That wait is the agent's backpressure: receivers stop reading and the files
-themselves buffer the backlog, so memory stays flat however long the collector is away.
+Batches (:class:`~agent.stages.Batch`) leave in the order they were filled, into a bounded
+:class:`~agent.stages.BatchQueue` the exporter drains; when the queue is full, ``add`` waits. That wait
+is the agent's backpressure: receivers stop reading and the files themselves buffer the backlog, so
+memory stays flat however long the collector is away.
 
 A batch also carries *positions*: for each file, the offset after the last line whose event (or
 non-event: a dropped or unparsable line) it holds. Acknowledging the batch advances those checkpoints.
@@ -13,74 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import itertools
 import time
-from dataclasses import dataclass, field
 
 from agent.config import BatchConfig
-from agent.receivers.file import FileRef
-
-
-@dataclass(frozen=True)
-class Position:
-    """How far one file is accounted for: bytes before ``offset``, ``seq`` events (the last ending at
-    ``last_event_end``)."""
-
-    ref: FileRef
-    offset: int
-    seq: int
-    last_event_end: int
-
-
-@dataclass
-class Batch:
-    """Events to send together. Each is its JSON followed by a comma, so the body's array is their join
-    less the last comma, and ``size`` (their total length) is the body's size to within a few bytes."""
-
-    events: list[bytes] = field(default_factory=list)
-    size: int = 0
-    positions: dict[str, Position] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.positions)
-
-
-class BatchQueue:
-    """Filled batches in order, at most ``capacity`` of them (sent or waiting to be)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._batches: collections.deque[Batch] = collections.deque()
-        self._changed = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._batches)
-
-    @property
-    def full(self) -> bool:
-        return len(self._batches) >= self.capacity
-
-    def in_flight(self) -> tuple[int, int]:
-        """Events and bytes held in queued batches."""
-        return sum(len(b.events) for b in self._batches), sum(b.size for b in self._batches)
-
-    def push(self, batch: Batch) -> None:
-        self._batches.append(batch)
-        self._changed.set()
-
-    def peek(self) -> Batch | None:
-        return self._batches[0] if self._batches else None
-
-    def pop(self) -> None:
-        self._batches.popleft()
-        self._changed.set()
-
-    async def changed(self) -> None:
-        """Wait for the next push or pop."""
-        self._changed.clear()
-        await self._changed.wait()
+from agent.stages import Batch, BatchQueue, Position
 
 
 class BatchProcessor:

@@ -33,13 +33,10 @@ class Route:
     captures: tuple[str, ...]
     prefix: str = ""  # the literal text before the first capture: a cheap test before the regex
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """Captures when ``path`` fits the template, else ``None``; the query string, the fragment and
-        path parameters (``/users/7;jsessionid=...``) are ignored."""
-        return self.match_bare(bare_path(path))
-
     def match_bare(self, bare: str) -> dict[str, str] | None:
-        """Like :meth:`match` for a path already passed through :func:`bare_path` (done once per line)."""
+        """Captures when ``bare`` (a path through :func:`bare_path`, done once per line) fits the template,
+        else ``None``: the query string, the fragment and path parameters (``/users/7;jsessionid=...``)
+        are ignored."""
         if not bare.startswith(self.prefix):
             return None
         found = self.regex.match(bare)

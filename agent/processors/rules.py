@@ -293,7 +293,6 @@ class RuleProcessor:
             self.errors.append(exc)
             self.default_setters = []
         self.verbs = {k.upper(): v for k, v in verbs.items()}
-        self._verb_of = dict(self.verbs)  # method as written -> verb, for the common upper-case methods
         self.drop_methods = self._leading_method_drops()
         self.drop_regex = _precheck_regex(self.drop_methods)
 
@@ -396,7 +395,7 @@ class RuleProcessor:
         method = fields.get("method")
         verb = None
         if isinstance(method, str):
-            verb = self._verb_of.get(method)
+            verb = self.verbs.get(method)  # as written: the usual upper-case methods need no .upper()
             if verb is None:
                 verb = self.verbs.get(method.upper(), method.lower())
         values: dict[str, Any] = {}

@@ -42,16 +42,16 @@ import contextlib
 import fnmatch
 import glob
 import hashlib
-import itertools
 import logging
-import operator
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agent.checkpoint import CheckpointStore, head_hash, join_key
+from agent.checkpoint import head_hash, join_key
+from agent.checkpointer import Checkpointer
 from agent.config import FileSourceConfig
+from agent.receivers.notify import Notifier
+from agent.stages import Chunk, Consumer, FileRef, ReceiverStats
 
 log = logging.getLogger("sidetrail.agent.file")
 
@@ -59,61 +59,7 @@ FINGERPRINT_BYTES = 1024
 HEAD_BYTES = 4096
 READ_BUDGET = 256 * 1024
 ROTATE_WAIT = 5.0
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """Identity of one file, carried with its lines so acknowledgements reach the right checkpoint.
-
-    ``head`` is the file's first bytes (up to 4 KiB) as read, for the checkpoint's reuse check.
-    """
-
-    source: str
-    key: str
-    path: str
-    dev: int
-    ino: int
-    head: bytes
-
-
-@dataclass
-class Chunk:
-    """Complete lines from one file, without their newlines; ``end`` follows the last one.
-
-    Usually the lines are the contiguous bytes ``start``..``end`` of the file, so where each begins
-    follows from the lengths and is only worked out for the lines that become events (see
-    :meth:`bounds`). When a line was cut at ``max_line_bytes``, or is a flushed partial line without
-    its newline, ``offsets`` gives every line's start explicitly.
-    """
-
-    ref: FileRef
-    lines: list[bytes]
-    start: int
-    end: int
-    offsets: list[int] | None = None
-    truncated: int = 0
-
-    def bounds(self) -> list[int]:
-        """Start offset of every line, then ``end``: line ``i`` spans ``bounds[i]`` to ``bounds[i + 1]``."""
-        if self.offsets is not None:
-            return [*self.offsets, self.end]
-        # The C-level equivalent of a running sum of len(line) + 1 (the newline), from ``start``.
-        lengths = map(operator.add, map(len, self.lines), itertools.repeat(1))
-        return list(itertools.accumulate(lengths, initial=self.start))
-
-    def pairs(self) -> list[tuple[int, bytes]]:
-        """``(start offset, line)`` for every line."""
-        return list(zip(self.bounds(), self.lines, strict=False))
-
-
-@dataclass
-class ReceiverStats:
-    lines: int = 0
-    bytes: int = 0
-    truncated_lines: int = 0
-    rotations: int = 0
-    truncations: int = 0
-    files_waiting: int = 0  # matched but not opened, at the open-file cap
+NO_FILES_WARN_EVERY = 60.0
 
 
 @dataclass
@@ -159,32 +105,63 @@ def _last_line_end(handle: int, size: int) -> int:
     return 0
 
 
-Consumer = Callable[[Chunk], Awaitable[None]]
+def matching_files(config: FileSourceConfig) -> dict[tuple[int, int], str]:
+    """(device, inode) -> path of every regular file the source's patterns match now: ``include`` globs
+    (symlinks followed), less ``exclude`` and ``*.gz`` (unless a pattern names ``.gz``)."""
+    gz_wanted = any(p.endswith(".gz") for p in config.include)
+    found: dict[tuple[int, int], str] = {}
+    for pattern in config.include:
+        for path in sorted(glob.glob(pattern)):
+            if path.endswith(".gz") and not gz_wanted:
+                continue
+            if any(fnmatch.fnmatch(path, ex) for ex in config.exclude):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # vanished between glob and stat
+            if os.path.isfile(path):
+                found.setdefault((st.st_dev, st.st_ino), path)
+    return found
 
 
 class FileReceiver:
-    """Tails one source's files; ``poll()`` does one round, ``run()`` polls until stopped."""
+    """Tails one source's files; ``poll()`` does one round, ``start()`` polls until ``stop()``.
+
+    ``notifier`` (optional) wakes it on changes in the include patterns' directories. While the patterns
+    match no file at all, a warning is logged at start and at most once a minute (``warn_without_files``;
+    the HTTP receiver's spool is legitimately empty and turns it off).
+    """
 
     def __init__(
         self,
         name: str,
         config: FileSourceConfig,
-        checkpoints: CheckpointStore,
+        checkpoints: Checkpointer,
         consumer: Consumer,
         *,
         rotate_wait: float = ROTATE_WAIT,
+        notifier: Notifier | None = None,
+        warn_without_files: bool = True,
     ) -> None:
         self.name = name
         self.config = config
         self.checkpoints = checkpoints
         self.consumer = consumer
         self.rotate_wait = rotate_wait
+        self.warn_without_files = warn_without_files
         self.stats = ReceiverStats()
+        self.files_matched: int | None = None  # files the patterns matched at the last poll (None: not yet)
+        self._last_no_files_warning: float | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        if notifier is not None:
+            for pattern in config.include:
+                notifier.subscribe(pattern, self.wake)
         self._files: dict[tuple[int, int], _Tailed] = {}
         self._present_at_start: set[tuple[int, int]] | None = None
         self._parked: dict[str, int] = {}  # key -> read position of files closed at the open-file cap
         self._wake = asyncio.Event()
-        self._gz_wanted = any(p.endswith(".gz") for p in config.include)
 
     @property
     def open_files(self) -> int:
@@ -198,27 +175,11 @@ class FileReceiver:
                 size = os.fstat(tailed.handle).st_size
             except OSError:
                 continue
-            entry = self.checkpoints.get(tailed.key) if tailed.key else None
+            entry = self.checkpoints.acknowledged(tailed.key) if tailed.key else None
             lag += max(0, size - (entry.offset if entry is not None else tailed.pos))
         return lag
 
     # -- discovery ------------------------------------------------------------------------------------
-
-    def _discover(self) -> dict[tuple[int, int], str]:
-        found: dict[tuple[int, int], str] = {}
-        for pattern in self.config.include:
-            for path in sorted(glob.glob(pattern)):
-                if path.endswith(".gz") and not self._gz_wanted:
-                    continue
-                if any(fnmatch.fnmatch(path, ex) for ex in self.config.exclude):
-                    continue
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # vanished between glob and stat
-                if os.path.isfile(path):
-                    found.setdefault((st.st_dev, st.st_ino), path)
-        return found
 
     def _open(self, identity: tuple[int, int], path: str) -> _Tailed | None:
         try:
@@ -270,9 +231,12 @@ class FileReceiver:
 
     async def poll(self) -> bool:
         """One round over every file; return True if some file has more to read right away."""
-        found = self._discover()
+        found = matching_files(self.config)
         if self._present_at_start is None:
             self._present_at_start = set(found)  # start_at applies to these only
+        self.files_matched = len(found)
+        if not found and self.warn_without_files:
+            self._warn_without_files()
         waiting = 0
         for identity, path in found.items():
             tailed = self._files.get(identity)
@@ -302,6 +266,16 @@ class FileReceiver:
                 os.close(tailed.handle)
                 del self._files[identity]
         return more or bool(waiting)
+
+    def _warn_without_files(self) -> None:
+        now = time.monotonic()
+        if self._last_no_files_warning is None or now - self._last_no_files_warning >= NO_FILES_WARN_EVERY:
+            self._last_no_files_warning = now
+            log.warning(
+                "source %s: no file matches %s (yet); nothing is read until one does",
+                self.name,
+                ", ".join(self.config.include),
+            )
 
     def _park_idle_file(self) -> bool:
         """At the open-file cap: close the file idle longest (read to its end) to make room; remember
@@ -429,7 +403,6 @@ class FileReceiver:
         self.checkpoints.register(
             tailed.key, self.name, tailed.path, tailed.dev, tailed.ino, start, tailed.head[:covered]
         )
-        self.checkpoints.save()
         tailed.registered = covered
 
     async def _emit_partial(self, tailed: _Tailed) -> None:
@@ -446,6 +419,17 @@ class FileReceiver:
         """Poll now rather than at the next interval (called on file-system notifications)."""
         self._wake.set()
 
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(self._stop), name=f"source-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop reading: returns once the current round (and the chunk it hands on) is done."""
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; between rounds wait for a notification or ``poll_interval``."""
         while not stop.is_set():
@@ -458,10 +442,13 @@ class FileReceiver:
                 await asyncio.sleep(0)
                 continue
             self._wake.clear()
+            if stop.is_set():  # stop() sets it, then wakes us: do not sleep through that
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
 
     def close(self) -> None:
+        """Close every file (after :meth:`stop`)."""
         for tailed in self._files.values():
             os.close(tailed.handle)
         self._files.clear()

@@ -6,8 +6,9 @@
    unless sent) *before* it is written, so every later resend carries the same id.
 3. The events are appended as JSON lines to the current spool segment and fsync'd; only then does the
    app get ``200 {"accepted": n, "ids": [...]}``.
-4. The spool directory is tailed by an ordinary :class:`FileReceiver`, so spooled events are shipped
-   with the same acknowledge-then-advance discipline and checkpoints as any log file.
+4. The spool directory is tailed by a :class:`FileReceiver` of its own (``format: json``, from the
+   beginning), so spooled events are shipped with the same acknowledge-then-advance discipline and
+   checkpoints as any log file; the lines go to this receiver's consumer like any receiver's.
 5. Segments other than the current one are deleted once fully acknowledged. When the spool holds
    ``spool_max_bytes``, the endpoint answers 503 with ``Retry-After`` until shipping catches up.
 
@@ -29,9 +30,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent.checkpoint import CheckpointStore
+from agent.checkpointer import Checkpointer
 from agent.config import FileSourceConfig, HttpSourceConfig
-from agent.receivers.file import Consumer, FileReceiver
+from agent.receivers.file import FileReceiver
+from agent.stages import Consumer, ReceiverStats, StartError
 from core.event import EVENT_FIELDS, EventError, format_ms, make_event_id, now_ms, parse_rfc3339_ms, validate_event
 
 log = logging.getLogger("sidetrail.agent.http")
@@ -40,10 +42,12 @@ SEGMENT_SUFFIX = ".ndjson"
 
 
 class HttpReceiver:
-    """The endpoint and its spool; ``tailer`` is the FileReceiver the pipeline runs over the spool."""
+    """The endpoint and its spool; ``tailer`` is the FileReceiver that ships the spool to ``consumer``."""
+
+    files_matched = None  # the spool's segment count says nothing about a misconfigured source
 
     def __init__(
-        self, name: str, config: HttpSourceConfig, data_dir: str, checkpoints: CheckpointStore, consumer: Consumer
+        self, name: str, config: HttpSourceConfig, data_dir: str, checkpoints: Checkpointer, consumer: Consumer
     ) -> None:
         self.name = name
         self.config = config
@@ -58,7 +62,8 @@ class HttpReceiver:
             poll_interval=config.poll_interval,
             max_line_bytes=max(config.max_body_bytes, 64 * 1024),
         )
-        self.tailer = FileReceiver(name, tail_config, checkpoints, consumer, rotate_wait=0.0)
+        self.tailer = FileReceiver(name, tail_config, checkpoints, consumer, rotate_wait=0.0, warn_without_files=False)
+        self.stats: ReceiverStats = self.tailer.stats
         self._segment: Path | None = None
         self._segment_size = 0
         self._counter = itertools.count()
@@ -77,18 +82,37 @@ class HttpReceiver:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, _, port = self.config.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        try:
+            await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        except OSError as exc:
+            raise StartError(
+                f"sources.{self.name}.listen: cannot listen on {self.config.listen}: {exc.strerror or exc}"
+            ) from None
         self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name=f"spool-cleanup-{self.name}")
+        await self.tailer.start()
         log.info("source %s: accepting events on http://%s/ (spool %s)", self.name, self.config.listen, self.spool_dir)
 
     async def stop(self) -> None:
-        """Stop accepting events (what was accepted is in the spool and ships on the next start)."""
+        """Stop accepting events, then stop shipping the spool (what was accepted and not yet shipped is
+        in the spool and ships on the next start)."""
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             await asyncio.gather(self._cleanup_task, return_exceptions=True)
+            self._cleanup_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.tailer.stop()
+
+    def close(self) -> None:
+        self.tailer.close()
+
+    @property
+    def open_files(self) -> int:
+        return self.tailer.open_files
+
+    def lag_bytes(self) -> int:
+        return self.tailer.lag_bytes()
 
     # -- intake --------------------------------------------------------------------------------------
 
@@ -154,7 +178,7 @@ class HttpReceiver:
 
     def delete_shipped_segments(self) -> int:
         """Delete every segment but the current one whose content is fully acknowledged."""
-        acked = {e.path: e.offset for e in self.checkpoints.entries().values() if e.source == self.name}
+        acked = self.checkpoints.acknowledged_offsets(self.name)
         deleted = 0
         for segment in sorted(self.spool_dir.glob(f"*{SEGMENT_SUFFIX}")):
             if segment == self._segment:

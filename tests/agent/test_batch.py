@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import BatchConfig
-from agent.processors.batch import BatchProcessor, BatchQueue, Position
-from agent.receivers.file import FileRef
+from agent.processors.batch import BatchProcessor
+from agent.stages import BatchQueue, FileRef, Position
 
 REF = FileRef("web", "k1", "/x.log", 1, 2, b"")
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from agent.checkpoint import CheckpointStore
+from agent.checkpointer import Checkpointer
 from agent.config import FileSourceConfig
-from agent.receivers.file import Chunk, FileReceiver
+from agent.receivers.file import FileReceiver
+from agent.stages import Chunk, Position
 
 
 class Recorder:
@@ -30,9 +32,19 @@ class Recorder:
         return lines
 
 
-def make(tmp_path: Path, pattern: str = "*.log", **options: object) -> tuple[FileReceiver, Recorder, CheckpointStore]:
+def checkpointer(tmp_path: Path) -> Checkpointer:
     store = CheckpointStore(tmp_path / "state")
     store.load()
+    return Checkpointer(store)
+
+
+def pairs(chunks: list[Chunk]) -> list[tuple[int, bytes]]:
+    """``(start offset, line)`` for every line of ``chunks``."""
+    return [pair for chunk in chunks for pair in zip(chunk.bounds(), chunk.lines, strict=False)]
+
+
+def make(tmp_path: Path, pattern: str = "*.log", **options: object) -> tuple[FileReceiver, Recorder, Checkpointer]:
+    store = checkpointer(tmp_path)
     config = FileSourceConfig(type="file", include=[str(tmp_path / pattern)], start_at="beginning", **options)  # type: ignore[arg-type]
     recorder = Recorder()
     return FileReceiver("src", config, store, recorder, rotate_wait=0.0), recorder, store
@@ -53,12 +65,12 @@ def test_complete_lines_only_and_offsets(tmp_path: Path) -> None:
     append(log, b"one\ntwo\nthr")
     receiver, recorder, _ = make(tmp_path)
     poll(receiver)
-    assert [(o, line) for c in recorder.chunks for o, line in c.pairs()] == [(0, b"one"), (4, b"two")]
+    assert pairs(recorder.chunks) == [(0, b"one"), (4, b"two")]
     assert recorder.chunks[-1].end == 8
     append(log, b"ee\n")
     recorder.chunks.clear()
     poll(receiver)
-    assert [(o, line) for c in recorder.chunks for o, line in c.pairs()] == [(8, b"three")]
+    assert pairs(recorder.chunks) == [(8, b"three")]
     assert recorder.chunks[-1].end == 14
 
 
@@ -144,7 +156,7 @@ def test_resume_from_acknowledged_checkpoint(tmp_path: Path) -> None:
     poll(receiver)
     first = recorder.chunks[0]
     ref = first.ref
-    store.ack(ref.key, "src", str(log), ref.dev, ref.ino, 3, head=ref.head)  # only l1 acknowledged
+    store.ack(Position(ref, 3, 0, 0))  # only l1 acknowledged
     store.save()
     receiver.close()
     again, recorder2, _ = make(tmp_path)
@@ -155,8 +167,7 @@ def test_resume_from_acknowledged_checkpoint(tmp_path: Path) -> None:
 def test_start_at_end_applies_only_to_files_never_seen(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     append(log, b"before1\nbefore2\npartial")
-    store = CheckpointStore(tmp_path / "state")
-    store.load()
+    store = checkpointer(tmp_path)
     config = FileSourceConfig(type="file", include=[str(tmp_path / "*.log")], start_at="end")
     recorder = Recorder()
     receiver = FileReceiver("src", config, store, recorder, rotate_wait=0.0)
@@ -172,8 +183,7 @@ def test_excludes_and_gz_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "a.log").write_bytes(b"a\n")
     (tmp_path / "skip.log").write_bytes(b"s\n")
     (tmp_path / "old.log.gz").write_bytes(b"\x1f\x8b\n")
-    store = CheckpointStore(tmp_path / "state")
-    store.load()
+    store = checkpointer(tmp_path)
     config = FileSourceConfig(
         type="file", include=[str(tmp_path / "*.log*")], exclude=[str(tmp_path / "skip*")], start_at="beginning"
     )
@@ -236,3 +246,19 @@ def test_inode_reuse_with_identical_first_line_is_a_new_file(tmp_path: Path) -> 
     assert recorder.lines == [b"# header", b"first file line", b"# header", b"second file line"]
     keys = [c.ref.key for c in recorder.chunks]
     assert keys[0] != keys[-1] and keys[0].split(":")[:2] == keys[-1].split(":")[:2]
+
+
+def test_a_source_matching_no_file_is_warned_about_once_a_minute_not_per_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver, _, _ = make(tmp_path, pattern="nothing-*.log")
+    with caplog.at_level("WARNING", logger="sidetrail.agent.file"):
+        for _ in range(3):
+            poll(receiver)
+    assert receiver.files_matched == 0
+    assert [r.getMessage() for r in caplog.records if "no file matches" in r.getMessage()] == [
+        f"source src: no file matches {tmp_path}/nothing-*.log (yet); nothing is read until one does"
+    ]
+    (tmp_path / "nothing-1.log").write_bytes(b"x\n")
+    poll(receiver)
+    assert receiver.files_matched == 1

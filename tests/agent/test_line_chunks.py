@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from agent.config import AgentConfig
 from agent.loading import build_processors
 from agent.processors.line import LineProcessor
-from agent.receivers.file import Chunk, FileRef
+from agent.stages import Chunk, FileRef
 from core.config import load_mapping
 
 LINES = [
@@ -54,7 +54,7 @@ def one_by_one(processor: LineProcessor, lines: list[bytes], start: int, seq: in
     events, dropped, unparsed, offset = [], 0, 0, start
     for line in lines:
         end = offset + len(line) + 1
-        result = processor.process(line, "/x.log", "k1", offset, seq, (last_end, end))
+        result = processor.process(line, "/x.log", "k1", offset, seq, last_end)
         if result.event is not None:
             events.append(orjson.dumps(result.event) + b",")
             seq, last_end = seq + 1, end

@@ -27,8 +27,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent.checkpoint import CheckpointStore
+from agent.checkpointer import Checkpointer
 from agent.config import FileSourceConfig
-from agent.receivers.file import Chunk, FileReceiver
+from agent.receivers.file import FileReceiver
+from agent.stages import Chunk, Position
 
 HEADER = b"# app log v1"  # every file starts with the same line, as many real logs do
 
@@ -52,21 +54,21 @@ class TailingMachine(RuleBasedStateMachine):
     # -- helpers -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        self.store = CheckpointStore(self.dir / "state")
-        self.store.load()
+        store = CheckpointStore(self.dir / "state")
+        store.load()
+        self.store = Checkpointer(store)
         config = FileSourceConfig(
             type="file", include=[str(self.dir / "app.log*")], start_at="beginning", flush_partial_after=3600.0
         )
         self.receiver = FileReceiver("src", config, self.store, self._consume, rotate_wait=0.0)
 
     async def _consume(self, chunk: Chunk) -> None:
-        for offset, line in chunk.pairs():
+        for offset, line in zip(chunk.bounds(), chunk.lines, strict=False):
             if line == HEADER:
                 self.header_deliveries.add((chunk.ref.key, offset))
             else:
                 self.deliveries[line].add((chunk.ref.key, offset))
-        ref = chunk.ref
-        self.store.ack(ref.key, ref.source, ref.path, ref.dev, ref.ino, chunk.end, head=ref.head)
+        self.store.ack(Position(chunk.ref, chunk.end, 0, 0))
 
     def _poll_all(self) -> None:
         while asyncio.run(self.receiver.poll()):
