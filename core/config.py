@@ -37,6 +37,9 @@ import yaml
 __all__ = ["ConfigError", "Duration", "Size", "load_file", "load_mapping", "parse_duration", "parse_size"]
 
 
+CONFIG_ERROR_EXIT = 78  # EX_CONFIG (sysexits.h): both programs exit with it when their config is invalid or unreadable
+
+
 class ConfigError(Exception):
     """Raised with every problem found in a config, one ``path: message`` line each."""
 

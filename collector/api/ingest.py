@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from collector.api.auth import authenticate
+from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
@@ -44,7 +45,7 @@ async def ingest(request: web.Request) -> web.Response:
     app = request.app
     metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
     principal = await authenticate(request, storage, metrics, "ingest")
-    raw_events = _decode_body(request, await request.read())
+    raw_events = _decode_body(request, await read_body(request))
     if len(raw_events) > limits.max_events_per_request:
         raise ApiError(
             413,

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from collector.api.auth import authenticate
+from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import METRICS, STORAGE
 from collector.export import self_event
@@ -41,7 +42,7 @@ async def create_key(request: web.Request) -> web.Response:
     app = request.app
     principal = await authenticate(request, app[STORAGE], app[METRICS], "admin")
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(await read_body(request))
     except orjson.JSONDecodeError as exc:
         raise invalid_parameter("body", f"not valid JSON ({exc})") from None
     if not isinstance(body, dict):

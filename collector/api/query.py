@@ -17,7 +17,7 @@ from aiohttp import web
 
 from collector.api.auth import authenticate
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.filters import parse_filter
+from collector.api.filters import parse_filter, unknown_parameter
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
 from collector.storage.base import EventQuery, Predicate
@@ -32,6 +32,7 @@ MAX_LIMIT = 200
 # Aliases the reference audit-log APIs use, each standing for one of ours.
 _TIME_ALIASES = {"from": "from", "after": "from", "startDate": "from", "to": "to", "before": "to", "endDate": "to"}
 _PAGING_PARAMS = frozenset({"limit", "cursor", "order", "sort_by", "page", "page_size", "offset", *_TIME_ALIASES})
+_CHANGES_PARAMS = ("after_seq", "limit", "wait")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -89,7 +90,7 @@ def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[P
             continue
         raw = _single(request, name)
         assert raw is not None
-        predicates.append(parse_filter(name, raw))
+        predicates.append(parse_filter(name, raw, others=_PAGING_PARAMS | own))
     return tuple(predicates)
 
 
@@ -237,8 +238,8 @@ async def changes(request: web.Request) -> web.Response:
     app = request.app
     principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
     for name in request.query:
-        if name not in ("after_seq", "limit", "wait"):
-            raise invalid_parameter(name, "unknown parameter")
+        if name not in _CHANGES_PARAMS:
+            raise unknown_parameter(name, _CHANGES_PARAMS)
     after_seq = _int_param(request, "after_seq", 0, 2**62) or 0
     limit = _int_param(request, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     max_wait = int(app[CONFIG].limits.max_wait)
