@@ -59,6 +59,7 @@ async def create_key(request: web.Request) -> web.Response:
     if body.get("expires_at") is not None:
         try:
             expires_at = parse_rfc3339_ms(body["expires_at"])
+            format_ms(expires_at)  # an offset can carry 9999-12-31 past the last instant that can be written
         except ValueError:
             raise invalid_parameter("expires_at", "must be an RFC 3339 timestamp with offset") from None
         if expires_at <= now_ms():

@@ -161,3 +161,24 @@ def test_an_unknown_parameter_near_a_known_one_gets_a_suggestion(
 def test_an_unknown_parameter_far_from_any_gets_no_suggestion(server: ThreadedCollector) -> None:
     reply = request("GET", f"{server.url}/v1/audit-log", key=server.key("acme", "read"), params={"zzzzzz": "1"})
     assert assert_envelope(reply, 400, "invalid_parameter")["message"] == "zzzzzz: unknown parameter"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "X-API-Key"])
+def test_a_key_that_is_not_utf8_is_a_401(server: ThreadedCollector, no_tracebacks: None, header: str) -> None:
+    value = "Bearer st_\xff\xfe" if header == "Authorization" else "st_\xff\xfe"  # sent as latin-1 bytes
+    for method, path in (("GET", "/v1/audit-log"), ("POST", "/v1/ingest"), ("GET", "/v1/keys")):
+        reply = request(method, f"{server.url}{path}", headers={header: value})
+        assert_envelope(reply, 401, "authentication_required")
+
+
+def test_a_key_expiry_that_cannot_be_written_back_is_a_400(server: ThreadedCollector, no_tracebacks: None) -> None:
+    admin = server.key("acme", "admin")
+    for expires_at in ("9999-12-31T23:59:59.999-23:59", "9999-12-31T23:59:59.999-00:01"):
+        reply = request("POST", f"{server.url}/v1/keys", key=admin, json={"scope": "read", "expires_at": expires_at})
+        assert assert_envelope(reply, 400, "invalid_parameter")["message"].startswith("expires_at:")
+    latest = request(
+        "POST", f"{server.url}/v1/keys", key=admin, json={"scope": "read", "expires_at": "9999-12-31T23:59:59.999Z"}
+    )
+    assert latest.status == 201, latest.body
+    listed = request("GET", f"{server.url}/v1/keys", key=admin)
+    assert listed.status == 200 and "9999-12-31T23:59:59.999Z" in listed.body.decode()
