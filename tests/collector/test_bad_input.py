@@ -182,3 +182,36 @@ def test_a_key_expiry_that_cannot_be_written_back_is_a_400(server: ThreadedColle
     assert latest.status == 201, latest.body
     listed = request("GET", f"{server.url}/v1/keys", key=admin)
     assert listed.status == 200 and "9999-12-31T23:59:59.999Z" in listed.body.decode()
+
+
+NUL_FIELDS = [
+    {"action": "a\x00b"},
+    {"actor_id": "\x00"},
+    {"path": "/\x00"},
+    {"user_agent": "x\x00"},
+    {"metadata": {"k": "\x00"}},
+    {"metadata": {"\x00": 1}},
+    {"metadata": {"k": [{"n": ["x\x00"]}]}},
+    {"source": {"agent_id": "\x00", "name": "x"}},
+]
+
+
+def test_an_event_with_a_nul_character_is_rejected_alone_on_both_backends(collector: ThreadedCollector) -> None:
+    key, read = collector.key("acme", "ingest"), collector.key("acme", "read")
+    literal = event(99, action="a\\u0000b")  # a backslash then u0000: six ordinary characters, kept
+    batch = [event(n, **fields) for n, fields in enumerate(NUL_FIELDS)] + [literal]
+    for body, content_type in (
+        (orjson.dumps({"events": batch}), "application/json"),
+        (b"\n".join(orjson.dumps(e) for e in batch), "application/x-ndjson"),
+    ):
+        reply = request(
+            "POST", f"{collector.url}/v1/ingest", key=key, body=body, headers={"Content-Type": content_type}
+        )
+        assert reply.status == 200, reply.body
+        result = reply.json()
+        assert [r["index"] for r in result["rejected"]] == list(range(len(NUL_FIELDS)))
+        assert {r["code"] for r in result["rejected"]} == {"invalid_field"}
+        assert "NUL" in result["rejected"][0]["message"]
+    assert result["accepted"] + result["duplicates"] == 1
+    (stored,) = request("GET", f"{collector.url}/v1/audit-log", key=read).json()["data"]
+    assert stored["action"] == "a\\u0000b"
