@@ -87,6 +87,7 @@ _COMMON_ERRORS = {
     "403": _error("insufficient_permissions or tenant_mismatch"),
     "413": _error("payload_too_large"),
     "414": _error("uri_too_long"),
+    "415": _error("unsupported_media_type: a Content-Encoding other than gzip, deflate, zstd"),
     "429": _error("rate_limit_exceeded (Retry-After is set)"),
     "431": _error("headers_too_large"),
     "503": _error("unavailable: storage down, writer queue full or query timed out (Retry-After is set)"),
@@ -143,7 +144,7 @@ def build_document(max_wait: int = 60) -> dict[str, Any]:
             "next_cursor": {"type": ["string", "null"]},
         },
     }
-    read_errors = {k: v for k, v in _COMMON_ERRORS.items() if k != "413"}
+    read_errors = {k: v for k, v in _COMMON_ERRORS.items() if k not in ("413", "415")}  # no body to refuse
     return {
         "openapi": "3.1.0",
         "info": {"title": "sidetrail collector", "version": __version__},
