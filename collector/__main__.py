@@ -1,8 +1,9 @@
 """``sidetrail-collector``: serve the API, and manage API keys.
 
-Every command exits non-zero with a one-line reason on failure. ``--config`` may be left out, in which
-case ``$SIDETRAIL_COLLECTOR_CONFIG`` is used when set, else the built-in defaults (SQLite at
-``./data/audit.db``, listening on 127.0.0.1:8680).
+Every command exits non-zero with a one-line reason on failure: 78 (``CONFIG_ERROR_EXIT``) when the config
+is invalid or cannot be read, 1 for anything else (a start-up failure names the config key at fault).
+``--config`` may be left out, in which case ``$SIDETRAIL_COLLECTOR_CONFIG`` is used when set, else the
+built-in defaults (SQLite at ``./data/audit.db``, listening on 127.0.0.1:8680).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from collector.api.errors import ApiError
 from collector.api.filters import parse_filter
 from collector.api.formats import encode, header
 from collector.api.paging import iter_events
-from collector.app import create_app, open_storage
+from collector.app import create_app, open_storage, start_storage
 from collector.config import CollectorConfig
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
 from core import __version__
-from core.config import ConfigError, load_file, load_mapping
+from core.config import CONFIG_ERROR_EXIT, ConfigError, load_file, load_mapping
 from core.event import now_ms, parse_rfc3339_ms
 from core.logs import configure_logging
 
@@ -50,27 +51,40 @@ def _load_config(path: str | None) -> CollectorConfig:
 def _serve(args: argparse.Namespace) -> None:
     config = _load_config(args.config)
     configure_logging(config.log_level, config.log_format)
-    logging.getLogger("sidetrail.collector").info(
-        "sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen
-    )
+    log = logging.getLogger("sidetrail.collector")
+    log.info("sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen)
+    listening = False
+
+    def ready(_banner: str) -> None:  # run_app calls this once every socket is bound
+        nonlocal listening
+        listening = True
+        log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
+
     try:
         web.run_app(
             create_app(config),
             host=config.host,
             port=config.port,
-            print=None,
+            print=ready,
             handle_signals=True,
             shutdown_timeout=10.0,
         )
     except OSError as exc:
-        raise CliError(f"cannot listen on {config.listen}: {exc.strerror or exc}") from None
+        if listening:
+            raise
+        raise CliError(f"listen: cannot listen on {config.listen}: {_os_reason(exc)}") from None
     except StorageUnavailable as exc:
         raise CliError(str(exc)) from None
 
 
+def _os_reason(exc: OSError) -> str:
+    """The operating system's words for ``exc`` (asyncio wraps them in a longer sentence)."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
 async def _with_storage(config: CollectorConfig, action):  # type: ignore[no-untyped-def]
     storage = open_storage(config)
-    await storage.start()
+    await start_storage(storage, config)
     try:
         return await action(storage)
     finally:
@@ -243,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except ConfigError as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_EXIT
     except (CliError, StorageUnavailable) as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from collector.api.errors import Handler, error_middleware
-from collector.api.limits import RateLimiter
+from collector.api.limits import RateLimiter, parser_limits
 from collector.api.mount import DIALECTS, mount
 from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
@@ -80,13 +80,23 @@ async def _retention_loop(app: web.Application) -> None:
         await asyncio.sleep(config.retention_interval)
 
 
+async def start_storage(storage: Storage, config: CollectorConfig) -> None:
+    """Start ``storage``; any failure is a :class:`StorageUnavailable` whose one line names the config key."""
+    key = "storage.dsn" if isinstance(config.storage, PostgresStorageConfig) else "storage.path"
+    try:
+        await storage.start()
+    except StorageUnavailable as exc:
+        raise StorageUnavailable(f"{key}: {exc}") from None
+    except OSError as exc:  # the SQLite file's directory could not be made
+        raise StorageUnavailable(f"{key}: cannot create {exc.filename or config.storage}: {exc.strerror}") from None
+
+
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     storage = app[STORAGE]
-    await storage.start()
-    app[CURSOR_SECRET] = await storage.get_secret("cursor")
     config = app[CONFIG]
+    await start_storage(storage, config)
+    app[CURSOR_SECRET] = await storage.get_secret("cursor")
     app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
-    log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
     storage.on_commit = app[METRICS].observe_commit
     tasks = [
         asyncio.create_task(_retention_loop(app), name="retention"),
@@ -128,6 +138,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app = web.Application(
         middlewares=[_metrics_middleware, error_middleware],
         client_max_size=config.ingest.max_body_bytes,
+        # Bodies are decoded by collector.api.encoding, which answers every coding in the envelope.
+        handler_args={**parser_limits(), "auto_decompress": False},
     )
     app[CONFIG] = config
     app[STORAGE] = storage if storage is not None else open_storage(config)

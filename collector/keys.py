@@ -29,7 +29,8 @@ _DUMMY_HASH = hashlib.sha256(b"sidetrail-no-such-key").hexdigest()
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: aiohttp hands header bytes that are not UTF-8 over as lone surrogates
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def valid_tenant(tenant_id: str) -> bool:

@@ -37,12 +37,14 @@ def decode_cursor(secret: bytes, tenant_id: str, digest: str, order: str, cursor
     """Return the keyset position inside ``cursor``; raise :class:`CursorError` if it does not verify."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raise CursorError("cursor is not valid") from None
-    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, _mac(secret, tenant_id, payload)):
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        body = orjson.loads(payload)
+    except (binascii.Error, ValueError):  # orjson.JSONDecodeError is a ValueError
+        body = None
+    if not isinstance(body, dict) or set(body) != {"v", "o", "k", "f"}:
+        raise CursorError("cursor is malformed; pass next_cursor from the previous page unchanged")
+    if not hmac.compare_digest(mac, _mac(secret, tenant_id, payload)):
         raise CursorError("cursor is not valid for this tenant")
-    body = orjson.loads(payload)
     if body.get("f") != digest:
         raise CursorError("cursor was issued for a different set of filters")
     if body.get("o") != order:

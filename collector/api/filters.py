@@ -20,11 +20,13 @@ metadata value for equality, and ``q`` searches action, path, actor and resource
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from collector.api.errors import invalid_parameter
+from collector.api.errors import ApiError, invalid_parameter
 from collector.storage.base import FILTER_COLUMNS, Predicate
 from core.event import ACTOR_TYPES, OUTCOMES
 
@@ -34,8 +36,17 @@ _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
 
 
-def parse_filter(name: str, raw: str) -> Predicate:
-    """One query parameter as a predicate; a 400 naming the parameter for anything malformed."""
+def unknown_parameter(name: str, known: Iterable[str]) -> ApiError:
+    """The 400 for a parameter the route does not take, suggesting the closest of ``known``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return invalid_parameter(name, "unknown parameter" + (f" (did you mean '{close[0]}'?)" if close else ""))
+
+
+def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> Predicate:
+    """One query parameter as a predicate; a 400 naming the parameter for anything malformed.
+
+    ``others`` are the route's parameters that are not filters, offered with the filter names when
+    ``name`` is unknown."""
     if name == "q":
         if not raw.strip() or len(raw) > 200:
             raise invalid_parameter("q", "must be 1 to 200 characters")
@@ -44,7 +55,7 @@ def parse_filter(name: str, raw: str) -> Predicate:
     if metadata:
         return Predicate(name, "eq", (raw,))
     if name not in FILTER_COLUMNS:
-        raise invalid_parameter(name, "unknown parameter")
+        raise unknown_parameter(name, [*FILTER_COLUMNS, "q", *others])
     found = _OPERATOR.match(raw)
     operator = found.group(1) if found else "eq"
     body = raw[found.end() :] if found else raw

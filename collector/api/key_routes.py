@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from collector.api.auth import Principal
+from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.routes import json_response
 from collector.api.state import STORAGE
@@ -37,7 +38,7 @@ def describe(record: ApiKeyRecord) -> dict[str, Any]:
 async def create_key(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(await read_body(request))
     except orjson.JSONDecodeError as exc:
         raise invalid_parameter("body", f"not valid JSON ({exc})") from None
     if not isinstance(body, dict):
@@ -54,6 +55,7 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
     if body.get("expires_at") is not None:
         try:
             expires_at = parse_rfc3339_ms(body["expires_at"])
+            format_ms(expires_at)  # an offset can carry 9999-12-31 past the last instant that can be written
         except ValueError:
             raise invalid_parameter("expires_at", "must be an RFC 3339 timestamp with offset") from None
         if expires_at <= now_ms():

@@ -16,6 +16,7 @@ from collector.api.cursor import CursorError
 from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
 from collector.api.errors import ApiError, invalid_parameter
+from collector.api.filters import unknown_parameter
 from collector.api.formats import CONTENT_TYPES, encode, header
 from collector.api.paging import DEFAULT_LIMIT, fetch_page, iter_events
 from collector.api.routes import json_response
@@ -123,7 +124,7 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     app = request.app
     for name in request.query:
         if name not in _CHANGES_PARAMS:
-            raise invalid_parameter(name, "unknown parameter")
+            raise unknown_parameter(name, _CHANGES_PARAMS)
     after_seq = params.AFTER_SEQ.parse(request) or 0
     limit = params.LIMIT.parse(request) or DEFAULT_LIMIT
     wait = params.WAIT.parse(request)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import orjson
 
+from core.config import CONFIG_ERROR_EXIT
 from core.event import format_ms, make_event_id
+from tests.e2e.processes import CollectorProcess
 from tests.helpers import ThreadedCollector, request, run_cli
 
 
@@ -73,7 +75,7 @@ def test_serve_with_a_broken_config_lists_every_error(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("listen: nowhere\nstorage: {backend: sqlite, synchronous: SOMETIMES}\nport: 1\n")
     result = run_cli("sidetrail-collector", "serve", "--config", str(config))
-    assert result.returncode != 0
+    assert result.returncode == CONFIG_ERROR_EXIT == 78  # EX_CONFIG, the same from both programs
     assert "listen: must be HOST:PORT" in result.stderr
     assert "storage.synchronous: must be one of FULL, NORMAL" in result.stderr
     assert "port: unknown key" in result.stderr
@@ -87,9 +89,47 @@ def test_serve_reports_a_busy_port_in_one_line(tmp_path: Path) -> None:
         config.write_text(f"listen: 127.0.0.1:{port}\nstorage: {{path: {tmp_path / 'a.db'}}}\n")
         result = run_cli("sidetrail-collector", "serve", "--config", str(config))
         assert result.returncode == 1
-        assert result.stderr.strip().splitlines()[-1].startswith("sidetrail-collector: cannot listen on")
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"sidetrail-collector: listen: cannot listen on 127.0.0.1:{port}: address already in use"
+        )
+        assert "collector ready" not in result.stderr  # storage started, but it never listened
     finally:
         server.close()
+
+
+def test_serve_logs_ready_once_it_listens(tmp_path: Path) -> None:
+    process = CollectorProcess(tmp_path)
+    process.start()
+    try:
+        log = (tmp_path / "collector.log").read_text()
+        assert f'"msg":"collector ready on http://127.0.0.1:{process.port} (storage: sqlite)"' in log
+    finally:
+        process.stop()
+
+
+def test_an_unusable_storage_path_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "collector.yaml"
+    config.write_text(f"listen: 127.0.0.1:0\nstorage: {{path: {tmp_path / 'a-file' / 'audit.db'}}}\n")
+    expected = f"sidetrail-collector: storage.path: cannot create {tmp_path / 'a-file'}: File exists"
+    for command in (["serve"], ["keys", "list"], ["keys", "create", "--tenant", "acme", "--scope", "read"]):
+        result = run_cli("sidetrail-collector", *command, "--config", str(config))
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == expected
+        assert "Traceback" not in result.stderr and "cannot listen" not in result.stderr
+    (tmp_path / "db-dir").mkdir()
+    (tmp_path / "db-dir" / "audit.db").mkdir()  # a directory where the database file should be
+    config.write_text(f"listen: 127.0.0.1:0\nstorage: {{path: {tmp_path / 'db-dir' / 'audit.db'}}}\n")
+    result = run_cli("sidetrail-collector", "serve", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("sidetrail-collector: storage.path: cannot open")
+
+
+def test_an_unreadable_config_exits_with_the_config_error_code(tmp_path: Path) -> None:
+    for command in (["serve"], ["keys", "list"]):
+        result = run_cli("sidetrail-collector", *command, "--config", str(tmp_path / "missing.yaml"))
+        assert result.returncode == CONFIG_ERROR_EXIT, result.stderr
+        assert "cannot read file" in result.stderr
 
 
 def test_export_command_writes_the_range_with_progress_and_is_audited(tmp_path: Path) -> None:

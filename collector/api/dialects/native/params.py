@@ -61,7 +61,7 @@ def filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Pr
             continue
         raw = single(request, name)
         assert raw is not None
-        predicates.append(parse_filter(name, raw))
+        predicates.append(parse_filter(name, raw, others=_PAGING_PARAMS | own))
     return tuple(predicates)
 
 

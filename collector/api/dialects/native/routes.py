@@ -57,12 +57,13 @@ ERRORS = {
     403: "insufficient_permissions or tenant_mismatch",
     413: "payload_too_large",
     414: "uri_too_long",
+    415: "unsupported_media_type: a Content-Encoding other than gzip, deflate, zstd",
     429: "rate_limit_exceeded (Retry-After is set)",
     431: "headers_too_large",
     503: "unavailable: storage down, writer queue full or query timed out (Retry-After is set)",
 }
 _WRITE_ERRORS = tuple(ERRORS)
-_READ_ERRORS = tuple(status for status in ERRORS if status != 413)
+_READ_ERRORS = tuple(status for status in ERRORS if status not in (413, 415))  # no body to refuse
 _EVENTS = {"type": "array", "items": _EVENT_REF}
 _LIST_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_cursor={"type": ["string", "null"]})
 _CHANGES_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_after_seq={"type": "integer"})
