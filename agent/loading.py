@@ -4,7 +4,6 @@ and the inline rule tests. Every problem is reported at once, each with its key 
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -80,28 +79,12 @@ def load_agent_config(
 ) -> AgentConfig:
     """Load and fully check an agent config (types, rules, tests).
 
-    ``need_secrets=False`` (``check``, ``explain``) accepts an unset ``${VAR}`` in ``exporter.api_key``:
-    checking a config must not need its secrets. Either way an unset key is reported once, not also as
-    an empty one.
+    ``need_secrets=False`` (``check``, ``explain``) accepts an unset ``${VAR}`` anywhere (it stays as
+    written): checking a config must not need its secrets. Either way an unset variable is reported once.
     """
-    env = os.environ if environ is None else environ
-    try:
-        config = load_file(AgentConfig, path, env)
-    except ConfigError as exc:
-        unset = [m.group(1) for error in exc.errors if (m := _UNSET_SECRET.fullmatch(error))]
-        if not unset:
-            raise
-        if need_secrets:
-            raise ConfigError([e for e in exc.errors if e != _EMPTY_SECRET], exc.source) from None
-        config = load_file(AgentConfig, path, {**env, **dict.fromkeys(unset, "unset-while-checking")})
+    config = load_file(AgentConfig, path, environ, unset_ok=not need_secrets)
     try:
         build_processors(config)
     except ConfigError as exc:
         raise ConfigError(exc.errors, str(path)) from None
     return config
-
-
-# The loader's words (core/config.py) for an unset variable in the API key, and the key's own check,
-# which says the same thing again.
-_UNSET_SECRET = re.compile(r"exporter\.api_key: environment variable (\w+) is not set")
-_EMPTY_SECRET = "exporter.api_key: must not be empty"

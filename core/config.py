@@ -119,8 +119,10 @@ def parse_size(value: object) -> int:
 T = TypeVar("T")
 
 
-def load_file(cls: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> T:
-    """Read a YAML file into ``cls``; raise :class:`ConfigError` listing every problem."""
+def load_file(
+    cls: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, unset_ok: bool = False
+) -> T:
+    """Read a YAML file into ``cls``; raise :class:`ConfigError` listing every problem (see :func:`load_mapping`)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -133,16 +135,29 @@ def load_file(cls: type[T], path: str | os.PathLike[str], environ: Mapping[str, 
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}invalid YAML: {problem}"], source) from None
-    return load_mapping(cls, document if document is not None else {}, environ, source)
+    return load_mapping(cls, document if document is not None else {}, environ, source, unset_ok=unset_ok)
 
 
 def load_mapping(
-    cls: type[T], document: object, environ: Mapping[str, str] | None = None, source: str | None = None
+    cls: type[T],
+    document: object,
+    environ: Mapping[str, str] | None = None,
+    source: str | None = None,
+    *,
+    unset_ok: bool = False,
 ) -> T:
-    """Build ``cls`` from an already parsed YAML document (a mapping)."""
+    """Build ``cls`` from an already parsed YAML document (a mapping).
+
+    An unset ``${VAR}`` (without a default) is an error at its key path, and the only one reported there:
+    the empty value it leaves is not also reported as empty. With ``unset_ok`` (checking a config without
+    its secrets) the reference is kept as written instead, ``${VAR}`` literally, and is no error.
+    """
     errors: list[str] = []
-    substituted = _substitute(document, "", os.environ if environ is None else environ, errors)
+    unset_paths: set[str] = set()
+    substituted = _substitute(document, "", os.environ if environ is None else environ, errors, unset_paths, unset_ok)
+    substitution_errors = len(errors)
     result = _convert(cls, substituted, "", errors)
+    errors[substitution_errors:] = [e for e in errors[substitution_errors:] if e.split(": ", 1)[0] not in unset_paths]
     if errors:
         raise ConfigError(errors, source)
     return typing.cast(T, result)
@@ -156,7 +171,9 @@ def _where(path: str) -> str:
     return path or "(top level)"
 
 
-def _substitute(node: object, path: str, environ: Mapping[str, str], errors: list[str]) -> object:
+def _substitute(
+    node: object, path: str, environ: Mapping[str, str], errors: list[str], unset_paths: set[str], unset_ok: bool
+) -> object:
     if isinstance(node, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -167,15 +184,18 @@ def _substitute(node: object, path: str, environ: Mapping[str, str], errors: lis
             if value in (None, "") and default is not None:
                 return default
             if value is None:
+                if unset_ok:
+                    return match.group(0)
                 errors.append(f"{_where(path)}: environment variable {name} is not set")
+                unset_paths.add(_where(path))
                 return ""
             return value
 
         return _ENV_RE.sub(replace, node)
     if isinstance(node, dict):
-        return {k: _substitute(v, _join(path, k), environ, errors) for k, v in node.items()}
+        return {k: _substitute(v, _join(path, k), environ, errors, unset_paths, unset_ok) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, f"{path}[{i}]", environ, errors) for i, v in enumerate(node)]
+        return [_substitute(v, f"{path}[{i}]", environ, errors, unset_paths, unset_ok) for i, v in enumerate(node)]
     return node
 
 

@@ -72,6 +72,19 @@ def test_missing_environment_variable_names_the_key() -> None:
     assert caught.value.errors == ["name: environment variable NOPE is not set"]
 
 
+def test_an_unset_variable_is_the_only_error_at_its_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(Outer, {"name": "n", "inner": {"wait": "${WAIT}", "size": "big"}}, environ={})
+    assert caught.value.errors[0] == "inner.wait: environment variable WAIT is not set"
+    assert not any(e.startswith("inner.wait: must be") for e in caught.value.errors)
+    assert any(e.startswith("inner.size: must be a size") for e in caught.value.errors)
+
+
+def test_unset_ok_keeps_the_reference_as_written() -> None:
+    config = load_mapping(Outer, {"name": "key-${SECRET}"}, environ={}, unset_ok=True)
+    assert config.name == "key-${SECRET}"
+
+
 def test_invalid_yaml_reports_its_position(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("listen: [unclosed\n")
