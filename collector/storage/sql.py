@@ -137,6 +137,15 @@ def build_changes(tenant_id: str, after_seq: int, limit: int, dialect: Dialect) 
     return sql, values
 
 
+def build_get_event(tenant_id: str, event_id: str, dialect: Dialect) -> tuple[str, list[Any]]:
+    """SELECT for one of the tenant's events by id."""
+    values: list[Any] = []
+    param = _Params(dialect, values)
+    tenant_param = param(tenant_id)  # bound in the order the placeholders appear
+    id_param = param(event_id) + ("::uuid" if dialect == "postgres" else "")
+    return f"{SELECT_EVENTS} WHERE tenant_id = {tenant_param} AND id = {id_param}", values
+
+
 def ip_in_network(address: str | None, network: str) -> bool:
     """SQLite's ``sidetrail_ip_in`` (PostgreSQL has inet's ``<<=``)."""
     if address is None:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from collector.storage.base import EVENT_COLUMNS  # noqa: F401 - re-exported for the SQLite backend
 from core.event import now_ms
 
 
