@@ -58,8 +58,9 @@ class Database(Protocol[J]):
     async def close(self) -> None:
         """Release every connection (the writer has drained). Called once."""
 
-    async def commit(self, jobs: list[J]) -> list[Any]:
-        """Run ``jobs`` in order in one transaction and commit it; each job's result, or raise."""
+    def commit(self, jobs: list[J]) -> list[Any]:
+        """Run ``jobs`` in order in one transaction and commit it; each job's result, or raise. Called on
+        the group-commit writer thread (it blocks there, never on the event loop)."""
 
     def insert_job(self, events: list[dict[str, Any]]) -> J:
         """A job storing ``events`` (after :class:`GapTracking` marks their gaps); its result is
@@ -214,7 +215,7 @@ class SqlStorage(Generic[J]):
     async def start(self) -> None:
         await self.database.open()
         self._started = True
-        self._writer.start()
+        self._writer.start(name=f"{self.database.dialect}-writer")
 
     async def close(self) -> None:
         if self._closed:

@@ -1,18 +1,23 @@
 """Group commit, for every backend: admission to the writer queue, batching, and answering each request.
 
 Contract:
-1. :meth:`GroupCommit.submit` admits a write job, or refuses it at once: ``StorageUnavailable`` when the
-   writer is closed (or not started), ``WriterQueueFull`` when the job's events (its ``weight``) would push
-   the queue past ``max_events``. Admitted jobs wait in one FIFO queue.
-2. One writer task takes the first job waiting and every job that joined the queue while it waited (they
-   all arrived while the previous transaction ran), and hands them to the backend's ``commit``: one
+1. :meth:`GroupCommit.submit` (on the event loop) admits a write job, or refuses it at once:
+   ``StorageUnavailable`` when the writer is closed (or not started), ``WriterQueueFull`` when the job's
+   events (its ``weight``) would push the queue past ``max_events``. Admitted jobs wait in one FIFO queue.
+2. One writer thread takes the first job waiting and every job that joined the queue meanwhile (they
+   arrived while the previous transaction ran), and hands them to the backend's ``commit``: one
    transaction, committed before it returns.
 3. Only after ``commit`` returned is each job's future resolved with its own result: a request is never
    answered for writes that are not durable. If ``commit`` raises (disk full, I/O error, connection lost),
    every job in the batch gets ``StorageUnavailable`` and the writer lives on; senders retry, and idempotent
    inserts absorb anything sent twice. ``write_failing`` tells which of the two the last batch did.
-4. :meth:`GroupCommit.close` refuses new jobs, lets the queued ones commit (for at most ``drain_timeout``
-   seconds when one is given), then stops the writer.
+4. :meth:`GroupCommit.close` refuses new jobs, lets the queued ones commit (waiting at most
+   ``drain_timeout`` seconds when one is given), then lets the writer thread end.
+
+Why a thread and not a task: the next batch starts the moment a commit returns, without waiting for the
+event loop to finish whatever request it is validating (SQLite's commit, fsync included, runs there
+without the GIL). A backend whose connections live on the event loop hands each batch back to the loop
+from ``commit`` (see :mod:`collector.storage.postgres`).
 
 What a job is belongs to the backend (a function of its connection): this module never looks inside one.
 """
@@ -20,10 +25,11 @@ What a job is belongs to the backend (a function of its connection): this module
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from collector.storage.base import StorageUnavailable, WriterQueueFull
@@ -31,8 +37,24 @@ from collector.storage.base import StorageUnavailable, WriterQueueFull
 log = logging.getLogger("sidetrail.collector.storage")
 
 J = TypeVar("J")
-Commit = Callable[[list[J]], Awaitable[list[Any]]]
-"""Run the jobs, in order, in one transaction and commit it; return each job's result (or raise)."""
+Commit = Callable[[list[J]], list[Any]]
+"""Run the jobs, in order, in one transaction and commit it; return each job's result (or raise).
+Called on the writer thread."""
+
+
+class _Pending(Generic[J]):
+    """An admitted job, its caller's future, and how many events it holds."""
+
+    __slots__ = ("future", "job", "loop", "weight")
+
+    def __init__(self, job: J, loop: asyncio.AbstractEventLoop, weight: int) -> None:
+        self.job = job
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.weight = weight
+
+
+_STOP = object()  # queued by close(): the writer ends after committing what came before it
 
 
 class GroupCommit(Generic[J]):
@@ -45,12 +67,13 @@ class GroupCommit(Generic[J]):
         self.on_commit: Callable[[int, float], None] | None = None  # (events written, seconds it took)
         self._commit = commit
         self._queued_events = 0
-        self._jobs: asyncio.Queue[tuple[J, asyncio.Future[Any], int]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._jobs: queue.SimpleQueue[_Pending[J] | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
         self._closed = False
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._run(), name="storage-writer")
+    def start(self, name: str) -> None:
+        self._writer = threading.Thread(target=self._run, name=name, daemon=True)
+        self._writer.start()
 
     @property
     def depth(self) -> int:
@@ -63,54 +86,66 @@ class GroupCommit(Generic[J]):
             raise StorageUnavailable("storage is closed")
         if weight and self._queued_events + weight > self.max_events:
             raise WriterQueueFull(f"writer queue holds {self._queued_events} events")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        pending = _Pending(job, asyncio.get_running_loop(), weight)
         self._queued_events += weight
-        self._jobs.put_nowait((job, future, weight))
+        self._jobs.put(pending)
         try:
             # Shielded: a request that gives up does not cancel the write its batch is committing.
-            return await asyncio.shield(future)
+            return await asyncio.shield(pending.future)
         finally:
             self._queued_events -= weight
 
     async def close(self) -> None:
-        """Refuse new jobs, commit the queued ones, stop the writer. Idempotent."""
+        """Refuse new jobs, commit the queued ones, let the writer end. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._writer is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._jobs.join(), self.drain_timeout)
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._writer.join, self.drain_timeout)
 
-    async def _run(self) -> None:
+    def _run(self) -> None:
         while True:
-            batch = [await self._jobs.get()]
-            while not self._jobs.empty():  # group commit: everything waiting joins this transaction
-                batch.append(self._jobs.get_nowait())
-            try:
-                await self._commit_batch(batch)
-            finally:
-                for _ in batch:
-                    self._jobs.task_done()
+            first = self._jobs.get()
+            if first is _STOP:
+                return
+            batch: list[_Pending[J]] = [first]  # type: ignore[list-item]
+            stop_after = False
+            while True:  # group commit: everything already waiting joins this transaction
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop_after = True
+                    break
+                batch.append(more)  # type: ignore[arg-type]
+            self._commit_batch(batch)
+            if stop_after:
+                return
 
-    async def _commit_batch(self, batch: list[tuple[J, asyncio.Future[Any], int]]) -> None:
+    def _commit_batch(self, batch: list[_Pending[J]]) -> None:
         started = time.perf_counter()
         try:
-            results = await self._commit([job for job, _, _ in batch])
+            results = self._commit([pending.job for pending in batch])
         except Exception as exc:  # every waiting request gets an answer; the writer lives on
             log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
             self.write_failing = True
             error = StorageUnavailable(f"database write failed: {exc}")
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for pending in batch:
+                pending.loop.call_soon_threadsafe(_settle, pending.future, None, error)
             return
         self.write_failing = False
         if self.on_commit is not None:
-            self.on_commit(sum(weight for _, _, weight in batch), time.perf_counter() - started)
-        for (_, future, _), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            self.on_commit(sum(pending.weight for pending in batch), time.perf_counter() - started)
+        for pending, result in zip(batch, results, strict=True):
+            pending.loop.call_soon_threadsafe(_settle, pending.future, result, None)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

@@ -22,6 +22,7 @@ Public seams (the benchmarks measure through them): :func:`to_row` gives the COP
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import operator
@@ -93,6 +94,8 @@ class PostgresDatabase:
         self.config = config
         self._pool: asyncpg.Pool | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: concurrent.futures.Future[list[Any]] | None = None
         self._seq_lock = f"sidetrail-seq:{config.schema}"
 
     async def open(self) -> None:
@@ -113,9 +116,13 @@ class PostgresDatabase:
             )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"cannot open PostgreSQL: {exc}") from exc
+        self._loop = asyncio.get_running_loop()
         self._maintenance = asyncio.create_task(self._partitions_daily(), name="postgres-partitions")
 
     async def close(self) -> None:
+        in_flight = self._in_flight
+        if in_flight is not None:  # still running after the drain timeout: its requests get 503
+            in_flight.cancel()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,7 +146,17 @@ class PostgresDatabase:
 
     # -- writes --------------------------------------------------------------------------------------
 
-    async def commit(self, jobs: list[Job]) -> list[Any]:
+    def commit(self, jobs: list[Job]) -> list[Any]:
+        # asyncpg connections belong to the event loop: the writer thread hands the transaction to it.
+        if self._loop is None:
+            raise StorageUnavailable("storage is not started")
+        self._in_flight = asyncio.run_coroutine_threadsafe(self._transaction(jobs), self._loop)
+        try:
+            return self._in_flight.result()
+        finally:
+            self._in_flight = None
+
+    async def _transaction(self, jobs: list[Job]) -> list[Any]:
         async with self._acquire() as conn:
             await conn.execute(_STAGING)
             async with conn.transaction():

@@ -1,10 +1,9 @@
 """SQLite backend: the SQL and the connections behind :class:`~collector.storage.engine.SqlStorage`.
 
 Connections:
-- one writer connection, used only by one writer thread. Group commit
-  (:mod:`collector.storage.groupcommit`) hands each batch of write jobs to that thread, which runs them in
-  one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; a failure rolls it back and fails the whole batch.
-  One writer thread assigns ``seq`` as it commits, so ``seq`` order is commit order.
+- one writer connection, used only by the group-commit writer thread (:mod:`collector.storage.groupcommit`),
+  which runs each batch of write jobs in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; a failure rolls
+  it back and fails the whole batch. One writer assigns ``seq`` as it commits: ``seq`` order is commit order.
 - reads run in a small thread pool, each thread with its own read-only connection (WAL lets readers run
   beside the writer without blocking it).
 
@@ -87,7 +86,6 @@ class SqliteDatabase:
     def __init__(self, config: SqliteStorageConfig) -> None:
         self.config = config
         self.path = Path(config.path)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(config.read_connections, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._conn: sqlite3.Connection | None = None
@@ -95,9 +93,8 @@ class SqliteDatabase:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(self._writer, self._open_writer)
+            self._conn = await asyncio.to_thread(self._open_writer)
         except Exception as exc:  # reported to start(), which fails the collector's startup
-            self._writer.shutdown()
             self._readers.shutdown()
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
 
@@ -108,16 +105,12 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._writer, self._conn.close)
-        self._writer.shutdown(wait=True)
+            await asyncio.to_thread(self._conn.close)
         self._readers.shutdown(wait=True)
 
     # -- writes --------------------------------------------------------------------------------------
 
-    async def commit(self, jobs: list[Job]) -> list[Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, jobs)
-
-    def _transaction(self, jobs: list[Job]) -> list[Any]:
+    def commit(self, jobs: list[Job]) -> list[Any]:
         conn = self._conn
         if conn is None:
             raise StorageUnavailable("storage is not started")
