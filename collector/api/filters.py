@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from collector.api.errors import invalid_parameter
-from collector.storage.base import FILTER_COLUMNS, Predicate
+from collector.storage.base import FILTER_COLUMNS, EventFilter
 from core.event import ACTOR_TYPES, OUTCOMES
 
 NUMBER_FIELDS = frozenset({"status_code"})
@@ -34,15 +34,15 @@ _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
 
 
-def parse_filter(name: str, raw: str) -> Predicate:
+def parse_filter(name: str, raw: str) -> EventFilter:
     """One query parameter as a predicate; a 400 naming the parameter for anything malformed."""
     if name == "q":
         if not raw.strip() or len(raw) > 200:
             raise invalid_parameter("q", "must be 1 to 200 characters")
-        return Predicate("q", "text", (raw.strip(),))
+        return EventFilter("q", "text", (raw.strip(),))
     metadata = _METADATA_KEY.match(name)
     if metadata:
-        return Predicate(name, "eq", (raw,))
+        return EventFilter(name, "eq", (raw,))
     if name not in FILTER_COLUMNS:
         raise invalid_parameter(name, "unknown parameter")
     found = _OPERATOR.match(raw)
@@ -61,10 +61,10 @@ def parse_filter(name: str, raw: str) -> Predicate:
             raise invalid_parameter(name, f"{operator}: compares numbers; use eq, neq or ~eq")
         if not re.fullmatch(r"\d{1,3}", body):
             raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
-        return Predicate(name, operator, (int(body),))
+        return EventFilter(name, operator, (int(body),))
     if operator == "~eq":
-        return Predicate(name, "like", tuple(_like_pattern(v) for v in values))
-    return Predicate(name, operator, tuple(_typed(name, v) for v in values))
+        return EventFilter(name, "like", tuple(_like_pattern(v) for v in values))
+    return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
 
 
 def _typed(name: str, value: str) -> Any:

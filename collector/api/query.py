@@ -20,7 +20,7 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.filters import parse_filter
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
-from collector.storage.base import EventQuery, Predicate
+from collector.storage.base import EventFilter, EventQuery
 from collector.storage.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
 from collector.storage.sql import STATS_GROUPS
 from core.config import parse_duration
@@ -81,7 +81,7 @@ def _order(request: web.Request) -> str:
     return order
 
 
-def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Predicate, ...]:
+def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[EventFilter, ...]:
     """Every filter in the query string; ``own`` names parameters of the route itself."""
     predicates = []
     for name in request.query:
@@ -150,7 +150,7 @@ async def _bounded(request: web.Request, work: Awaitable[R]) -> R:
     return await asyncio.wait_for(work, request.app[CONFIG].limits.query_timeout)
 
 
-def _describe(predicate: Predicate) -> list[Any]:
+def _describe(predicate: EventFilter) -> list[Any]:
     return [predicate.field, predicate.op, [str(v) for v in predicate.values]]
 
 

@@ -40,7 +40,7 @@ FILTER_COLUMNS = frozenset(
 
 
 @dataclass(frozen=True)
-class Predicate:
+class EventFilter:
     """One filter: ``field`` (a column, ``metadata.<key>``, or ``q``), an operator, its values.
 
     Operators: ``eq`` (any of the values), ``neq`` (none of them), ``like`` (lower-cased LIKE patterns,
@@ -106,7 +106,7 @@ class EventQuery:
     tenant_id: str
     limit: int
     order: Literal["asc", "desc"] = "desc"
-    filters: tuple[Predicate, ...] = ()
+    filters: tuple[EventFilter, ...] = ()
     from_ms: int | None = None
     to_ms: int | None = None
     after: tuple[int, str] | None = None
