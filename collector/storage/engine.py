@@ -20,6 +20,7 @@ runs (SQLite through the writer, PostgreSQL on its own connection).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -88,27 +89,20 @@ class Database(Protocol[J]):
         """``retention_runs.partitions_dropped`` as stored, as a tuple of names."""
 
 
+# The columns of ``api_keys`` in ApiKeyRecord's field order: a row is ``ApiKeyRecord(*row)``.
+_KEY_COLUMNS = ", ".join(field.name for field in dataclasses.fields(ApiKeyRecord))
+_KEY_PLACEHOLDERS = ", ".join("?" * len(dataclasses.fields(ApiKeyRecord)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Statements:
     """The fixed statements both backends run, written with ``?`` placeholders (SQLite's)."""
 
-    insert_key: str = (
-        "INSERT INTO api_keys (key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    )
+    insert_key: str = f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({_KEY_PLACEHOLDERS})"
     revoke_key: str = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-    find_key: str = (
-        "SELECT key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at FROM api_keys "
-        "WHERE key_id = ?"
-    )
-    list_keys: str = (
-        "SELECT key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at FROM api_keys "
-        "ORDER BY created_at, key_id"
-    )
-    list_tenant_keys: str = (
-        "SELECT key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at FROM api_keys "
-        "WHERE tenant_id = ? ORDER BY created_at, key_id"
-    )
+    find_key: str = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"
+    list_keys: str = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+    list_tenant_keys: str = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY created_at, key_id"
     insert_secret: str = "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
     find_secret: str = "SELECT value FROM secrets WHERE name = ?"
     retention_runs: str = (
@@ -121,8 +115,8 @@ class Statements:
 
 
 def _number(sql: str) -> str:
-    count = iter(range(1, sql.count("?") + 1))
-    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+    numbers = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
 
 
 def key_values(record: ApiKeyRecord) -> tuple[Any, ...]:
