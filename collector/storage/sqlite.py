@@ -10,8 +10,9 @@ Connections:
 Expiry deletes per tenant in chunks of ``RETENTION_CHUNK`` rows, each its own writer job, so ingest
 requests queue between chunks instead of waiting for the whole expiry.
 
-Public seams (the benchmarks measure through them): :data:`INSERT_SQL` with :func:`to_row` - the
-statement and row the ingest path inserts - :func:`from_row`, and :func:`connect`.
+Public seams for the benchmarks (``bench/``), which measure the same statements directly:
+:data:`INSERT_SQL` with :func:`to_row` - the statement and row the ingest path inserts - and
+:func:`from_row`, what every event read decodes. :func:`connect` opens a connection as this backend does.
 """
 
 from __future__ import annotations
