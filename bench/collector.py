@@ -99,9 +99,9 @@ def _rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sqlite_ceiling(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
-    from collector.storage.sqlite import _INSERT_SQL, _to_row
+    from collector.storage.sqlite import INSERT_SQL, to_row
 
-    rows = [_to_row(e) for e in _rows(events)]
+    rows = [to_row(e) for e in _rows(events)]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -109,7 +109,7 @@ def sqlite_ceiling(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     started = time.perf_counter()
     for i in range(0, len(rows), 5000):
         conn.execute("BEGIN")
-        conn.executemany(_INSERT_SQL, rows[i : i + 5000])
+        conn.executemany(INSERT_SQL, rows[i : i + 5000])
         conn.execute("COMMIT")
     wall = time.perf_counter() - started
     conn.close()
@@ -119,20 +119,21 @@ def sqlite_ceiling(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
 def postgres_ceiling(dsn: str, schema: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     import asyncpg
 
-    from collector.storage.postgres import _INSERT_COLUMNS, _init_connection, _to_row, migrate_in_schema
+    from collector.storage.base import INSERT_COLUMNS
+    from collector.storage.postgres import init_connection, migrate_in_schema, to_row
     from collector.storage.postgres_schema import ensure_partitions
 
-    rows = [_to_row(e) for e in _rows(events)]
+    rows = [to_row(e) for e in _rows(events)]
 
     async def main() -> float:
         conn = await asyncpg.connect(dsn)
         try:
             await migrate_in_schema(conn, schema)
             await ensure_partitions(conn, 3)
-            await _init_connection(conn)
+            await init_connection(conn)
             started = time.perf_counter()
             for i in range(0, len(rows), 5000):
-                await conn.copy_records_to_table("events", records=rows[i : i + 5000], columns=list(_INSERT_COLUMNS))
+                await conn.copy_records_to_table("events", records=rows[i : i + 5000], columns=list(INSERT_COLUMNS))
             return time.perf_counter() - started
         finally:
             await conn.close()
@@ -191,11 +192,11 @@ def _pg_bytes(dsn: str, schema: str) -> int:
 
 def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
     """The ingest cost of each index the query API needs: the raw insert rate without and with it."""
-    from collector.storage.sqlite import _INSERT_SQL, _to_row
+    from collector.storage.sqlite import INSERT_SQL, to_row
 
     workdir.mkdir(parents=True, exist_ok=True)
     events = build_events(log_file, count)
-    rows = [_to_row(e) for e in _rows(events)]
+    rows = [to_row(e) for e in _rows(events)]
     results: dict[str, Any] = {}
     filter_indexes = ["events_tenant_action", "events_tenant_actor", "events_tenant_resource"]
     variants = (
@@ -214,7 +215,7 @@ def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None)
         started = time.perf_counter()
         for i in range(0, len(rows), 5000):
             conn.execute("BEGIN")
-            conn.executemany(_INSERT_SQL, rows[i : i + 5000])
+            conn.executemany(INSERT_SQL, rows[i : i + 5000])
             conn.execute("COMMIT")
         results[f"sqlite: {label}"] = len(rows) / (time.perf_counter() - started)
         conn.close()
@@ -226,10 +227,11 @@ def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None)
 def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
     import asyncpg
 
-    from collector.storage.postgres import _INSERT_COLUMNS, _init_connection, _to_row, migrate_in_schema
+    from collector.storage.base import INSERT_COLUMNS
+    from collector.storage.postgres import init_connection, migrate_in_schema, to_row
     from collector.storage.postgres_schema import ensure_partitions
 
-    rows = [_to_row(e) for e in _rows(events)]
+    rows = [to_row(e) for e in _rows(events)]
     out: dict[str, float] = {}
 
     async def main() -> None:
@@ -245,14 +247,12 @@ def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
             try:
                 await migrate_in_schema(conn, schema)
                 await ensure_partitions(conn, 3)
-                await _init_connection(conn)
+                await init_connection(conn)
                 for index in drop:
                     await conn.execute(f"DROP INDEX {index}")
                 started = time.perf_counter()
                 for i in range(0, len(rows), 5000):
-                    await conn.copy_records_to_table(
-                        "events", records=rows[i : i + 5000], columns=list(_INSERT_COLUMNS)
-                    )
+                    await conn.copy_records_to_table("events", records=rows[i : i + 5000], columns=list(INSERT_COLUMNS))
                 out[f"postgres: {label}"] = len(rows) / (time.perf_counter() - started)
                 await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             finally:

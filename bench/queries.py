@@ -22,7 +22,7 @@ from collector.api.filters import parse_filter
 from collector.api.paging import selection_digest
 from collector.storage.base import EventQuery
 from collector.storage.sql import build_query, ip_in_network
-from collector.storage.sqlite import _INSERT_SQL, _from_row
+from collector.storage.sqlite import INSERT_SQL, from_row
 from collector.storage.sqlite_schema import migrate
 from core.event import format_ms, make_event_id, parse_rfc3339_ms
 
@@ -39,7 +39,7 @@ START = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 
 def load(path: Path, big: int, small: int) -> None:
     """Synthetic events straight into the schema the collector uses (setup, not measured); the tuples
-    follow ``_INSERT_SQL``'s column order (``EVENT_COLUMNS`` without ``seq``)."""
+    follow ``INSERT_SQL``'s column order (``EVENT_COLUMNS`` without ``seq``)."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     migrate(conn)
@@ -61,12 +61,12 @@ def load(path: Path, big: int, small: int) -> None:
             )  # fmt: skip
             if len(rows) == 50_000:
                 conn.execute("BEGIN")
-                conn.executemany(_INSERT_SQL, rows)
+                conn.executemany(INSERT_SQL, rows)
                 conn.execute("COMMIT")
                 rows = []
         if rows:
             conn.execute("BEGIN")
-            conn.executemany(_INSERT_SQL, rows)
+            conn.executemany(INSERT_SQL, rows)
             conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
@@ -131,7 +131,7 @@ def bench_queries(workdir: Path, big: int, small: int) -> dict[str, Any]:
                 times = []
                 for _ in range(SAMPLES):
                     t = time.perf_counter()
-                    [_from_row(r) for r in direct.execute(statement, values).fetchall()]
+                    [from_row(r) for r in direct.execute(statement, values).fetchall()]
                     times.append((time.perf_counter() - t) * 1000)
                 return times
 

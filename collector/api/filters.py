@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.api.errors import ApiError, invalid_parameter
-from collector.storage.base import FILTER_COLUMNS, Predicate
+from collector.storage.base import FILTER_COLUMNS, EventFilter
 from core.event import ACTOR_TYPES, OUTCOMES
 
 NUMBER_FIELDS = frozenset({"status_code"})
@@ -42,7 +42,7 @@ def unknown_parameter(name: str, known: Iterable[str]) -> ApiError:
     return invalid_parameter(name, "unknown parameter" + (f" (did you mean '{close[0]}'?)" if close else ""))
 
 
-def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> Predicate:
+def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter:
     """One query parameter as a predicate; a 400 naming the parameter for anything malformed.
 
     ``others`` are the route's parameters that are not filters, offered with the filter names when
@@ -50,10 +50,10 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> Predicate:
     if name == "q":
         if not raw.strip() or len(raw) > 200:
             raise invalid_parameter("q", "must be 1 to 200 characters")
-        return Predicate("q", "text", (raw.strip(),))
+        return EventFilter("q", "text", (raw.strip(),))
     metadata = _METADATA_KEY.match(name)
     if metadata:
-        return Predicate(name, "eq", (raw,))
+        return EventFilter(name, "eq", (raw,))
     if name not in FILTER_COLUMNS:
         raise unknown_parameter(name, [*FILTER_COLUMNS, "q", *others])
     found = _OPERATOR.match(raw)
@@ -72,10 +72,10 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> Predicate:
             raise invalid_parameter(name, f"{operator}: compares numbers; use eq, neq or ~eq")
         if not re.fullmatch(r"\d{1,3}", body):
             raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
-        return Predicate(name, operator, (int(body),))
+        return EventFilter(name, operator, (int(body),))
     if operator == "~eq":
-        return Predicate(name, "like", tuple(_like_pattern(v) for v in values))
-    return Predicate(name, operator, tuple(_typed(name, v) for v in values))
+        return EventFilter(name, "like", tuple(_like_pattern(v) for v in values))
+    return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
 
 
 def _typed(name: str, value: str) -> Any:

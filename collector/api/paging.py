@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from collector.api.cursor import decode_cursor, encode_cursor, filters_digest
-from collector.storage.base import EventQuery, Predicate, Storage
+from collector.storage.base import EventFilter, EventQuery, Storage
 
 Order = Literal["asc", "desc"]
 DEFAULT_LIMIT = 50
@@ -36,7 +36,7 @@ class Listing:
     cursor is only valid with the filters, time range and order it was issued for.
     """
 
-    filters: tuple[Predicate, ...] = ()
+    filters: tuple[EventFilter, ...] = ()
     order: Order = "desc"
     from_ms: int | None = None
     to_ms: int | None = None
@@ -54,7 +54,7 @@ class Page:
     next_cursor: str | None
 
 
-def selection_digest(filters: tuple[Predicate, ...], from_ms: int | None, to_ms: int | None) -> str:
+def selection_digest(filters: tuple[EventFilter, ...], from_ms: int | None, to_ms: int | None) -> str:
     """What a cursor is bound to besides tenant and order: the filters and time range it was issued for.
 
     Public so that a tool holding the cursor secret (the query benchmark) can mint a valid cursor.

@@ -28,7 +28,7 @@ JSON_COLUMNS = frozenset(field.name for field in FIELDS if field.kind == "object
 
 
 @dataclass(frozen=True)
-class Predicate:
+class EventFilter:
     """One filter: ``field`` (a column, ``metadata.<key>``, or ``q``), an operator, its values.
 
     Operators: ``eq`` (any of the values), ``neq`` (none of them), ``like`` (lower-cased LIKE patterns,
@@ -94,7 +94,7 @@ class EventQuery:
     tenant_id: str
     limit: int
     order: Literal["asc", "desc"] = "desc"
-    filters: tuple[Predicate, ...] = ()
+    filters: tuple[EventFilter, ...] = ()
     from_ms: int | None = None
     to_ms: int | None = None
     after: tuple[int, str] | None = None

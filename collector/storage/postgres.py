@@ -1,66 +1,75 @@
-"""PostgreSQL backend: group commit on one writer connection, reads from an asyncpg pool.
+"""PostgreSQL backend: the SQL and the connections behind :class:`~collector.storage.engine.SqlStorage`.
 
-Write path (the same contract as SQLite): requests enqueue; one writer task takes every request waiting
-and stores them all in one transaction - per request, its rows are COPYed into a temporary staging
-table and moved with ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (whose row count tells new from
-duplicate) - then commits, and only then answers each request. Gap detection locks the streams it
-touches (``FOR UPDATE``), so several collectors on one database keep each stream's position straight.
+Connections come from one asyncpg pool. Group commit (:mod:`collector.storage.groupcommit`) hands each
+batch of write jobs to :meth:`PostgresDatabase.commit`, which runs them in one transaction on one pooled
+connection: per insert job, its rows are COPYed into a temporary staging table and moved with
+``INSERT … SELECT … ON CONFLICT DO NOTHING`` (whose row count tells new from duplicate). Several collectors
+may share the database:
+
+- each transaction first takes an advisory lock, so ``seq`` values are drawn, and become visible, in
+  commit order across every collector - the changes feed never has a hole to skip;
+- gap detection locks the streams it touches (``FOR UPDATE``, in a fixed order), so each stream's stored
+  position stays straight.
+
+Expiry runs on its own pooled connection (MVCC: ingest goes on beside it): whole monthly partitions that
+every tenant's retention has passed are dropped, then the rest is deleted per tenant in chunks. A
+background task creates the coming months' partitions daily.
+
+Public seams (the benchmarks measure through them): :func:`to_row` gives the COPY record of
+:data:`INSERT_COLUMNS`; :func:`init_connection` sets a connection up as the pool does; :func:`migrate_in_schema`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
-import logging
 import operator
 import re
-import secrets
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import asyncpg
 import orjson
 
 from collector.config import PostgresStorageConfig
-from collector.storage.base import (
-    EVENT_COLUMNS,
-    INSERT_COLUMNS,
-    ApiKeyRecord,
-    EventQuery,
-    InsertResult,
-    RetentionRun,
-    StorageStats,
-    StorageUnavailable,
-    WriterQueueFull,
-)
+from collector.storage.base import EVENT_COLUMNS, INSERT_COLUMNS, RetentionRun, StorageStats, StorageUnavailable
+from collector.storage.engine import RETENTION_CHUNK, GapTracking, SqlStorage, Write, expire_tenants
 from collector.storage.postgres_schema import ensure_partitions, migrate
-from collector.storage.sql import SELECT_EVENTS, build_changes, build_query, build_stats
-from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
 from core.event import now_ms
 from core.schema import FIELD
 
-log = logging.getLogger("sidetrail.collector.storage")
-
-R = TypeVar("R")
-_INSERT_COLUMNS = INSERT_COLUMNS
 _STAGING = (  # the insert's columns, typed as in events, behind the job that staged them
     "CREATE TEMP TABLE IF NOT EXISTS staging (job integer, "
-    f"{', '.join(f'{name} {FIELD[name].postgres_type}' for name in _INSERT_COLUMNS)}) ON COMMIT DELETE ROWS"
+    f"{', '.join(f'{name} {FIELD[name].postgres_type}' for name in INSERT_COLUMNS)}) ON COMMIT DELETE ROWS"
 )
 _MOVE = (
-    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "
+    f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) SELECT {', '.join(INSERT_COLUMNS)} FROM staging "
     "WHERE job = $1 ON CONFLICT DO NOTHING"
 )
-_KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
+_SELECT_STREAM = (
+    "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = $1 AND agent_id = $2 AND source = $3 "
+    "AND stream = $4 FOR UPDATE"
+)
+_UPSERT_STREAM = (
+    "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, agent_id, source, stream) DO UPDATE "
+    "SET last_seq = excluded.last_seq, last_end = excluded.last_end"
+)
+_DELETE_CHUNK = (
+    "DELETE FROM events WHERE (tenant_id, created_at, id) IN (SELECT tenant_id, created_at, id FROM events "
+    f"WHERE tenant_id = $1 AND created_at < $2 LIMIT {RETENTION_CHUNK})"
+)
 _UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 _job_numbers = itertools.count()
 
 Job = Callable[[asyncpg.Connection], Awaitable[Any]]
+"""A write job: runs inside the batch's transaction, on the writer's connection."""
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Set ``conn`` up as the pool's connections are (jsonb encoded and decoded with orjson)."""
     # jsonb's binary form is a version byte (1) and the JSON text; binary is also what COPY needs.
     await conn.set_type_codec(
         "jsonb",
@@ -71,23 +80,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-class PostgresStorage:
-    def __init__(self, config: PostgresStorageConfig, queue_max_events: int = 200_000) -> None:
+class PostgresDatabase:
+    """The PostgreSQL side of :class:`~collector.storage.engine.Database`."""
+
+    dialect: Literal["postgres"] = "postgres"
+    drain_timeout = 10.0  # a server that went away must not hold the shutdown
+
+    def __init__(self, config: PostgresStorageConfig) -> None:
         self.config = config
-        self.queue_max_events = queue_max_events
-        self._queued_events = 0
         self._pool: asyncpg.Pool | None = None
-        self._jobs: asyncio.Queue[tuple[Job, asyncio.Future[Any], int]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self._closed = False
-        self.write_failing = False  # the last write transaction failed
-        self.on_commit: Callable[[int, float], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight: concurrent.futures.Future[list[Any]] | None = None
         self._seq_lock = f"sidetrail-seq:{config.schema}"
 
-    # -- lifecycle -----------------------------------------------------------------------------------
-
-    async def start(self) -> None:
+    async def open(self) -> None:
         try:
             conn = await asyncpg.connect(self.config.dsn, timeout=10)
             try:
@@ -99,26 +106,23 @@ class PostgresStorage:
                 self.config.dsn,
                 min_size=self.config.pool_min,
                 max_size=self.config.pool_max,
-                init=_init_connection,
+                init=init_connection,
                 server_settings={"search_path": self.config.schema},
                 timeout=10,
             )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"cannot open PostgreSQL: {exc}") from exc
-        self._writer = asyncio.create_task(self._writer_main(), name="postgres-writer")
+        self._loop = asyncio.get_running_loop()
         self._maintenance = asyncio.create_task(self._partitions_daily(), name="postgres-partitions")
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(TimeoutError):  # let queued writes finish
-            await asyncio.wait_for(self._jobs.join(), 10)
-        for task in (self._writer, self._maintenance):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        in_flight = self._in_flight
+        if in_flight is not None:  # still running after the drain timeout: its requests get 503
+            in_flight.cancel()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         if self._pool is not None:
             await self._pool.close()
 
@@ -129,223 +133,108 @@ class PostgresStorage:
                 async with self._acquire() as conn:
                     await ensure_partitions(conn, self.config.partition_months_ahead)
 
-    # -- writes --------------------------------------------------------------------------------------
-
-    async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
-        async def insert(conn: asyncpg.Connection) -> InsertResult:
-            gaps = await _track_gaps(conn, events)
-            job = next(_job_numbers)
-            await conn.copy_records_to_table(
-                "staging", records=[(job, *_to_row(e)) for e in events], columns=["job", *_INSERT_COLUMNS]
-            )
-            status = await conn.execute(_MOVE, job)
-            accepted = int(status.rsplit(" ", 1)[1])
-            return InsertResult(accepted, len(events) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
-
-        return await self._write(insert, weight=len(events))
-
-    async def create_key(self, record: ApiKeyRecord) -> None:
-        values = (
-            record.key_id,
-            record.tenant_id,
-            record.scope,
-            record.name,
-            record.secret_hash,
-            record.created_at,
-            record.revoked_at,
-            record.expires_at,
-        )
-        await self._write(
-            lambda conn: conn.execute(
-                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", *values
-            )
-        )
-
-    async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
-        async def revoke(conn: asyncpg.Connection) -> bool:
-            status = await conn.execute(
-                "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", revoked_at, key_id
-            )
-            return status == "UPDATE 1"
-
-        return await self._write(revoke)
-
-    async def get_secret(self, name: str) -> bytes:
-        async def get_or_create(conn: asyncpg.Connection) -> bytes:
-            await conn.execute(
-                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                name,
-                secrets.token_bytes(32),
-            )
-            return bytes(await conn.fetchval("SELECT value FROM secrets WHERE name = $1", name))
-
-        return await self._write(get_or_create)
-
-    def queue_depth(self) -> int:
-        return self._queued_events
-
-    async def _write(self, fn: Job, weight: int = 0) -> Any:
-        if self._closed or self._writer is None:
-            raise StorageUnavailable("storage is closed")
-        if weight and self._queued_events + weight > self.queue_max_events:
-            raise WriterQueueFull(f"writer queue holds {self._queued_events} events")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued_events += weight
-        self._jobs.put_nowait((fn, future, weight))
-        try:
-            return await asyncio.shield(future)
-        finally:
-            self._queued_events -= weight
-
-    async def _writer_main(self) -> None:
-        while True:
-            batch = [await self._jobs.get()]
-            while not self._jobs.empty():  # group commit: everything waiting joins this transaction
-                batch.append(self._jobs.get_nowait())
-            started = time.perf_counter()
-            try:
-                async with self._acquire() as conn:
-                    await conn.execute(_STAGING)
-                    async with conn.transaction():
-                        # One writer at a time across collectors: seq values are drawn, and become
-                        # visible, in commit order - the changes feed never has a hole to skip.
-                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._seq_lock)
-                        results = [await fn(conn) for fn, _, _ in batch]
-            except Exception as exc:  # every waiting request gets an answer; the writer lives on
-                log.error("write transaction failed, %d requests get 503: %s", len(batch), exc)
-                error = StorageUnavailable(f"database write failed: {exc}")
-                self.write_failing = True
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                self.write_failing = False
-                if self.on_commit is not None:
-                    self.on_commit(sum(weight for _, _, weight in batch), time.perf_counter() - started)
-                for (_, future, _), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-            finally:
-                for _ in batch:
-                    self._jobs.task_done()
-
     @contextlib.asynccontextmanager
-    async def _acquire(self):  # type: ignore[no-untyped-def]
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailable("storage is not started")
         async with self._pool.acquire(timeout=10) as conn:
             yield conn
 
-    # -- reads ---------------------------------------------------------------------------------------
+    # -- writes --------------------------------------------------------------------------------------
 
-    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
-        if self._closed:
-            raise StorageUnavailable("storage is closed")
+    def commit(self, jobs: list[Job]) -> list[Any]:
+        # asyncpg connections belong to the event loop: the writer thread hands the transaction to it.
+        if self._loop is None:
+            raise StorageUnavailable("storage is not started")
+        self._in_flight = asyncio.run_coroutine_threadsafe(self._transaction(jobs), self._loop)
         try:
-            async with self._acquire() as conn:
-                return await fn(conn)
-        except _UNAVAILABLE as exc:
-            raise StorageUnavailable(f"database read failed: {exc}") from exc
+            return self._in_flight.result()
+        finally:
+            self._in_flight = None
 
-    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        sql, params = build_query(query, "postgres")
-        rows = await self._read(lambda conn: conn.fetch(sql, *params))
-        return [_from_row(row) for row in rows]
+    async def _transaction(self, jobs: list[Job]) -> list[Any]:
+        async with self._acquire() as conn:
+            await conn.execute(_STAGING)
+            async with conn.transaction():
+                # One writer at a time across collectors: seq values are drawn, and become visible, in
+                # commit order - the changes feed never has a hole to skip.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._seq_lock)
+                return [await job(conn) for job in jobs]
 
-    async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
-        # Writers take a transaction-scoped advisory lock before drawing seq values (see _writer_main), so
-        # seq order is commit order across every collector sharing the database.
-        sql, params = build_changes(tenant_id, after_seq, limit, "postgres")
-        rows = await self._read(lambda conn: conn.fetch(sql, *params))
-        return [_from_row(row) for row in rows]
-
-    async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
-        sql, params = build_stats(query, interval_ms, group_by, "postgres")
-        rows = await self._read(lambda conn: conn.fetch(sql, *params))
-        return [tuple(row) for row in rows]
-
-    async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
-        sql = f"{SELECT_EVENTS} WHERE tenant_id = $1 AND id = $2::uuid"
-        row = await self._read(lambda conn: conn.fetchrow(sql, tenant_id, event_id))
-        return _from_row(row) if row else None
-
-    async def find_key(self, key_id: str) -> ApiKeyRecord | None:
-        row = await self._read(
-            lambda conn: conn.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = $1", key_id)
-        )
-        return ApiKeyRecord(*row) if row else None
-
-    async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
-        sql = (
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR tenant_id = $1) "
-            "ORDER BY created_at, key_id"
-        )
-        rows = await self._read(lambda conn: conn.fetch(sql, tenant_id))
-        return [ApiKeyRecord(*row) for row in rows]
-
-    async def ping(self) -> None:
-        await self._read(lambda conn: conn.fetchval("SELECT 1"))
-
-    async def stats(self) -> StorageStats:
-        """Row count from the planner's statistics (exact counts of huge tables are too costly to poll)."""
-        row = await self._read(
-            lambda conn: conn.fetchrow(
-                "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint, "
-                "coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass"
+    def insert_job(self, events: list[dict[str, Any]]) -> Job:
+        async def insert(conn: asyncpg.Connection) -> tuple[int, Any]:
+            gaps = GapTracking(events)
+            known = {key: row for key in gaps.keys if (row := await conn.fetchrow(_SELECT_STREAM, *key))}
+            if updates := gaps.apply(known):
+                await conn.executemany(_UPSERT_STREAM, updates)
+            job = next(_job_numbers)
+            await conn.copy_records_to_table(
+                "staging", records=[(job, *to_row(e)) for e in events], columns=["job", *INSERT_COLUMNS]
             )
-        )
-        return StorageStats(int(row[0]), int(row[1]))
+            return _rowcount(await conn.execute(_MOVE, job)), gaps.stats
 
-    async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
+        return insert
+
+    def statement_job(self, sql: str, params: Sequence[Any]) -> Job:
+        async def run(conn: asyncpg.Connection) -> int:
+            return _rowcount(await conn.execute(sql, *params))
+
+        return run
+
+    async def expire(
+        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[Job]
+    ) -> list[RetentionRun]:
         """Drop whole monthly partitions that every tenant's retention has passed, then delete what
-        remains past a tenant's cutoff (shorter overrides, the default partition) in small chunks."""
-        runs: list[RetentionRun] = []
+        remains past a tenant's cutoff (shorter overrides, the default partition) in small chunks.
+        Runs beside the writer (``write`` is not needed)."""
         cutoffs = [default_cutoff, *tenant_cutoffs.values()]
         drop_before = None if None in cutoffs else min(c for c in cutoffs if c is not None)
         try:
             async with self._acquire() as conn:
-                for name, upper in await _partitions(conn, self.config.schema):
-                    if drop_before is None or upper is None or upper > drop_before:
-                        continue
-                    async with conn.transaction():
-                        count = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
-                        await conn.execute(f'DROP TABLE "{name}"')
-                        run = RetentionRun(now_ms(), None, drop_before, count, (name,))
-                        await _record_run(conn, run)
-                    runs.append(run)
+
+                async def delete_chunk(tenant: str, cutoff: int) -> int:
+                    return _rowcount(await conn.execute(_DELETE_CHUNK, tenant, cutoff))
+
+                runs = await _drop_partitions(conn, self.config.schema, drop_before)
                 tenants = [r[0] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM events")]
-                for tenant in tenants:
-                    cutoff = tenant_cutoffs.get(tenant, default_cutoff)
-                    if cutoff is None:
-                        continue
-                    deleted = 0
-                    while True:
-                        status = await conn.execute(
-                            "DELETE FROM events WHERE (tenant_id, created_at, id) IN (SELECT tenant_id, created_at, "
-                            "id FROM events WHERE tenant_id = $1 AND created_at < $2 LIMIT 5000)",
-                            tenant,
-                            cutoff,
-                        )
-                        chunk = int(status.rsplit(" ", 1)[1])
-                        deleted += chunk
-                        if chunk < 5000:
-                            break
-                    if deleted:
-                        run = RetentionRun(now_ms(), tenant, cutoff, deleted)
-                        await _record_run(conn, run)
-                        runs.append(run)
+                runs += await expire_tenants(
+                    tenants, default_cutoff, tenant_cutoffs, delete_chunk, lambda run: _record_run(conn, run)
+                )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"retention failed: {exc}") from exc
         return runs
 
-    async def retention_runs(self) -> list[RetentionRun]:
-        rows = await self._read(
-            lambda conn: conn.fetch(
-                "SELECT ran_at, tenant_id, cutoff, deleted, partitions_dropped FROM retention_runs ORDER BY id"
-            )
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        try:
+            async with self._acquire() as conn:
+                return await conn.fetch(sql, *params)
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"database read failed: {exc}") from exc
+
+    async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        return [from_row(row) for row in await self.fetch(sql, params)]
+
+    async def stats(self) -> StorageStats:
+        """Row count from the planner's statistics (exact counts of huge tables are too costly to poll)."""
+        rows = await self.fetch(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint, "
+            "coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass",
+            (),
         )
-        return [RetentionRun(r[0], r[1], r[2], r[3], tuple(r[4])) for r in rows]
+        return StorageStats(int(rows[0][0]), int(rows[0][1]))
+
+    def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
+        return tuple(stored)
+
+
+class PostgresStorage(SqlStorage[Job]):
+    """The scale-out storage backend: :class:`SqlStorage` over :class:`PostgresDatabase`."""
+
+    def __init__(self, config: PostgresStorageConfig, queue_max_events: int = 200_000) -> None:
+        super().__init__(PostgresDatabase(config), queue_max_events)
 
 
 async def migrate_in_schema(conn: asyncpg.Connection, schema: str) -> None:
@@ -384,33 +273,32 @@ async def _record_run(conn: asyncpg.Connection, run: RetentionRun) -> None:
     )
 
 
-async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> GapStats:
-    positions = stream_positions(events)
-    keys = sorted(stream_keys(positions))  # a fixed lock order: no deadlock between collectors
-    known: dict[StreamKey, tuple[int, int]] = {}
-    for key in keys:
-        row = await conn.fetchrow(
-            "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = $1 AND agent_id = $2 AND source = $3 "
-            "AND stream = $4 FOR UPDATE",
-            *key,
-        )
-        if row:
-            known[key] = (row[0], row[1])
-    stats, updates = track_gaps(positions, known)
-    if updates:
-        await conn.executemany(
-            "INSERT INTO source_streams (tenant_id, agent_id, source, stream, last_seq, last_end) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, agent_id, source, stream) DO UPDATE "
-            "SET last_seq = excluded.last_seq, last_end = excluded.last_end",
-            [(*key, seq, end) for key, (seq, end) in updates.items()],
-        )
-    return stats
+async def _drop_partitions(conn: asyncpg.Connection, schema: str, drop_before: int | None) -> list[RetentionRun]:
+    """Drop every monthly partition wholly before ``drop_before`` (none when it is ``None``), each recorded."""
+    runs = []
+    for name, upper in await _partitions(conn, schema):
+        if drop_before is None or upper is None or upper > drop_before:
+            continue
+        async with conn.transaction():
+            count = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
+            await conn.execute(f'DROP TABLE "{name}"')
+            run = RetentionRun(now_ms(), None, drop_before, count, (name,))
+            await _record_run(conn, run)
+        runs.append(run)
+    return runs
 
 
-_to_row = operator.itemgetter(*_INSERT_COLUMNS)  # a validated event as a COPY record (every column is there)
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``INSERT 0 12`` or ``DELETE 3``."""
+    return int(status.rsplit(" ", 1)[1])
 
 
-def _from_row(row: asyncpg.Record) -> dict[str, Any]:
+to_row = operator.itemgetter(*INSERT_COLUMNS)
+"""A validated event as a COPY record of :data:`INSERT_COLUMNS` (every column is there)."""
+
+
+def from_row(row: asyncpg.Record) -> dict[str, Any]:
+    """A row of ``SELECT_EVENTS`` as an event (the uuid id as text)."""
     event = dict(zip(EVENT_COLUMNS, row, strict=True))
     event["id"] = str(event["id"])
     return event

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from collector.storage.base import EVENT_COLUMNS, FILTER_COLUMNS, EventQuery, Predicate
+from collector.storage.base import EVENT_COLUMNS, FILTER_COLUMNS, EventFilter, EventQuery
 
 Dialect = Literal["sqlite", "postgres"]
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
@@ -34,8 +34,8 @@ def _ip_in(dialect: Dialect, column: str, network: str, param: _Params) -> str:
     return f"({column})::inet <<= {param(network)}::inet"
 
 
-def _predicate(predicate: Predicate, dialect: Dialect, param: _Params) -> str:
-    field, op, values = predicate.field, predicate.op, predicate.values
+def _filter_sql(event_filter: EventFilter, dialect: Dialect, param: _Params) -> str:
+    field, op, values = event_filter.field, event_filter.op, event_filter.values
     if op == "text":
         pattern = "%" + values[0].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if dialect == "postgres":
@@ -72,7 +72,7 @@ def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:
     values: list[Any] = []
     param = _Params(dialect, values)
     clauses = [f"tenant_id = {param(query.tenant_id)}"]
-    clauses += [_predicate(p, dialect, param) for p in query.filters]
+    clauses += [_filter_sql(f, dialect, param) for f in query.filters]
     # Past a cursor, its own time bounds the scan on its side of the range: (created_at, id) < (c, i)
     # implies created_at <= c. Said as a plain column bound, the planners search the time index from
     # the cursor; left to the range's own end, SQLite walked every earlier page again (the 8,000th page
@@ -113,7 +113,7 @@ def build_stats(query: EventQuery, interval_ms: int, group_by: str | None, diale
     width = param(interval_ms)
     width_again = width if dialect == "postgres" else param(interval_ms)
     clauses = [f"tenant_id = {param(query.tenant_id)}"]
-    clauses += [_predicate(p, dialect, param) for p in query.filters]
+    clauses += [_filter_sql(f, dialect, param) for f in query.filters]
     if query.from_ms is not None:
         clauses.append(f"created_at >= {param(query.from_ms)}")
     if query.to_ms is not None:
@@ -135,6 +135,15 @@ def build_changes(tenant_id: str, after_seq: int, limit: int, dialect: Dialect) 
         f"ORDER BY seq LIMIT {param(limit)}"
     )
     return sql, values
+
+
+def build_get_event(tenant_id: str, event_id: str, dialect: Dialect) -> tuple[str, list[Any]]:
+    """SELECT for one of the tenant's events by id."""
+    values: list[Any] = []
+    param = _Params(dialect, values)
+    tenant_param = param(tenant_id)  # bound in the order the placeholders appear
+    id_param = param(event_id) + ("::uuid" if dialect == "postgres" else "")
+    return f"{SELECT_EVENTS} WHERE tenant_id = {tenant_param} AND id = {id_param}", values
 
 
 def ip_in_network(address: str | None, network: str) -> bool:

@@ -139,6 +139,20 @@ def test_data_survives_a_restart(backend: dict[str, Any]) -> None:
     assert run(backend, read) == 10
 
 
+def test_close_commits_what_is_queued(backend: dict[str, Any]) -> None:
+    async def write(storage: Storage) -> list[int]:
+        inserts = [asyncio.ensure_future(storage.insert_events([stored_event(n)])) for n in range(20)]
+        await asyncio.sleep(0)  # one turn of the loop: every insert is admitted to the writer queue
+        await storage.close()
+        return [result.accepted for result in await asyncio.gather(*inserts)]
+
+    async def read(storage: Storage) -> int:
+        return len(await storage.query_events(EventQuery(tenant_id="acme", limit=100)))
+
+    assert run(backend, write) == [1] * 20
+    assert run(backend, read) == 20
+
+
 DAY = 86400 * 1000
 
 

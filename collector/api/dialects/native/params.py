@@ -15,7 +15,7 @@ from collector.api.filters import parse_filter
 from collector.api.formats import CONTENT_TYPES
 from collector.api.paging import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_PAGE, Listing, Order
 from collector.api.params import EnumParam, IntParam, QueryParam, TextParam, TimeParam, single
-from collector.storage.base import FILTER_COLUMNS, Predicate
+from collector.storage.base import FILTER_COLUMNS, EventFilter
 from collector.storage.sql import STATS_GROUPS
 from core.event import ACTOR_TYPES, OUTCOMES
 
@@ -53,7 +53,7 @@ SELECTION: tuple[QueryParam, ...] = (*TIMES.values(), *FILTERS)  # which events:
 LISTING: tuple[QueryParam, ...] = (LIMIT, CURSOR, PAGE, PAGE_SIZE, OFFSET, ORDER, SORT_BY, *SELECTION)
 
 
-def filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Predicate, ...]:
+def filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[EventFilter, ...]:
     """Every filter in the query string; ``own`` names parameters of the route itself."""
     predicates = []
     for name in request.query:

@@ -1,0 +1,299 @@
+"""The backend-independent storage: :class:`SqlStorage` implements the :class:`Storage` protocol once, over
+a :class:`Database` that supplies only its SQL and its connection handling.
+
+What lives here, written once for SQLite and PostgreSQL:
+
+- the write path: every write is a job for :class:`~collector.storage.groupcommit.GroupCommit` (queue
+  admission, group commit, failure handling); an insert's result counts new rows, duplicates and gaps;
+- gap tracking's steps inside a write transaction (:class:`GapTracking`: which streams to load, in a
+  fixed lock order, and which positions to store);
+- the key, secret and retention-run statements (:class:`Statements`, written once with ``?``
+  placeholders and numbered for PostgreSQL), and key records from rows;
+- the retention loop (:func:`expire_tenants`): per tenant, delete in chunks until a short one, then record
+  the run.
+
+What a :class:`Database` decides: what a write job is and how a batch of them becomes one transaction,
+how an insert stores its rows, how reads reach a connection, how rows become events, and where expiry
+runs (SQLite through the writer, PostgreSQL on its own connection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from collector.storage.base import (
+    ApiKeyRecord,
+    EventQuery,
+    InsertResult,
+    RetentionRun,
+    StorageStats,
+    StorageUnavailable,
+)
+from collector.storage.groupcommit import GroupCommit
+from collector.storage.sql import Dialect, build_changes, build_get_event, build_query, build_stats
+from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
+from core.event import now_ms
+
+J = TypeVar("J")
+Write = Callable[[J], Awaitable[Any]]
+"""Submit a job to the group-commit writer and await its result."""
+
+RETENTION_CHUNK = 5000  # rows per expiry delete: ingest never waits behind more than one chunk
+
+
+class Database(Protocol[J]):
+    """What a backend supplies to :class:`SqlStorage`: its SQL and its connection handling."""
+
+    dialect: Dialect
+    drain_timeout: float | None
+    """How long closing waits for queued writes (``None``: until they are done)."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema; raise :class:`StorageUnavailable` naming the cause."""
+
+    async def close(self) -> None:
+        """Release every connection (the writer has drained). Called once."""
+
+    def commit(self, jobs: list[J]) -> list[Any]:
+        """Run ``jobs`` in order in one transaction and commit it; each job's result, or raise. Called on
+        the group-commit writer thread (it blocks there, never on the event loop)."""
+
+    def insert_job(self, events: list[dict[str, Any]]) -> J:
+        """A job storing ``events`` (after :class:`GapTracking` marks their gaps); its result is
+        ``(rows inserted, GapStats)``. Ids already stored are skipped, not errors."""
+
+    def statement_job(self, sql: str, params: Sequence[Any]) -> J:
+        """A job running one statement; its result is the number of rows it changed."""
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """Rows of one read, on a read connection; failures raise :class:`StorageUnavailable`."""
+
+    async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """:meth:`fetch` for ``SELECT_EVENTS`` statements: rows as events (``EVENT_COLUMNS`` keys)."""
+
+    async def stats(self) -> StorageStats:
+        """See :meth:`Storage.stats`."""
+
+    async def expire(
+        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[J]
+    ) -> list[RetentionRun]:
+        """See :meth:`Storage.expire`; ``write`` reaches the group-commit writer, for backends whose expiry
+        must queue with ingest. Built on :func:`expire_tenants`."""
+
+    def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
+        """``retention_runs.partitions_dropped`` as stored, as a tuple of names."""
+
+
+# The columns of ``api_keys`` in ApiKeyRecord's field order: a row is ``ApiKeyRecord(*row)``.
+_KEY_COLUMNS = ", ".join(field.name for field in dataclasses.fields(ApiKeyRecord))
+_KEY_PLACEHOLDERS = ", ".join("?" * len(dataclasses.fields(ApiKeyRecord)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Statements:
+    """The fixed statements both backends run, written with ``?`` placeholders (SQLite's)."""
+
+    insert_key: str = f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ({_KEY_PLACEHOLDERS})"
+    revoke_key: str = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+    find_key: str = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?"
+    list_keys: str = f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+    list_tenant_keys: str = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ? ORDER BY created_at, key_id"
+    insert_secret: str = "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
+    find_secret: str = "SELECT value FROM secrets WHERE name = ?"
+    retention_runs: str = (
+        "SELECT ran_at, tenant_id, cutoff, deleted, partitions_dropped FROM retention_runs ORDER BY id"
+    )
+
+    def numbered(self) -> Statements:
+        """The same statements with PostgreSQL's ``$1, $2, …`` placeholders."""
+        return Statements(**{f.name: _number(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+
+def _number(sql: str) -> str:
+    numbers = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
+
+
+def key_values(record: ApiKeyRecord) -> tuple[Any, ...]:
+    """A key record as the parameters of ``Statements.insert_key`` (and a row of its SELECTs)."""
+    return dataclasses.astuple(record)
+
+
+class GapTracking:
+    """One insert's gap detection, inside its write transaction (the algorithm is :mod:`streams`'):
+
+    1. load the stored ``(last_seq, last_end)`` of each stream in :attr:`keys` (sorted: a fixed lock order,
+       so collectors locking streams never deadlock);
+    2. :meth:`apply` marks the events that follow a gap and returns the rows to upsert into
+       ``source_streams`` as ``(tenant_id, agent_id, source, stream, last_seq, last_end)``;
+    3. encode the events only after that: a gap mark is part of the stored ``source``.
+    """
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._positions = stream_positions(events)
+        self.keys: list[StreamKey] = sorted(stream_keys(self._positions))
+        self.stats = GapStats()
+
+    def apply(self, known: dict[StreamKey, Sequence[int]]) -> list[tuple[Any, ...]]:
+        loaded = {key: (row[0], row[1]) for key, row in known.items()}
+        self.stats, updates = track_gaps(self._positions, loaded)
+        return [(*key, seq, end) for key, (seq, end) in updates.items()]
+
+
+async def expire_tenants(
+    tenants: list[str],
+    default_cutoff: int | None,
+    tenant_cutoffs: dict[str, int],
+    delete_chunk: Callable[[str, int], Awaitable[int]],
+    record: Callable[[RetentionRun], Awaitable[Any]],
+) -> list[RetentionRun]:
+    """Expire each tenant past its cutoff (its own, else the default; none: kept forever).
+
+    ``delete_chunk(tenant, cutoff)`` deletes at most :data:`RETENTION_CHUNK` of the tenant's events created
+    before ``cutoff`` and returns how many; a shorter chunk ends the tenant. A tenant that lost events gets
+    one :class:`RetentionRun`, passed to ``record`` (stored, so expiry can be told apart from tampering).
+    """
+    runs = []
+    for tenant in tenants:
+        cutoff = tenant_cutoffs.get(tenant, default_cutoff)
+        if cutoff is None:
+            continue
+        deleted = 0
+        while True:
+            chunk = await delete_chunk(tenant, cutoff)
+            deleted += chunk
+            if chunk < RETENTION_CHUNK:
+                break
+        if deleted:
+            run = RetentionRun(now_ms(), tenant, cutoff, deleted)
+            await record(run)
+            runs.append(run)
+    return runs
+
+
+class SqlStorage(Generic[J]):
+    """The :class:`Storage` protocol over one :class:`Database`; backends subclass it only to build theirs."""
+
+    def __init__(self, database: Database[J], queue_max_events: int) -> None:
+        self.database = database
+        self.queue_max_events = queue_max_events
+        self._sql = Statements() if database.dialect == "sqlite" else Statements().numbered()
+        self._writer: GroupCommit[J] = GroupCommit(database.commit, queue_max_events, database.drain_timeout)
+        self._started = False
+        self._closed = False
+
+    # -- the writer's state, as the protocol names it ------------------------------------------------
+
+    @property
+    def write_failing(self) -> bool:
+        return self._writer.write_failing
+
+    @property
+    def on_commit(self) -> Callable[[int, float], None] | None:
+        return self._writer.on_commit
+
+    @on_commit.setter
+    def on_commit(self, callback: Callable[[int, float], None] | None) -> None:
+        self._writer.on_commit = callback
+
+    def queue_depth(self) -> int:
+        return self._writer.depth
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.database.open()
+        self._started = True
+        self._writer.start(name=f"{self.database.dialect}-writer")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        if self._started:
+            await self.database.close()
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
+        accepted, gaps = await self._writer.submit(self.database.insert_job(events), weight=len(events))
+        return InsertResult(accepted, len(events) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
+
+    async def create_key(self, record: ApiKeyRecord) -> None:
+        await self._execute(self._sql.insert_key, key_values(record))
+
+    async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
+        return await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
+
+    async def get_secret(self, name: str) -> bytes:
+        await self._execute(self._sql.insert_secret, (name, secrets.token_bytes(32)))  # the first one stays
+        rows = await self._fetch(self._sql.find_secret, (name,))
+        return bytes(rows[0][0])
+
+    async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
+        self._check_open()
+        return await self.database.expire(default_cutoff, tenant_cutoffs, self._writer.submit)
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        return await self._writer.submit(self.database.statement_job(sql, params))
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
+        return await self._fetch_events(*build_query(query, self.database.dialect))
+
+    async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        # Each backend's commit makes seq order commit order (SQLite: one writer thread; PostgreSQL: an
+        # advisory lock held while seq values are drawn), so this feed never skips a later commit.
+        return await self._fetch_events(*build_changes(tenant_id, after_seq, limit, self.database.dialect))
+
+    async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
+        rows = await self._fetch(*build_stats(query, interval_ms, group_by, self.database.dialect))
+        return [tuple(row) for row in rows]
+
+    async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
+        events = await self._fetch_events(*build_get_event(tenant_id, event_id, self.database.dialect))
+        return events[0] if events else None
+
+    async def find_key(self, key_id: str) -> ApiKeyRecord | None:
+        rows = await self._fetch(self._sql.find_key, (key_id,))
+        return ApiKeyRecord(*rows[0]) if rows else None
+
+    async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
+        if tenant_id is None:
+            rows = await self._fetch(self._sql.list_keys, ())
+        else:
+            rows = await self._fetch(self._sql.list_tenant_keys, (tenant_id,))
+        return [ApiKeyRecord(*row) for row in rows]
+
+    async def retention_runs(self) -> list[RetentionRun]:
+        rows = await self._fetch(self._sql.retention_runs, ())
+        dropped = self.database.dropped_partitions
+        return [RetentionRun(r[0], r[1], r[2], r[3], dropped(r[4])) for r in rows]
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1", ())
+
+    async def stats(self) -> StorageStats:
+        self._check_open()
+        return await self.database.stats()
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        self._check_open()
+        return await self.database.fetch(sql, params)
+
+    async def _fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        self._check_open()
+        return await self.database.fetch_events(sql, params)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageUnavailable("storage is closed")
+        if not self._started:
+            raise StorageUnavailable("storage is not started")
