@@ -15,7 +15,7 @@ from agent.processors.redact import Redactor
 from agent.processors.rules import RuleProcessor
 from core.config import ConfigError, load_file
 
-PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined"})
+PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined"})
 
 
 def build_processors(config: AgentConfig, redactor: Redactor | None = None) -> dict[str, LineProcessor]:
