@@ -380,7 +380,7 @@ def translate_nginx_log_format(log_format: str) -> tuple[str, str]:
 
 def known_fields(config: FileSourceConfig) -> frozenset[str] | None:
     """Field names a source's lines can have (for checking rules); ``None`` when open-ended (json)."""
-    derived = {"created_at", "method", "path", "protocol", "status_code", "actor_id", RAW_REQUEST}
+    derived = {"created_at", "method", "path", "protocol", "status_code", "actor_id", "action", RAW_REQUEST}
     if config.format == "apache_vhost_combined":
         derived |= {"metadata.vhost", "metadata.server_port"}
     if config.format in ("nginx_combined", "apache_combined", "apache_vhost_combined"):

@@ -317,6 +317,26 @@ def test_odd_lines_through_the_pipelines_path_are_events_not_parse_errors() -> N
         validate_event(event, "t1")
 
 
+def test_a_rule_keeps_invalid_requests_when_the_default_drops() -> None:
+    keep = {"name": "invalid", "match": {"action": "http.invalid_request"}, "set": {"metadata.probe": "yes"}}
+    processor = processors({"format": "nginx_combined"}, rules=[keep], default={"drop": True})["web"]
+    kept = processor.process(ODD_LINES[0])
+    assert kept.event is not None and kept.event["action"] == "http.invalid_request"
+    assert kept.event["metadata"]["probe"] == "yes"
+    assert processor.process(f'198.51.100.4 - - {TIME} "PUT /x HTTP/1.1" 200 1 "-" "-"'.encode()).status == "dropped"
+
+
+def test_vhost_combined_lines_are_prechecked_like_the_others() -> None:
+    processor = processors({"format": "apache_vhost_combined"}, **RULES)["web"]
+    assert processor.precheck
+    read = f'www.example.com:443 192.0.2.1 - - {TIME} "GET /a HTTP/1.1" 200 1 "-" "-"'.encode()
+    probe = f'www.example.com:443 192.0.2.1 - - {TIME} "GET" 400 0 "-" "-"'.encode()
+    assert processor.process(read).prechecked
+    kept = processor.process(probe)
+    assert kept.event is not None and kept.event["metadata"]["raw_request"] == "GET"
+    assert kept.event["metadata"]["vhost"] == "www.example.com"
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.sampled_from(["GET ", "HEAD ", "GET", "POST ", "get ", "GETX ", ""]),

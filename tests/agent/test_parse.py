@@ -129,7 +129,7 @@ def test_regex_format() -> None:
 
 @given(st.text(max_size=300))
 def test_parsers_never_raise(text: str) -> None:
-    for fmt in ("nginx_combined", "apache_common", "json"):
+    for fmt in ("nginx_combined", "apache_common", "apache_vhost_combined", "json"):
         parser(format=fmt).parse(text)
 
 
