@@ -25,7 +25,7 @@ import orjson
 from agent.config import MAPPABLE_FIELDS, FileSourceConfig
 from core.event import normalize_ip, parse_rfc3339_ms
 
-__all__ = ["INVALID_REQUEST_ACTION", "MAX_RAW_REQUEST_CHARS", "LineParser", "build_parser"]
+__all__ = ["INVALID_REQUEST_ACTION", "MAX_RAW_REQUEST_CHARS", "LineParser", "build_parser", "forwarded_client"]
 
 MAX_RAW_REQUEST_CHARS = 2048  # of an unusual request kept as logged: enough to tell a probe, bounded
 INVALID_REQUEST_ACTION = "http.invalid_request"
