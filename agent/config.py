@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 from core.config import Duration, Size
 from core.event import EVENT_FIELDS
 
-LogFormat = Literal["nginx_combined", "apache_common", "apache_combined", "json", "regex", "nginx"]
+LogFormat = Literal[
+    "nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined", "json", "regex", "nginx"
+]
 
 DEFAULT_VERBS = {
     "POST": "created",
@@ -150,6 +152,8 @@ class FileSourceConfig:
     ``pattern`` (regex): a regular expression whose named groups are event fields or parsed fields.
     ``time_format``: how the time field is written: ``rfc3339``, ``unix``, ``unix_ms`` or a strptime
     format; the default suits each format (nginx/apache ``%d/%b/%Y:%H:%M:%S %z``, json ``rfc3339``).
+    ``client_ip_from`` (nginx, regex): ``x_forwarded_for`` takes the client from the first address of the
+    logged ``$http_x_forwarded_for`` (regex: the group of that name) when it is a valid IP address.
     """
 
     type: Literal["file"]
@@ -161,6 +165,7 @@ class FileSourceConfig:
     pattern: str | None = None
     log_format: str | None = None
     time_format: str | None = None
+    client_ip_from: Literal["remote_addr", "x_forwarded_for"] = "remote_addr"
     poll_interval: Duration = 1.0
     max_line_bytes: Size = 64 * 1024
     flush_partial_after: Duration = 5.0
@@ -192,6 +197,9 @@ class FileSourceConfig:
             errors.append(("log_format", "is only used with format: nginx"))
         if self.fields and self.format != "json":
             errors.append(("fields", "is only used with format: json"))
+        if self.client_ip_from == "x_forwarded_for" and not self._logs_forwarded_for():
+            needs = "format: nginx with $http_x_forwarded_for in log_format, or format: regex with that group"
+            errors.append(("client_ip_from", f"x_forwarded_for needs {needs}"))
         for path, target in self.fields.items():
             if target not in MAPPABLE_FIELDS and not target.startswith("metadata."):
                 errors.append((f"fields.{path}", f"{target!r} is not an event field"))
@@ -202,6 +210,15 @@ class FileSourceConfig:
         if self.poll_interval <= 0:
             errors.append(("poll_interval", "must be greater than 0"))
         return errors
+
+    def _logs_forwarded_for(self) -> bool:
+        if self.format == "nginx":
+            return (
+                re.search(r"\$(?:http_x_forwarded_for\b|\{http_x_forwarded_for\})", self.log_format or "") is not None
+            )
+        if self.format == "regex":
+            return "(?P<http_x_forwarded_for>" in (self.pattern or "")
+        return False
 
 
 @dataclass(frozen=True)

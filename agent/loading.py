@@ -16,7 +16,7 @@ from agent.processors.redact import Redactor
 from agent.processors.rules import RuleError, RuleProcessor
 from core.config import ConfigError, load_file
 
-PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined"})
+PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined"})
 
 
 def _rule_processor(

@@ -185,7 +185,9 @@ def _literal_set(key: str, spec: list[Any]) -> frozenset[str] | None:
 
 
 def _precheck_regex(methods: frozenset[bytes]) -> re.Pattern[bytes] | None:
-    """Matches an access-log line whose request (after the first ``] "``) starts with one of ``methods``.
+    """Matches an access-log line whose request (after the first ``] "``) starts with one of ``methods``
+    and a target (``/``, ``*`` or ``h``ttp://): a request that is not a request line parses with no method,
+    so the rules keep it, and so must this.
 
     Possessive and atomic, so a line that does not match fails without backtracking: the pipeline runs
     it over every line of a chunk from C (``map``), which is what makes dropped lines nearly free.
@@ -193,7 +195,7 @@ def _precheck_regex(methods: frozenset[bytes]) -> re.Pattern[bytes] | None:
     if not methods:
         return None
     alternatives = b"|".join(re.escape(m) for m in sorted(methods))
-    return re.compile(rb'(?>[^\]]*+(?:\](?! ")[^\]]*+)*+)\] "(?:' + alternatives + rb") ")
+    return re.compile(rb'(?>[^\]]*+(?:\](?! ")[^\]]*+)*+)\] "(?:' + alternatives + rb") [/*h]")
 
 
 def _in_network(value: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:

@@ -19,7 +19,7 @@ LINES = [
     b'2a02:8108::f195:a4ba - - [22/Nov/2026:05:00:02 +0000] "DELETE /api/v1/orders/9 HTTP/2.0" 404 0 "-" "x"',
     b'1.2.3.4 - - [22/Nov/2026:05:00:03 +0000] "HEAD / HTTP/1.1" 200 0 "-" "-"',
     b"not an access log line at all",
-    b'1.2.3.4 - - [22/Nov/2026:05:00:03 +0000] "GET broken',  # dropped from its bytes, like process()
+    b'1.2.3.4 - - [22/Nov/2026:05:00:03 +0000] "GET /broken',  # dropped from its bytes, like process()
     b'1.2.3.4 - - [22/Nov/2026:05:00:04 +0000] "PATCH /api/v1/users/7/roles/2 HTTP/1.1" 200 1 "-" "a\\"b"',
     b'9.9.9.9 - - [bad time] "PUT /x HTTP/1.1" 200 1 "-" "-"',
     b'1.2.3.4 - - [22/Nov/2026:05:00:05 +0000] "PUT /health HTTP/1.1" 200 1 "-" "k8s"',

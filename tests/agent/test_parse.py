@@ -63,10 +63,9 @@ def test_apache_common_and_combined() -> None:
     [
         "",
         "garbage",
-        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "-" 400 0 "-" "-"',
         '203.0.113.7 - - [32/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 200 0 "-" "-"',
-        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "\\x16\\x03\\x01" 400 0 "-" "-"',
         '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "GET / HTTP/1.1" 2000 0 "-" "-"',
+        '203.0.113.7 - - [22/Nov/2026:05:00:01 +0000] "-" 400 0 "-"',  # no user agent
     ],
 )
 def test_lines_that_do_not_parse(line: str) -> None:
@@ -130,7 +129,7 @@ def test_regex_format() -> None:
 
 @given(st.text(max_size=300))
 def test_parsers_never_raise(text: str) -> None:
-    for fmt in ("nginx_combined", "apache_common", "json"):
+    for fmt in ("nginx_combined", "apache_common", "apache_vhost_combined", "json"):
         parser(format=fmt).parse(text)
 
 
@@ -181,18 +180,24 @@ def _reference_access_parse(line: str) -> dict[str, object] | None:
 
     from agent.processors.parse import _QUOTED, split_request, time_parser, unescape
 
-    match = re.match(r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-) " + _QUOTED + " " + _QUOTED, line)
+    match = re.match(
+        r"^(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}|-) (\d+|-) " + _QUOTED + " " + _QUOTED, line
+    )
     if match is None:
         return None
     client, user, when, request, status, body, referer, agent = match.groups()
     split = split_request(unescape(request))
     created_at = time_parser("%d/%b/%Y:%H:%M:%S %z")(when)
-    if split is None or created_at is None:
+    if created_at is None:
         return None
+    if split is None:
+        request_fields = {"metadata.raw_request": request, "action": "http.invalid_request"}
+    else:
+        request_fields = {"method": split[0], "path": split[1], "protocol": split[2]}
     return {
         "client_ip": client, "remote_user": user, "actor_id": user if user != "-" else None,
-        "created_at": created_at, "method": split[0], "path": split[1], "protocol": split[2],
-        "status_code": int(status), "body_bytes": 0 if body == "-" else int(body),
+        "created_at": created_at, **request_fields,
+        "status_code": None if status == "-" else int(status), "body_bytes": 0 if body == "-" else int(body),
         "referer": unescape(referer), "user_agent": unescape(agent),
     }  # fmt: skip
 
@@ -210,7 +215,7 @@ _REQUESTS = st.one_of(
 
 
 @settings(max_examples=400)
-@given(_REQUESTS, st.sampled_from(["-", "Mozilla \\x22x\\x22", 'a\\"b']), st.sampled_from(["200", "2000", "20"]))
+@given(_REQUESTS, st.sampled_from(["-", "Mozilla \\x22x\\x22", 'a\\"b']), st.sampled_from(["200", "2000", "20", "-"]))
 def test_the_access_parser_agrees_with_the_plain_reference(request_line: str, agent: str, status: str) -> None:
     line = f'1.2.3.4 - bob [22/Nov/2026:05:00:01 +0000] "{request_line}" {status} 5 "-" "{agent}"'
     assert parser().parse(line) == _reference_access_parse(line)
