@@ -26,7 +26,9 @@ import orjson
 __all__ = [
     "ACTOR_TYPES",
     "EVENT_FIELDS",
+    "MAX_OBJECT_DEPTH",
     "OUTCOMES",
+    "SHOWN_MAX_MS",
     "STRING_FIELD_LIMITS",
     "EventError",
     "format_ms",
@@ -85,6 +87,11 @@ _LIMITS: Final = tuple(STRING_FIELD_LIMITS.values())
 _STR_OR_NONE: Final = frozenset({str, type(None)})
 _recent_times: dict[str, int] = {}  # created_at text -> epoch ms: events come in runs sharing a time
 _MAX_OBJECT_BYTES: Final = 16 * 1024
+MAX_OBJECT_DEPTH: Final = 254
+"""Deepest nesting of ``source`` and ``metadata`` (the top object counts as one level): what orjson encodes."""
+# Timestamps an RFC 3339 string can show (years 0001-9999): format_ms clamps to them.
+_SHOWN_MIN_MS: Final = -62135596800000
+SHOWN_MAX_MS: Final = 253402300799999
 
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$",
@@ -120,15 +127,21 @@ _last_ms: tuple[int, str] = (-1, "")
 
 
 def format_ms(ms: int) -> str:
-    """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits."""
+    """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits.
+
+    Never raises: a time before year 1 or after 9999 (a row stored before ingest checked the range)
+    shows as the first or the last millisecond RFC 3339 can write.
+    """
     global _last_second, _last_ms
     cached_ms, text = _last_ms  # log lines come in runs stamped with the same time (one tuple: atomic)
     if ms == cached_ms:
         return text
+    if not _SHOWN_MIN_MS <= ms <= SHOWN_MAX_MS:
+        ms = min(max(ms, _SHOWN_MIN_MS), SHOWN_MAX_MS)
     second, millis = divmod(ms, 1000)
     cached_second, prefix = _last_second
     if second != cached_second:
-        prefix = f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]  # strftime drops zeros of years < 1000
         _last_second = (second, prefix)
     text = f"{prefix}.{millis:03d}Z"
     _last_ms = (ms, text)
@@ -172,12 +185,14 @@ def make_event_id(timestamp_ms: int, origin: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
+def validate_event(raw: object, tenant_id: str, latest_ms: int = SHOWN_MAX_MS) -> dict[str, Any]:
     """Check one incoming event and return it normalized for storage.
 
     The returned dict has every field in :data:`EVENT_FIELDS` except ``received_at`` and ``seq`` (set on
-    insert), with ``created_at`` as epoch milliseconds. Raises :class:`EventError` naming the first bad
-    field. An event naming a tenant other than the sender's key is rejected, never re-homed.
+    insert), with ``created_at`` as epoch milliseconds from 0 (1970-01-01T00:00:00Z) to ``latest_ms``.
+    Raises :class:`EventError` naming the first bad field. An event naming a tenant other than the sender's
+    key is rejected, never re-homed. No string anywhere in it may hold a NUL character (PostgreSQL cannot
+    store one, and SQLite's text functions stop at it).
     """
     if not isinstance(raw, dict):
         raise EventError("invalid_event", "event must be a JSON object")
@@ -207,6 +222,10 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
         if len(_recent_times) >= 4096:
             _recent_times.clear()
         _recent_times[created_at] = created_ms
+    if not 0 <= created_ms <= latest_ms:
+        raise EventError(
+            "invalid_field", f"created_at: must be from 1970-01-01T00:00:00.000Z to {format_ms(latest_ms)}"
+        )
     event["created_at"] = created_ms
     if not raw.get("action"):
         raise EventError("missing_field", "action: is required")
@@ -218,6 +237,9 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
         for name, max_len, value in zip(_STRING_NAMES, _LIMITS, values, strict=True):
             if value is not None and (not isinstance(value, str) or len(value) > max_len):
                 raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
+    if "\x00" in "".join(filter(None, values)):
+        name = next(name for name, value in zip(_STRING_NAMES, values, strict=True) if value and "\x00" in value)
+        raise EventError("invalid_field", f"{name}: must not contain NUL characters")
     event.update(zip(_STRING_NAMES, values, strict=True))
 
     event["outcome"] = _one_of(raw, "outcome", OUTCOMES)
@@ -241,10 +263,27 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
             value = {}
         if not isinstance(value, dict):
             raise EventError("invalid_field", f"{name}: must be a JSON object")
-        if len(orjson.dumps(value)) > _MAX_OBJECT_BYTES:
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:  # the only thing a decoded JSON object can fail on: its depth
+            raise EventError("invalid_field", f"{name}: nested deeper than {MAX_OBJECT_DEPTH} levels") from None
+        if len(encoded) > _MAX_OBJECT_BYTES:
             raise EventError("invalid_field", f"{name}: larger than {_MAX_OBJECT_BYTES} bytes")
+        if b"\\u0000" in encoded and _holds_nul(value):  # the escape may also be literal text: look closer
+            raise EventError("invalid_field", f"{name}: must not contain NUL characters")
         event[name] = value
     return event
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character is in any string (key or value) inside ``value``."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
 
 
 def normalize_ip(text: str) -> str | None:

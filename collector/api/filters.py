@@ -63,6 +63,8 @@ def parse_filter(name: str, raw: str) -> Predicate:
             raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
         return Predicate(name, operator, (int(body),))
     if operator == "~eq":
+        if name in NUMBER_FIELDS:
+            raise invalid_parameter(name, "~eq: matches text; use eq, neq, gt, gte, lt or lte")
         return Predicate(name, "like", tuple(_like_pattern(v) for v in values))
     return Predicate(name, operator, tuple(_typed(name, v) for v in values))
 

@@ -52,13 +52,14 @@ async def ingest(request: web.Request) -> web.Response:
             f"{len(raw_events)} events in one request; at most {limits.max_events_per_request} are accepted",
         )
     received_at = now_ms()
+    latest_ms = received_at + int(limits.max_future_skew * 1000)
     valid: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for index, raw in enumerate(raw_events):
         try:
             if isinstance(raw, EventError):
                 raise raw
-            event = validate_event(raw, principal.tenant_id)
+            event = validate_event(raw, principal.tenant_id, latest_ms)
         except EventError as exc:
             rejected.append({"index": index, "code": exc.code, "message": exc.message})
             metrics.events_rejected.labels(exc.code).inc()

@@ -32,6 +32,10 @@ MAX_LIMIT = 200
 # Aliases the reference audit-log APIs use, each standing for one of ours.
 _TIME_ALIASES = {"from": "from", "after": "from", "startDate": "from", "to": "to", "before": "to", "endDate": "to"}
 _PAGING_PARAMS = frozenset({"limit", "cursor", "order", "sort_by", "page", "page_size", "offset", *_TIME_ALIASES})
+# What each route takes besides filters; any other name must be a filter or is a 400.
+_EXPORT_PARAMS = frozenset({"format", "order", "sort_by", *_TIME_ALIASES})
+_STATS_PARAMS = frozenset({"interval", "group_by", *_TIME_ALIASES})
+_MAX_PREFER_WAIT_DIGITS = 9
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -81,11 +85,11 @@ def _order(request: web.Request) -> str:
     return order
 
 
-def _filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[Predicate, ...]:
-    """Every filter in the query string; ``own`` names parameters of the route itself."""
+def _filters(request: web.Request, own: frozenset[str]) -> tuple[Predicate, ...]:
+    """Every filter in the query string; ``own`` names the route's other parameters (the rest are 400s)."""
     predicates = []
     for name in request.query:
-        if name in _PAGING_PARAMS or name in own:
+        if name in own:
             continue
         raw = _single(request, name)
         assert raw is not None
@@ -100,7 +104,7 @@ def _json(body: object) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     app = request.app
     principal = await authenticate(request, app[STORAGE], app[METRICS], "read")
-    filters = _filters(request)
+    filters = _filters(request, _PAGING_PARAMS)
     order = _order(request)
     from_ms, to_ms = _time_bound(request, "from"), _time_bound(request, "to")
     page, page_size = _int_param(request, "page", 1, 1_000_000), _int_param(request, "page_size", 1, MAX_LIMIT)
@@ -161,7 +165,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     export_format = _single(request, "format") or "ndjson"
     if export_format not in CONTENT_TYPES:
         raise invalid_parameter("format", "must be ndjson or csv")
-    filters = _filters(request, frozenset({"format"}))
+    filters = _filters(request, _EXPORT_PARAMS)
     order = _order(request) if ("order" in request.query or "sort_by" in request.query) else "asc"
     query = EventQuery(
         tenant_id=principal.tenant_id,
@@ -209,8 +213,10 @@ async def stats(request: web.Request) -> web.Response:
     raw_interval = _single(request, "interval") or "1h"
     try:
         interval_ms = int(parse_duration(raw_interval) * 1000)
-    except ValueError:
-        raise invalid_parameter("interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: more digits than a float holds
+        raise invalid_parameter(
+            "interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval[:40]!r}"
+        ) from None
     if not 60_000 <= interval_ms <= 366 * 86_400_000:
         raise invalid_parameter("interval", "must be between 1m and 366d")
     group_by = _single(request, "group_by")
@@ -219,7 +225,7 @@ async def stats(request: web.Request) -> web.Response:
     query = EventQuery(
         tenant_id=principal.tenant_id,
         limit=1,
-        filters=_filters(request, frozenset({"interval", "group_by"})),
+        filters=_filters(request, _STATS_PARAMS),
         from_ms=_time_bound(request, "from"),
         to_ms=_time_bound(request, "to"),
     )
@@ -244,8 +250,7 @@ async def changes(request: web.Request) -> web.Response:
     max_wait = int(app[CONFIG].limits.max_wait)
     wait = _int_param(request, "wait", 0, max_wait)
     if wait is None:
-        prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
-        wait = min(int(prefer.group(1)), max_wait) if prefer else 0
+        wait = _prefer_wait(request, max_wait)
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         rows = await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
@@ -257,6 +262,16 @@ async def changes(request: web.Request) -> web.Response:
     rows = rows[:limit]
     next_after_seq = rows[-1]["seq"] if rows else after_seq
     return _json({"data": [present(row) for row in rows], "has_more": has_more, "next_after_seq": next_after_seq})
+
+
+def _prefer_wait(request: web.Request, max_wait: int) -> int:
+    """``Prefer: wait=N`` (RFC 7240) in seconds, capped at ``max_wait``; absent, 0."""
+    prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
+    if not prefer:
+        return 0
+    if len(prefer.group(1)) > _MAX_PREFER_WAIT_DIGITS:  # int() of thousands of digits is an error, or slow
+        raise invalid_parameter("Prefer", f"wait=N needs N of at most {_MAX_PREFER_WAIT_DIGITS} digits")
+    return min(int(prefer.group(1)), max_wait)
 
 
 async def get_event(request: web.Request) -> web.Response:

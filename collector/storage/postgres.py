@@ -49,9 +49,14 @@ _STAGING = (
     "actor_email text, resource_type text, resource_id text, method text, path text, status_code integer, "
     "client_ip text, user_agent text, request_id text, source jsonb, metadata jsonb) ON COMMIT DELETE ROWS"
 )
+# The primary key holds created_at (a partitioned table's unique keys must hold the partition key), so it
+# cannot tell an id resent with another created_at from a new event: NOT EXISTS looks the id up in every
+# partition (the (tenant_id, id) index). That check is race-free because writers hold the advisory lock
+# (see _writer_main), and each request's ids are unique before COPY (_first_of_each_id).
 _MOVE = (
-    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging "
-    "WHERE job = $1 ON CONFLICT DO NOTHING"
+    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) SELECT {', '.join(_INSERT_COLUMNS)} FROM staging s "
+    "WHERE job = $1 AND NOT EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = s.tenant_id AND e.id = s.id) "
+    "ON CONFLICT DO NOTHING"
 )
 _KEY_COLUMNS = "key_id, tenant_id, scope, name, secret_hash, created_at, revoked_at, expires_at"
 _UNAVAILABLE = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
@@ -136,7 +141,9 @@ class PostgresStorage:
             gaps = await _track_gaps(conn, events)
             job = next(_job_numbers)
             await conn.copy_records_to_table(
-                "staging", records=[(job, *_to_row(e)) for e in events], columns=["job", *_INSERT_COLUMNS]
+                "staging",
+                records=[(job, *_to_row(e)) for e in _first_of_each_id(events)],
+                columns=["job", *_INSERT_COLUMNS],
             )
             status = await conn.execute(_MOVE, job)
             accepted = int(status.rsplit(" ", 1)[1])
@@ -405,6 +412,17 @@ async def _track_gaps(conn: asyncpg.Connection, events: list[dict[str, Any]]) ->
             [(*key, seq, end) for key, (seq, end) in updates.items()],
         )
     return stats
+
+
+def _first_of_each_id(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` without later repeats of a (tenant, id): one INSERT cannot see its own rows."""
+    keys = {(e["tenant_id"], e["id"]) for e in events}
+    if len(keys) == len(events):
+        return events
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        first.setdefault((event["tenant_id"], event["id"]), event)
+    return list(first.values())
 
 
 _to_row = operator.itemgetter(*_INSERT_COLUMNS)  # a validated event as a COPY record (every column is there)

@@ -2,9 +2,9 @@
 
 ``events`` is partitioned by ``created_at`` (epoch milliseconds) into monthly partitions created ahead of
 time, plus a default partition so an event outside them is never refused. Its primary key
-``(tenant_id, created_at, id)`` both deduplicates (a partitioned table's unique keys must contain the
-partition key; an id resent for the same line always carries the same ``created_at``) and serves every
-time-ordered page of a tenant. ``seq`` comes from one sequence shared by all collectors.
+``(tenant_id, created_at, id)`` serves every time-ordered page of a tenant; it cannot make ids unique on
+its own (a partitioned table's unique keys must contain the partition key), so the insert also looks each
+id up in ``events_tenant_id`` (see ``_MOVE`` in the backend). ``seq`` comes from one sequence shared by all collectors.
 """
 
 from __future__ import annotations

@@ -188,3 +188,21 @@ def test_postgres_drops_whole_partitions_past_every_retention(pg_storage: dict[s
         assert len(await storage.query_events(EventQuery(tenant_id="acme", limit=100))) == 2
 
     run(pg_storage, body)
+
+
+def test_an_id_is_stored_once_per_tenant_whatever_its_time(backend: dict[str, Any]) -> None:
+    async def body(storage: Storage) -> None:
+        first = stored_event(1)
+        assert (await storage.insert_events([first])).accepted == 1
+        months_earlier = {**first, "created_at": first["created_at"] - 60 * 86_400_000}  # another partition
+        later = {**first, "created_at": first["created_at"] + 1}
+        result = await storage.insert_events([months_earlier, later])
+        assert (result.accepted, result.duplicates) == (0, 2)
+        new = stored_event(2)
+        result = await storage.insert_events([new, {**new, "created_at": new["created_at"] - 86_400_000}])
+        assert (result.accepted, result.duplicates) == (1, 1)
+        rows = await storage.query_events(EventQuery(tenant_id="acme", limit=10, order="asc"))
+        assert [(e["id"], e["created_at"]) for e in rows] == [(first["id"], BASE + 1), (new["id"], BASE + 2)]
+        assert (await storage.insert_events([{**first, "tenant_id": "other"}])).accepted == 1
+
+    run(backend, body)
