@@ -8,6 +8,7 @@ page returns each matching event exactly once, however many share a millisecond.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from collector.api.auth import authenticate
-from collector.api.errors import ApiError, invalid_parameter
+from collector.api.errors import REQUEST_ID, ApiError, invalid_parameter
 from collector.api.filters import parse_filter
 from collector.api.state import CONFIG, CURSOR_SECRET, METRICS, STORAGE
 from collector.export import CONTENT_TYPES, encode, header, iter_events, present, self_event
@@ -27,6 +28,7 @@ from core.config import parse_duration
 from core.event import format_ms, parse_rfc3339_ms
 
 R = TypeVar("R")
+log = logging.getLogger("sidetrail.collector.api")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # Aliases the reference audit-log APIs use, each standing for one of ours.
@@ -196,14 +198,27 @@ async def export(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     buffer = header(export_format)
-    async for event in iter_events(storage, query):
-        buffer += encode(event, export_format)
-        if len(buffer) >= 64 * 1024:
-            await response.write(buffer)
-            buffer = b""
-    await response.write(buffer)
+    try:
+        async for event in iter_events(storage, query):
+            buffer += encode(event, export_format)
+            if len(buffer) >= 64 * 1024:
+                await response.write(buffer)
+                buffer = b""
+        await response.write(buffer)
+    except Exception:
+        _cut(request)
+        return response
     await response.write_eof()
     return response
+
+
+def _cut(request: web.Request) -> None:
+    """End a streamed response that failed midway: its status line is out, so no error response can follow.
+    The connection is dropped before the last chunk - the client sees a broken transfer, never a file that
+    looks complete, nor an error response inside its body."""
+    log.exception("export cut short (request %s)", request[REQUEST_ID])
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def stats(request: web.Request) -> web.Response:

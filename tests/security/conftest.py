@@ -5,6 +5,7 @@ header bytes that are not UTF-8, which the plain helper cannot send."""
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,3 +60,14 @@ def raw_request(
 
 def bearer(key: str) -> tuple[str, str]:
     return ("Authorization", f"Bearer {key}")
+
+
+def raw_exchange(server: ThreadedCollector, target: str, headers: list[tuple[str, str]]) -> bytes:
+    """Send one GET and return every byte the server sends until it closes the connection."""
+    lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", *(f"{k}: {v}" for k, v in headers)]
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
