@@ -163,6 +163,9 @@ def test_retention_expires_per_tenant_and_records_each_run(backend: dict[str, An
             (r.tenant_id, r.deleted) for r in runs
         ]
         assert await storage.expire(now - 400 * DAY, {"short": now - 5 * DAY, "forever": 0}) == []
+        # Expiry forgets the ids it removed (the dedupe key must not grow forever): a resend is new again.
+        resent = await storage.insert_events([stored_event(0, ms=old), stored_event(100, ms=recent + 100)])
+        assert (resent.accepted, resent.duplicates) == (1, 1)
 
     run(backend, body)
 
@@ -186,6 +189,7 @@ def test_postgres_drops_whole_partitions_past_every_retention(pg_storage: dict[s
         runs = await storage.expire(BASE - 400 * DAY, {})
         assert [(r.tenant_id, r.deleted, r.partitions_dropped) for r in runs] == [(None, 6, ("events_202001",))]
         assert len(await storage.query_events(EventQuery(tenant_id="acme", limit=100))) == 2
+        assert (await storage.insert_events([stored_event(0, ms=month_start(2020, 1))])).accepted == 1  # forgotten
 
     run(pg_storage, body)
 
