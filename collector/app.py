@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from collector.api.errors import Handler, error_middleware
-from collector.api.limits import RateLimiter, parser_limits
+from collector.api.guard import guard_middleware, security_headers
+from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
 from collector.api.mount import DIALECTS, mount
-from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
+from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig
 from collector.metrics import CollectorMetrics
 from collector.self_audit import self_event
@@ -136,7 +137,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     """Return the app; storage is opened on startup and closed (after draining writes) on cleanup."""
     # The metrics middleware is outermost so it records the status the error middleware produced.
     app = web.Application(
-        middlewares=[_metrics_middleware, error_middleware],
+        middlewares=[_metrics_middleware, error_middleware, guard_middleware],
         client_max_size=config.ingest.max_body_bytes,
         # Bodies are decoded by collector.api.encoding, which answers every coding in the envelope.
         handler_args={**parser_limits(), "auto_decompress": False},
@@ -145,6 +146,8 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[STORAGE] = storage if storage is not None else open_storage(config)
     app[METRICS] = CollectorMetrics()
     app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
+    app[FAILED_AUTH] = FailedAuthLimiter(config.limits.failed_auth_per_second, config.limits.failed_auth_burst)
+    app.on_response_prepare.append(security_headers)
     app.cleanup_ctx.append(_storage_ctx)
     mount(app, DIALECTS["native"])
     return app

@@ -8,6 +8,8 @@ from typing import Literal
 
 from core.config import Duration, Size
 
+MAX_FUTURE_SKEW = 366 * 86400.0
+
 
 @dataclass(frozen=True)
 class SqliteStorageConfig:
@@ -54,9 +56,14 @@ class IngestConfig:
     max_events_per_request: int = 10_000
     queue_max_events: int = 200_000
     retry_after: Duration = 1.0
+    # created_at must lie from 1970-01-01T00:00:00Z to the collector's clock plus this (agents' clocks run
+    # a little ahead; an event dated years ahead would sort above every real one forever).
+    max_future_skew: Duration = 86400.0
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []
+        if not 0 <= self.max_future_skew <= MAX_FUTURE_SKEW:
+            errors.append(("max_future_skew", "must be between 0s and 366d"))
         if self.max_body_bytes < 1024:
             errors.append(("max_body_bytes", "must be at least 1KiB"))
         if self.max_events_per_request < 1:
@@ -77,9 +84,15 @@ class LimitsConfig:
     max_header_bytes: Size = 8192
     query_timeout: Duration = 10.0
     max_wait: Duration = 60.0  # longest long-poll of the changes feed
+    # Per client address: failed authentications allowed per second, in bursts of failed_auth_burst;
+    # past that, 429 before the key lookup (see collector/api/limits.py FailedAuthLimiter).
+    failed_auth_per_second: float = 5.0
+    failed_auth_burst: int = 50
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []
+        if self.failed_auth_per_second <= 0 or self.failed_auth_burst < 1:
+            errors.append(("failed_auth_per_second", "must be above 0 (and failed_auth_burst at least 1)"))
         if self.requests_per_second <= 0 or self.burst < 1:
             errors.append(("requests_per_second", "must be above 0 (and burst at least 1)"))
         if self.query_timeout <= 0:

@@ -28,7 +28,9 @@ from core.schema import FIELD, FIELDS, TIMESTAMP_PATTERN, UUID_PATTERN, event_js
 __all__ = [
     "ACTOR_TYPES",
     "EVENT_FIELDS",
+    "MAX_OBJECT_DEPTH",
     "OUTCOMES",
+    "SHOWN_MAX_MS",
     "STRING_FIELD_LIMITS",
     "EventError",
     "event_json_schema",
@@ -65,6 +67,11 @@ _IPS: Final = tuple(field.name for field in _SENT if field.kind == "ip")
 _OBJECTS: Final = tuple((field.name, field.max_bytes) for field in _SENT if field.kind == "object")
 
 _FIELD_SET: Final = frozenset(EVENT_FIELDS)
+MAX_OBJECT_DEPTH: Final = 254
+"""Deepest nesting of ``source`` and ``metadata`` (the top object counts as one level): what orjson encodes."""
+# Timestamps an RFC 3339 string can show (years 0001-9999): format_ms clamps to them.
+_SHOWN_MIN_MS: Final = -62135596800000
+SHOWN_MAX_MS: Final = 253402300799999
 _recent_times: dict[str, int] = {}  # created_at text -> epoch ms: events come in runs sharing a time
 
 _RFC3339_RE = re.compile(TIMESTAMP_PATTERN)
@@ -99,15 +106,21 @@ _last_ms: tuple[int, str] = (-1, "")
 
 
 def format_ms(ms: int) -> str:
-    """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits."""
+    """Format epoch milliseconds as RFC 3339 UTC with exactly three fraction digits.
+
+    Never raises: a time before year 1 or after 9999 (a row stored before ingest checked the range)
+    shows as the first or the last millisecond RFC 3339 can write.
+    """
     global _last_second, _last_ms
     cached_ms, text = _last_ms  # log lines come in runs stamped with the same time (one tuple: atomic)
     if ms == cached_ms:
         return text
+    if not _SHOWN_MIN_MS <= ms <= SHOWN_MAX_MS:
+        ms = min(max(ms, _SHOWN_MIN_MS), SHOWN_MAX_MS)
     second, millis = divmod(ms, 1000)
     cached_second, prefix = _last_second
     if second != cached_second:
-        prefix = f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]  # strftime drops zeros of years < 1000
         _last_second = (second, prefix)
     text = f"{prefix}.{millis:03d}Z"
     _last_ms = (ms, text)
@@ -151,12 +164,14 @@ def make_event_id(timestamp_ms: int, origin: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
+def validate_event(raw: object, tenant_id: str, latest_ms: int = SHOWN_MAX_MS) -> dict[str, Any]:
     """Check one incoming event and return it normalized for storage.
 
     The returned dict has every field in :data:`EVENT_FIELDS` except those the collector or the database
     sets (``received_at``, ``seq``), with times as epoch milliseconds. Raises :class:`EventError` naming
     the first bad field. An event naming a tenant other than the sender's key is rejected, never re-homed.
+    Its times lie from 0 (1970-01-01T00:00:00Z) to ``latest_ms``. No string anywhere in it may hold a NUL
+    character (PostgreSQL cannot store one, and SQLite's text functions stop at it).
     """
     if not isinstance(raw, dict):
         raise EventError("invalid_event", "event must be a JSON object")
@@ -179,6 +194,10 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
         ms = _recent_times.get(text) if isinstance(text, str) else None
         if ms is None:
             ms = _time_ms(text, name, required)
+        if ms is not None and not 0 <= ms <= latest_ms:  # checked cached or not: latest_ms moves with the clock
+            raise EventError(
+                "invalid_field", f"{name}: must be from 1970-01-01T00:00:00.000Z to {format_ms(latest_ms)}"
+            )
         event[name] = ms
     for name in _REQUIRED_STRINGS:
         if not raw.get(name):
@@ -189,6 +208,9 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
         if value is not None and (not isinstance(value, str) or len(value) > max_len):
             raise EventError("invalid_field", f"{name}: must be a string of at most {max_len} characters")
         event[name] = value
+    if "\x00" in "".join(filter(None, (event[name] for name, _ in _STRINGS))):
+        name = next(name for name, _ in _STRINGS if event[name] and "\x00" in event[name])
+        raise EventError("invalid_field", f"{name}: must not contain NUL characters")
 
     for name, allowed in _ENUMS:
         value = raw.get(name)
@@ -216,10 +238,27 @@ def validate_event(raw: object, tenant_id: str) -> dict[str, Any]:
             value = {}
         if not isinstance(value, dict):
             raise EventError("invalid_field", f"{name}: must be a JSON object")
-        if len(orjson.dumps(value)) > max_bytes:
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:  # the only thing a decoded JSON object can fail on: its depth
+            raise EventError("invalid_field", f"{name}: nested deeper than {MAX_OBJECT_DEPTH} levels") from None
+        if len(encoded) > max_bytes:
             raise EventError("invalid_field", f"{name}: larger than {max_bytes} bytes")
+        if b"\\u0000" in encoded and _holds_nul(value):  # the escape may also be literal text: look closer
+            raise EventError("invalid_field", f"{name}: must not contain NUL characters")
         event[name] = value
     return event
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a NUL character is in any string (key or value) inside ``value``."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
 
 
 def _time_ms(value: Any, name: str, required: bool) -> int | None:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from collector.api.errors import ApiError
+from collector.api.errors import ApiError, invalid_parameter
 from collector.api.limits import retry_after
-from collector.api.state import LIMITER
+from collector.api.state import FAILED_AUTH, LIMITER
 from collector.keys import SATISFIES, parse_key_id, token_matches
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
@@ -24,6 +24,8 @@ class Principal:
 
 
 def _presented_token(request: web.Request) -> str | None:
+    if "Authorization" in request.headers and "X-API-Key" in request.headers:
+        raise invalid_parameter("X-API-Key", "send the key once: in Authorization or in X-API-Key, not both")
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -37,7 +39,20 @@ async def authenticate(request: web.Request, storage: Storage, metrics: Collecto
     The key is looked up on every request, so a revocation takes effect on the next one.
     """
     token = _presented_token(request)
+    key_id = parse_key_id(token) if token is not None else None
+    address = request.remote or ""
+    failed_auth = request.app[FAILED_AUTH]
+    wait = failed_auth.refusal(address, key_id)
+    if wait:
+        metrics.auth_failures.labels("rate_limited").inc()
+        raise ApiError(
+            429,
+            "rate_limit_exceeded",
+            "too many failed authentications from this address; retry later",
+            {"Retry-After": retry_after(wait)},
+        )
     if token is None:
+        failed_auth.failed(address)
         metrics.auth_failures.labels("authentication_required").inc()
         raise ApiError(
             401,
@@ -45,11 +60,12 @@ async def authenticate(request: web.Request, storage: Storage, metrics: Collecto
             "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
             {"WWW-Authenticate": 'Bearer realm="sidetrail"'},
         )
-    key_id = parse_key_id(token)
     record = await storage.find_key(key_id) if key_id else None
     if not token_matches(token, record) or record is None or not record.active:
+        failed_auth.failed(address)
         metrics.auth_failures.labels("invalid_key").inc()
         raise ApiError(401, "authentication_required", "the API key is not valid or was revoked")
+    failed_auth.succeeded(address, record.key_id)
     if record.scope not in SATISFIES[scope]:
         metrics.auth_failures.labels("insufficient_permissions").inc()
         raise ApiError(403, "insufficient_permissions", f"this route needs a key with scope '{scope}'")

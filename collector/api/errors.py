@@ -113,7 +113,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except TimeoutError:
         return render(request_id, 503, "unavailable", "the query took too long; narrow it down", {"Retry-After": "5"})
     except StorageUnavailable as exc:
-        return render(request_id, 503, "unavailable", f"storage unavailable: {exc}", {"Retry-After": "5"})
+        # The database's own words stay in the log: they describe the schema and the server.
+        log.warning("storage unavailable on %s %s (request %s): %s", request.method, request.path, request_id, exc)
+        return render(request_id, 503, "unavailable", "storage unavailable; retry later", {"Retry-After": "5"})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

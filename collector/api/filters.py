@@ -74,6 +74,8 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter
             raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
         return EventFilter(name, operator, (int(body),))
     if operator == "~eq":
+        if name in NUMBER_FIELDS:
+            raise invalid_parameter(name, "~eq: matches text; use eq, neq, gt, gte, lt or lte")
         return EventFilter(name, "like", tuple(_like_pattern(v) for v in values))
     return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
 

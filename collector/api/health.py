@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -10,6 +12,7 @@ from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import StorageUnavailable
 
 _SATURATED = 0.9
+log = logging.getLogger("sidetrail.collector.api")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -21,7 +24,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await storage.ping()
     except StorageUnavailable as exc:
-        raise ApiError(503, "unavailable", f"storage is not reachable: {exc}") from None
+        log.warning("readyz: storage is not reachable: %s", exc)  # the details stay in the log
+        raise ApiError(503, "unavailable", "storage is not reachable") from None
     if storage.write_failing:
         raise ApiError(503, "unavailable", "storage writes are failing (disk full or database error)")
     capacity = request.app[CONFIG].ingest.queue_max_events

@@ -19,7 +19,7 @@ from collector.api.state import STORAGE
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import ApiKeyRecord
-from core.event import format_ms, now_ms, parse_rfc3339_ms
+from core.event import SHOWN_MAX_MS, format_ms, now_ms, parse_rfc3339_ms
 
 
 def describe(record: ApiKeyRecord) -> dict[str, Any]:
@@ -49,8 +49,8 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
     scope, name = body.get("scope"), body.get("name") or ""
     if scope not in SCOPES:
         raise invalid_parameter("scope", f"must be one of {', '.join(SCOPES)}")
-    if not isinstance(name, str) or len(name) > 200:
-        raise invalid_parameter("name", "must be a string of at most 200 characters")
+    if not isinstance(name, str) or len(name) > 200 or "\x00" in name:
+        raise invalid_parameter("name", "must be a string of at most 200 characters, without NUL")
     expires_at = None
     if body.get("expires_at") is not None:
         try:
@@ -58,8 +58,8 @@ async def create_key(request: web.Request, principal: Principal) -> web.Response
             format_ms(expires_at)  # an offset can carry 9999-12-31 past the last instant that can be written
         except ValueError:
             raise invalid_parameter("expires_at", "must be an RFC 3339 timestamp with offset") from None
-        if expires_at <= now_ms():
-            raise invalid_parameter("expires_at", "must be in the future")
+        if not now_ms() < expires_at <= SHOWN_MAX_MS:
+            raise invalid_parameter("expires_at", "must be in the future, at most 9999-12-31T23:59:59.999Z")
     token, record = mint_key(principal.tenant_id, scope, name)
     record = ApiKeyRecord(**{**record.__dict__, "expires_at": expires_at})
     storage = app[STORAGE]

@@ -48,3 +48,49 @@ class RateLimiter:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+class FailedAuthLimiter:
+    """Per client address: ``rate`` failed authentications a second, in bursts of ``burst``.
+
+    Once an address has used its budget, its requests are refused (429) *before* the key lookup - that
+    lookup is what a flood of bad keys costs - except those presenting a key id that authenticated from
+    the same address before: a client whose own key works is not locked out by a neighbour behind the
+    same NAT, or by its own typo. A key never used from that address waits for the bucket to refill.
+    Successes cost nothing. Memory is bounded like :class:`RateLimiter`'s.
+    """
+
+    def __init__(self, rate: float, burst: int, max_addresses: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_addresses = max_addresses
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, last refill)
+        self._trusted: dict[str, set[str]] = {}  # address -> key ids that authenticated from it
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, last = self._buckets.get(address, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def refusal(self, address: str, key_id: str | None) -> float:
+        """0 when the request may try to authenticate, else the seconds until the address may again."""
+        if address not in self._buckets or (key_id is not None and key_id in self._trusted.get(address, ())):
+            return 0.0
+        tokens = self._tokens(address, time.monotonic())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def failed(self, address: str) -> None:
+        """Take a token for one failed authentication from ``address``."""
+        now = time.monotonic()
+        if len(self._buckets) >= self.max_addresses and address not in self._buckets:
+            self._buckets.clear()  # bounded memory: forgetting only ever lets requests through
+        self._buckets[address] = (max(0.0, self._tokens(address, now) - 1.0), now)
+
+    def succeeded(self, address: str, key_id: str) -> None:
+        """Remember that ``key_id`` authenticated from ``address`` (up to 64 keys per address)."""
+        trusted = self._trusted.get(address)
+        if trusted is None:
+            if len(self._trusted) >= self.max_addresses:
+                self._trusted.clear()  # forgetting costs a client at most one wait, during a flood only
+            trusted = self._trusted[address] = set()
+        if len(trusted) < 64:
+            trusted.add(key_id)

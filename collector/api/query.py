@@ -7,6 +7,7 @@ by the dialect's presenter. The router (``collector.api.mount``) has authenticat
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from collector.api.auth import Principal
 from collector.api.cursor import CursorError
 from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
-from collector.api.errors import ApiError, invalid_parameter
+from collector.api.errors import REQUEST_ID, ApiError, invalid_parameter
 from collector.api.filters import unknown_parameter
 from collector.api.formats import CONTENT_TYPES, encode, header
 from collector.api.paging import DEFAULT_LIMIT, fetch_page, iter_events
@@ -26,6 +27,8 @@ from collector.storage.base import EventQuery
 from core.config import parse_duration
 from core.event import format_ms
 
+log = logging.getLogger("sidetrail.collector.api")
+_MAX_PREFER_WAIT_DIGITS = 9
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -47,7 +50,7 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
     """Any filtered range as NDJSON or CSV, streamed in constant memory, oldest first by default."""
     app = request.app
     export_format = params.FORMAT.parse(request) or "ndjson"
-    filters = params.filters(request, frozenset({params.FORMAT.name}))
+    filters = params.filters(request, params.EXPORT_PARAMS)
     order = params.order(request) if ("order" in request.query or "sort_by" in request.query) else "asc"
     query = EventQuery(
         tenant_id=principal.tenant_id,
@@ -78,14 +81,27 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
     )
     await response.prepare(request)
     buffer = header(export_format)  # type: ignore[arg-type]
-    async for event in iter_events(storage, query):
-        buffer += encode(event, export_format)  # type: ignore[arg-type]
-        if len(buffer) >= 64 * 1024:
-            await response.write(buffer)
-            buffer = b""
-    await response.write(buffer)
+    try:
+        async for event in iter_events(storage, query):
+            buffer += encode(event, export_format)  # type: ignore[arg-type]
+            if len(buffer) >= 64 * 1024:
+                await response.write(buffer)
+                buffer = b""
+        await response.write(buffer)
+    except Exception:
+        _cut(request)
+        return response
     await response.write_eof()
     return response
+
+
+def _cut(request: web.Request) -> None:
+    """End a streamed response that failed midway: its status line is out, so no error response can follow.
+    The connection is dropped before the last chunk - the client sees a broken transfer, never a file that
+    looks complete, nor an error response inside its body."""
+    log.exception("export cut short (request %s)", request[REQUEST_ID])
+    if request.transport is not None:
+        request.transport.abort()
 
 
 async def stats(request: web.Request, principal: Principal) -> web.Response:
@@ -94,15 +110,17 @@ async def stats(request: web.Request, principal: Principal) -> web.Response:
     raw_interval = params.INTERVAL.parse(request) or "1h"
     try:
         interval_ms = int(parse_duration(raw_interval) * 1000)
-    except ValueError:
-        raise invalid_parameter("interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: more digits than a float holds
+        raise invalid_parameter(
+            "interval", f"must be a duration like 5m, 1h or 1d, got {raw_interval[:40]!r}"
+        ) from None
     if not 60_000 <= interval_ms <= 366 * 86_400_000:
         raise invalid_parameter("interval", "must be between 1m and 366d")
     group_by = params.GROUP_BY.parse(request)
     query = EventQuery(
         tenant_id=principal.tenant_id,
         limit=1,
-        filters=params.filters(request, frozenset({params.INTERVAL.name, params.GROUP_BY.name})),
+        filters=params.filters(request, params.STATS_PARAMS),
         from_ms=params.time_bound(request, "from"),
         to_ms=params.time_bound(request, "to"),
     )
@@ -130,8 +148,7 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     wait = params.WAIT.parse(request)
     if wait is None:
         max_wait = params.WAIT.bounds(app[CONFIG])[1]
-        prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
-        wait = min(int(prefer.group(1)), max_wait) if prefer else 0
+        wait = _prefer_wait(request, max_wait)
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         rows = await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
@@ -144,6 +161,16 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     next_after_seq = rows[-1]["seq"] if rows else after_seq
     data = [request[DIALECT].present_row(row) for row in rows]
     return json_response({"data": data, "has_more": has_more, "next_after_seq": next_after_seq})
+
+
+def _prefer_wait(request: web.Request, max_wait: int) -> int:
+    """``Prefer: wait=N`` (RFC 7240) in seconds, capped at ``max_wait``; absent, 0."""
+    prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
+    if not prefer:
+        return 0
+    if len(prefer.group(1)) > _MAX_PREFER_WAIT_DIGITS:  # int() of thousands of digits is an error, or slow
+        raise invalid_parameter("Prefer", f"wait=N needs N of at most {_MAX_PREFER_WAIT_DIGITS} digits")
+    return min(int(prefer.group(1)), max_wait)
 
 
 async def get_event(request: web.Request, principal: Principal) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from collector.api.limits import RateLimiter
+from collector.api.limits import FailedAuthLimiter, RateLimiter
 from collector.config import CollectorConfig
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
@@ -14,3 +14,4 @@ STORAGE = web.AppKey("storage", Storage)
 METRICS = web.AppKey("metrics", CollectorMetrics)
 CURSOR_SECRET = web.AppKey("cursor_secret", bytes)
 LIMITER = web.AppKey("limiter", RateLimiter)
+FAILED_AUTH = web.AppKey("failed_auth", FailedAuthLimiter)

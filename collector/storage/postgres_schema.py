@@ -2,9 +2,10 @@
 
 ``events`` is partitioned by ``created_at`` (epoch milliseconds) into monthly partitions created ahead of
 time, plus a default partition so an event outside them is never refused. Its primary key
-``(tenant_id, created_at, id)`` both deduplicates (a partitioned table's unique keys must contain the
-partition key; an id resent for the same line always carries the same ``created_at``) and serves every
-time-ordered page of a tenant. ``seq`` comes from one sequence shared by all collectors.
+``(tenant_id, created_at, id)`` serves every time-ordered page of a tenant; it cannot make ids unique on
+its own (a partitioned table's unique keys must contain the partition key): ``event_ids``, keyed by
+``(tenant_id, id)`` alone, admits each id once (see ``_ADMIT`` in the backend). ``seq`` comes from one
+sequence shared by all collectors.
 
 The ``events`` columns are declared in ``core/schema.py``; the migrations below are their history. A new
 field is one new migration here (and one in ``sqlite_schema.py``); ``tests/collector/test_storage_schema.py``
@@ -85,6 +86,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX events_tenant_action ON events (tenant_id, action, created_at, id);
         CREATE INDEX events_tenant_actor ON events (tenant_id, actor_id, created_at, id);
         CREATE INDEX events_tenant_resource ON events (tenant_id, resource_type, resource_id, created_at, id);
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE event_ids (tenant_id text NOT NULL, id uuid NOT NULL, PRIMARY KEY (tenant_id, id));
+        INSERT INTO event_ids SELECT DISTINCT tenant_id, id FROM events;
         """,
     ),
 )

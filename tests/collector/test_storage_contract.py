@@ -177,6 +177,9 @@ def test_retention_expires_per_tenant_and_records_each_run(backend: dict[str, An
             (r.tenant_id, r.deleted) for r in runs
         ]
         assert await storage.expire(now - 400 * DAY, {"short": now - 5 * DAY, "forever": 0}) == []
+        # Expiry forgets the ids it removed (the dedupe key must not grow forever): a resend is new again.
+        resent = await storage.insert_events([stored_event(0, ms=old), stored_event(100, ms=recent + 100)])
+        assert (resent.accepted, resent.duplicates) == (1, 1)
 
     run(backend, body)
 
@@ -200,5 +203,24 @@ def test_postgres_drops_whole_partitions_past_every_retention(pg_storage: dict[s
         runs = await storage.expire(BASE - 400 * DAY, {})
         assert [(r.tenant_id, r.deleted, r.partitions_dropped) for r in runs] == [(None, 6, ("events_202001",))]
         assert len(await storage.query_events(EventQuery(tenant_id="acme", limit=100))) == 2
+        assert (await storage.insert_events([stored_event(0, ms=month_start(2020, 1))])).accepted == 1  # forgotten
 
     run(pg_storage, body)
+
+
+def test_an_id_is_stored_once_per_tenant_whatever_its_time(backend: dict[str, Any]) -> None:
+    async def body(storage: Storage) -> None:
+        first = stored_event(1)
+        assert (await storage.insert_events([first])).accepted == 1
+        months_earlier = {**first, "created_at": first["created_at"] - 60 * 86_400_000}  # another partition
+        later = {**first, "created_at": first["created_at"] + 1}
+        result = await storage.insert_events([months_earlier, later])
+        assert (result.accepted, result.duplicates) == (0, 2)
+        new = stored_event(2)
+        result = await storage.insert_events([new, {**new, "created_at": new["created_at"] - 86_400_000}])
+        assert (result.accepted, result.duplicates) == (1, 1)
+        rows = await storage.query_events(EventQuery(tenant_id="acme", limit=10, order="asc"))
+        assert [(e["id"], e["created_at"]) for e in rows] == [(first["id"], BASE + 1), (new["id"], BASE + 2)]
+        assert (await storage.insert_events([{**first, "tenant_id": "other"}])).accepted == 1
+
+    run(backend, body)

@@ -53,15 +53,16 @@ SELECTION: tuple[QueryParam, ...] = (*TIMES.values(), *FILTERS)  # which events:
 LISTING: tuple[QueryParam, ...] = (LIMIT, CURSOR, PAGE, PAGE_SIZE, OFFSET, ORDER, SORT_BY, *SELECTION)
 
 
-def filters(request: web.Request, own: frozenset[str] = frozenset()) -> tuple[EventFilter, ...]:
-    """Every filter in the query string; ``own`` names parameters of the route itself."""
+def filters(request: web.Request, own: frozenset[str]) -> tuple[EventFilter, ...]:
+    """Every filter in the query string; ``own`` names the route's other parameters (any other name must be
+    a filter, or it is a 400)."""
     predicates = []
     for name in request.query:
-        if name in _PAGING_PARAMS or name in own:
+        if name in own:
             continue
         raw = single(request, name)
         assert raw is not None
-        predicates.append(parse_filter(name, raw, others=_PAGING_PARAMS | own))
+        predicates.append(parse_filter(name, raw, others=own))
     return tuple(predicates)
 
 
@@ -85,7 +86,7 @@ def order(request: web.Request) -> Order:
 
 def listing(request: web.Request) -> Listing:
     """``GET /v1/audit-log``'s parameters: filters, time range, order and one of the three paging styles."""
-    predicates = filters(request)
+    predicates = filters(request, _PAGING_PARAMS)
     direction = order(request)
     from_ms, to_ms = time_bound(request, "from"), time_bound(request, "to")
     page, page_size, offset = PAGE.parse(request), PAGE_SIZE.parse(request), OFFSET.parse(request)
@@ -108,3 +109,6 @@ INTERVAL = TextParam("interval", "A duration like 5m, 1h, 1d (default 1h)")
 GROUP_BY = EnumParam("group_by", STATS_GROUPS, "Optional")
 AFTER_SEQ = IntParam("after_seq", 0, 2**62, "Default 0")
 WAIT = IntParam("wait", 0, lambda config: int(config.limits.max_wait), "Seconds to wait for news")
+# What export and stats take besides filters.
+EXPORT_PARAMS = frozenset({FORMAT.name, ORDER.name, SORT_BY.name, *_TIME_ALIASES})
+STATS_PARAMS = frozenset({INTERVAL.name, GROUP_BY.name, *_TIME_ALIASES})
