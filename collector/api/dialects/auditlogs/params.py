@@ -17,13 +17,17 @@ from collector.api.params import EnumParam, IntParam, QueryParam, TextParam, Tim
 from collector.storage.base import Predicate
 
 LIMIT = IntParam("limit", 1, MAX_LIMIT, f"Items per page, default {DEFAULT_LIMIT}")
-CURSOR = TextParam("cursor", "The previous page's pagination.next_cursor")
+CURSOR = TextParam(
+    "cursor", "The previous page's pagination.next_cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,512}$"}
+)
 ORDER = EnumParam("order", ("desc", "asc"), "By created_at, then id; default desc (newest first)")
 AFTER = TimeParam("created_after", "Only items created at or after this time (RFC 3339 with offset)")
 BEFORE = TimeParam("created_before", "Only items created before this time (RFC 3339 with offset)")
 ACTOR_TYPE = EnumParam("actor_type", TYPES, "Only items whose actor.type is this")
 STATUS_CODE = IntParam("status_code", 100, 599, "Only items with this HTTP status code")
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 512}
+# Any text of 1 to 256 characters is accepted; the document shows the common shape (visible ASCII), which
+# also keeps a fuzzer's URLs under the HTTP parser's 8 KiB request line.
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[!-~]+$"}
 TEXT_FILTERS = {  # equality on text: parameter -> (the event column it compares, the item field it shows as)
     "action": ("action", "action"),
     "actor_id": ("actor_id", "actor.id"),
