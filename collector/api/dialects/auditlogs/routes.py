@@ -43,8 +43,8 @@ async def list_audit_logs(request: web.Request, principal: Principal) -> web.Res
 
 async def get_audit_log(request: web.Request, principal: Principal) -> web.Response:
     """One ``AuditLog``; another tenant's id is the same 404 as an id that does not exist."""
-    for name in request.query:
-        raise invalid_parameter(name, "unknown parameter; this route takes none")
+    if request.query:
+        raise invalid_parameter(next(iter(request.query)), "unknown parameter; this route takes none")
     audit_log_id = request.match_info["audit_log_id"]
     found = None
     if _ID.match(audit_log_id):
