@@ -24,7 +24,7 @@ from collector.api.errors import ApiError
 from collector.api.filters import parse_filter
 from collector.api.formats import encode, header
 from collector.api.paging import iter_events
-from collector.app import create_app, open_storage, start_storage
+from collector.app import ListenError, create_app, open_storage, start_storage
 from collector.config import CollectorConfig
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
@@ -69,6 +69,8 @@ def _serve(args: argparse.Namespace) -> None:
             handle_signals=True,
             shutdown_timeout=10.0,
         )
+    except ListenError as exc:
+        raise CliError(str(exc)) from None
     except OSError as exc:
         if listening:
             raise

@@ -1,5 +1,10 @@
-"""Builds the collector's aiohttp application: the dialects' routes (``collector.api.mount``), middlewares,
-and the storage lifecycle with its background loops (retention, storage gauges)."""
+"""Builds the collector's aiohttp applications: the main listener with every API dialect
+(``collector.api.mount``), the further listeners of ``listeners:`` (one dialect each, at its bare
+paths), middlewares, and the storage lifecycle with its background loops (retention, storage gauges).
+
+The further listeners are started and stopped by the main application (after its storage starts, before
+it closes) and share its storage, metrics, rate limiter and cursor secret: a key, a cursor and a rate
+limit mean the same on every listener."""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from collector.api.dialects.base import Dialect
+from collector.api.dialects.registry import DIALECTS
 from collector.api.errors import Handler, error_middleware
 from collector.api.guard import guard_middleware, security_headers
 from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
-from collector.api.mount import DIALECTS, mount
+from collector.api.mount import mount, mount_beside, mount_compat
 from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, LIMITER, METRICS, STORAGE
-from collector.config import CollectorConfig, PostgresStorageConfig
+from collector.config import CollectorConfig, PostgresStorageConfig, split_listen
 from collector.metrics import CollectorMetrics
 from collector.self_audit import self_event
 from collector.storage.base import RetentionRun, Storage, StorageUnavailable
@@ -24,6 +31,13 @@ from collector.storage.sqlite import SqliteStorage
 from core.event import format_ms, now_ms
 
 log = logging.getLogger("sidetrail.collector")
+
+# The further listeners' addresses once started: (dialect name, host, port), in config order.
+LISTENERS = web.AppKey("listeners", list)
+
+
+class ListenError(Exception):
+    """A further listener could not bind its address (the message names it and its config key)."""
 
 
 def open_storage(config: CollectorConfig) -> Storage:
@@ -133,8 +147,13 @@ async def _storage_gauges_loop(app: web.Application) -> None:
         await asyncio.sleep(30)
 
 
-def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
-    """Return the app; storage is opened on startup and closed (after draining writes) on cleanup."""
+def _application(
+    config: CollectorConfig,
+    storage: Storage,
+    metrics: CollectorMetrics,
+    limiter: RateLimiter,
+    failed_auth: FailedAuthLimiter,
+) -> web.Application:
     # The metrics middleware is outermost so it records the status the error middleware produced.
     app = web.Application(
         middlewares=[_metrics_middleware, error_middleware, guard_middleware],
@@ -143,11 +162,65 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
         handler_args={**parser_limits(), "auto_decompress": False},
     )
     app[CONFIG] = config
-    app[STORAGE] = storage if storage is not None else open_storage(config)
-    app[METRICS] = CollectorMetrics()
-    app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
-    app[FAILED_AUTH] = FailedAuthLimiter(config.limits.failed_auth_per_second, config.limits.failed_auth_burst)
+    app[STORAGE] = storage
+    app[METRICS] = metrics
+    app[LIMITER] = limiter
+    app[FAILED_AUTH] = failed_auth
     app.on_response_prepare.append(security_headers)
-    app.cleanup_ctx.append(_storage_ctx)
-    mount(app, DIALECTS["native"])
     return app
+
+
+def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.Application:
+    """Return the main app; storage is opened on startup and closed (after draining writes) on cleanup,
+    and the further listeners run in between.
+
+    It serves the first registered dialect (the native API) at its paths, and every other one under
+    ``/compat/<name>`` and, where its paths are free, at them too."""
+    app = _application(
+        config,
+        storage if storage is not None else open_storage(config),
+        CollectorMetrics(),
+        RateLimiter(config.limits.requests_per_second, config.limits.burst),
+        FailedAuthLimiter(config.limits.failed_auth_per_second, config.limits.failed_auth_burst),
+    )
+    app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_listeners_ctx)
+    main, *others = DIALECTS.values()
+    mount(app, main)
+    for dialect in others:
+        mount_compat(app, dialect)
+        if not mount_beside(app, dialect):
+            log.info("API %s: its paths are taken here; it is served under /compat/%s", dialect.name, dialect.name)
+    return app
+
+
+def listener_app(main: web.Application, dialect: Dialect) -> web.Application:
+    """An app serving ``dialect`` alone at its documented paths, over ``main``'s storage and limits."""
+    app = _application(main[CONFIG], main[STORAGE], main[METRICS], main[LIMITER], main[FAILED_AUTH])
+    app[CURSOR_SECRET] = main[CURSOR_SECRET]
+    mount(app, dialect)
+    return app
+
+
+async def _listeners_ctx(app: web.Application) -> AsyncIterator[None]:
+    runners: list[web.AppRunner] = []
+    app[LISTENERS] = []
+    try:
+        for index, listener in enumerate(app[CONFIG].listeners):
+            runner = web.AppRunner(listener_app(app, DIALECTS[listener.api]), access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            address = split_listen(listener.listen)
+            assert address is not None  # validated with the config
+            try:
+                await web.TCPSite(runner, *address).start()
+            except OSError as exc:
+                where = f"listeners[{index}] (api {listener.api})"
+                raise ListenError(f"cannot listen on {listener.listen} for {where}: {exc.strerror or exc}") from None
+            bound_host, bound_port = runner.addresses[0][:2]
+            app[LISTENERS].append((listener.api, bound_host, bound_port))
+            log.info("API %s on http://%s:%d", listener.api, bound_host, bound_port)
+        yield
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()

@@ -104,11 +104,48 @@ class LimitsConfig:
         return errors
 
 
+def split_listen(listen: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (IPv6 hosts in brackets) as ``(host, port)``; ``None`` when it is not that."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
+_ANY_HOST = frozenset({"0.0.0.0", "::", "*"})
+
+
+def _clash(one: tuple[str, int], other: tuple[str, int]) -> bool:
+    """Whether two addresses cannot both be bound: the same port (not 0, which picks a free one) on the same
+    host, or on a host and the wildcard address."""
+    (host, port), (other_host, other_port) = one, other
+    return port != 0 and port == other_port and (host == other_host or bool({host, other_host} & _ANY_HOST))
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """A further listener serving one API dialect at its documented paths, without a prefix."""
+
+    listen: str
+    api: str  # a dialect name: collector.api.dialects.registry.DIALECTS
+
+    def validate(self) -> list[tuple[str, str]]:
+        from collector.api.dialects.registry import DIALECTS  # here: the dialects import this module
+
+        errors = []
+        if split_listen(self.listen) is None:
+            errors.append(("listen", f"must be HOST:PORT like 127.0.0.1:8690, got {self.listen!r}"))
+        if self.api not in DIALECTS:
+            errors.append(("api", f"unknown API {self.api!r}; known: {', '.join(DIALECTS)}"))
+        return errors
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     """Top level of ``collector.yaml``."""
 
     listen: str = "127.0.0.1:8680"
+    listeners: list[ListenerConfig] = field(default_factory=list)
     storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -127,7 +164,18 @@ class CollectorConfig:
         return int(self.listen.rsplit(":", 1)[1])
 
     def validate(self) -> list[tuple[str, str]]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+        main = split_listen(self.listen)
+        if main is None:
             return [("listen", f"must be HOST:PORT like 127.0.0.1:8680, got {self.listen!r}")]
-        return []
+        errors = []
+        bound = [("listen", main)]  # addresses checked so far, by key path
+        for index, listener in enumerate(self.listeners):
+            address = split_listen(listener.listen)
+            if address is None:
+                continue  # reported by the listener itself
+            path = f"listeners[{index}].listen"
+            clashes = [where for where, other in bound if _clash(address, other)]
+            if clashes:
+                errors.append((path, f"{listener.listen} is already taken by {clashes[0]}"))
+            bound.append((path, address))
+        return errors

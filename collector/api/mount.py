@@ -1,24 +1,34 @@
-"""Which dialects exist, and how a dialect's route table becomes routes on an aiohttp application."""
+"""How a dialect's route table becomes routes on an aiohttp application, and where each dialect is mounted.
+
+A listener's first dialect answers requests that match no route; a dialect mounted under a prefix also
+answers the unmatched requests below it (``ERROR_RENDERERS``). On the main listener every dialect is at
+``/compat/<name>`` + its documented paths (:func:`mount_compat`), and also at its documented paths
+themselves when none of them is taken (:func:`mount_beside`).
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from aiohttp import web
 
 from collector.api.auth import authenticate
 from collector.api.dialects.base import DIALECT, Dialect
-from collector.api.dialects.native.routes import NATIVE
 from collector.api.errors import ERROR_RENDERERS
 from collector.api.openapi import DOCUMENTS, build_document, serve_document
 from collector.api.routes import Handler, Route
 from collector.api.state import CONFIG, METRICS, STORAGE
 
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (NATIVE,)}
+COMPAT = "/compat"
 
 
 def mount(app: web.Application, dialect: Dialect, prefix: str = "") -> None:
-    """Add ``dialect``'s routes under ``prefix``; its error body answers them, and its document is built
-    for every openapi route it declares. The first dialect mounted also answers unmatched requests."""
+    """Add ``dialect``'s routes under ``prefix``; its error body answers them (and, with a prefix, every
+    unmatched request below it), and its document is built for every openapi route it declares. The
+    first dialect mounted also answers unmatched requests."""
     renderers = app.setdefault(ERROR_RENDERERS, {None: dialect.render_error})
+    if prefix:
+        renderers[prefix] = dialect.render_error
     documents = app.setdefault(DOCUMENTS, {})
     for route in dialect.routes:
         path = prefix + route.path
@@ -30,6 +40,40 @@ def mount(app: web.Application, dialect: Dialect, prefix: str = "") -> None:
             renderers[served] = dialect.render_error
         if route.handler is serve_document:
             documents[path] = build_document(dialect, app[CONFIG], prefix)
+
+
+def compat_prefix(dialect: Dialect) -> str:
+    return f"{COMPAT}/{dialect.name}"
+
+
+def mount_compat(app: web.Application, dialect: Dialect) -> None:
+    """``dialect`` under ``/compat/<name>``, its document at ``/compat/<name>/openapi.json``."""
+    mount(app, dialect, compat_prefix(dialect))
+
+
+def mount_beside(app: web.Application, dialect: Dialect) -> bool:
+    """``dialect``'s routes at their documented paths, when none of them could match a request that a route
+    already on ``app`` matches (its document stays under ``/compat/<name>``: ``/openapi.json`` is the
+    listener's own). All or nothing, so that a client sees a whole API or none; says whether it mounted."""
+    routes = tuple(route for route in dialect.routes if route.handler is not serve_document)
+    taken = [
+        (resource.canonical, route.method)
+        for resource in app.router.resources()
+        for route in resource
+        if route.method != "HEAD"
+    ]
+    if any(method == route.method and overlaps(path, route.path) for route in routes for path, method in taken):
+        return False
+    mount(app, replace(dialect, routes=routes))
+    return True
+
+
+def overlaps(one: str, other: str) -> bool:
+    """Whether some URL path matches both templates; ``{name}`` matches exactly one segment."""
+    ones, others = one.strip("/").split("/"), other.strip("/").split("/")
+    return len(ones) == len(others) and all(
+        a == b or a.startswith("{") or b.startswith("{") for a, b in zip(ones, others, strict=True)
+    )
 
 
 def endpoint(route: Route, dialect: Dialect) -> Handler:
