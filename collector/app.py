@@ -135,4 +135,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
     app.cleanup_ctx.append(_storage_ctx)
     mount(app, DIALECTS["native"])
+    mount(app, DIALECTS["cstar"], document=False)  # its documented path is free beside the native API
+    for name in ("cstar", "hookstream"):  # hookstream's /audit-log and /v1/audit-log are not free
+        mount(app, DIALECTS[name], f"/compat/{name}")
     return app

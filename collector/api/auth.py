@@ -23,20 +23,24 @@ class Principal:
     scope: str
 
 
-def _presented_token(request: web.Request) -> str | None:
+def _presented_token(request: web.Request, cookie: str | None) -> str | None:
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return request.headers.get("X-API-Key") or None
+    return request.headers.get("X-API-Key") or (request.cookies.get(cookie) if cookie else None) or None
 
 
-async def authenticate(request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str) -> Principal:
+async def authenticate(
+    request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str, cookie: str | None = None
+) -> Principal:
     """Return the caller, or raise the 401/403 the request deserves.
 
-    The key is looked up on every request, so a revocation takes effect on the next one.
+    The key comes from ``Authorization: Bearer``, else ``X-API-Key``, else the cookie named ``cookie``
+    (a dialect whose clients send their key that way). It is looked up on every request, so a
+    revocation takes effect on the next one.
     """
-    token = _presented_token(request)
+    token = _presented_token(request, cookie)
     if token is None:
         metrics.auth_failures.labels("authentication_required").inc()
         raise ApiError(

@@ -77,13 +77,18 @@ def _request_id(request: web.Request) -> str:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorRenderer = Callable[[str, int, str, str, "dict[str, str] | None"], web.Response]
 """``(request_id, status, code, message, headers) -> response``: one dialect's error body."""
-# aiohttp route -> the renderer of the dialect that declared it; the ``None`` entry answers the rest.
+# aiohttp route -> the renderer of the dialect that declared it; a path prefix ("/compat/x/") -> the
+# renderer of the dialect mounted there, for unmatched requests under it; the ``None`` entry answers the rest.
 ERROR_RENDERERS = web.AppKey("error_renderers", dict)
 
 
 def _renderer(request: web.Request) -> ErrorRenderer:
     renderers = request.app[ERROR_RENDERERS]
-    return renderers.get(request.match_info.route, renderers[None])
+    found = renderers.get(request.match_info.route)
+    if found is None:
+        prefixes = [key for key in renderers if isinstance(key, str) and request.path.startswith(key)]
+        found = renderers[max(prefixes, key=len) if prefixes else None]
+    return found
 
 
 @web.middleware

@@ -6,21 +6,29 @@ from aiohttp import web
 
 from collector.api.auth import authenticate
 from collector.api.dialects.base import DIALECT, Dialect
+from collector.api.dialects.cstar.routes import CSTAR
+from collector.api.dialects.hookstream.routes import HOOKSTREAM
 from collector.api.dialects.native.routes import NATIVE
 from collector.api.errors import ERROR_RENDERERS
 from collector.api.openapi import DOCUMENTS, build_document, serve_document
 from collector.api.routes import Handler, Route
 from collector.api.state import CONFIG, METRICS, STORAGE
 
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (NATIVE,)}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (NATIVE, CSTAR, HOOKSTREAM)}
 
 
-def mount(app: web.Application, dialect: Dialect, prefix: str = "") -> None:
+def mount(app: web.Application, dialect: Dialect, prefix: str = "", *, document: bool = True) -> None:
     """Add ``dialect``'s routes under ``prefix``; its error body answers them, and its document is built
-    for every openapi route it declares. The first dialect mounted also answers unmatched requests."""
+    for every openapi route it declares (``document=False`` leaves those out: a dialect mounted at its
+    documented paths beside another one whose document route is there). The first dialect mounted also
+    answers unmatched requests; a prefixed one answers the unmatched requests under its prefix."""
     renderers = app.setdefault(ERROR_RENDERERS, {None: dialect.render_error})
     documents = app.setdefault(DOCUMENTS, {})
+    if prefix:
+        renderers[prefix + "/"] = dialect.render_error
     for route in dialect.routes:
+        if route.handler is serve_document and not document:
+            continue
         path = prefix + route.path
         if route.method == "GET":
             added = app.router.add_get(path, endpoint(route, dialect))  # and HEAD
@@ -42,7 +50,7 @@ def endpoint(route: Route, dialect: Dialect) -> Handler:
         if scope is None:
             return await handler(request)  # type: ignore[call-arg]
         app = request.app
-        principal = await authenticate(request, app[STORAGE], app[METRICS], scope)
+        principal = await authenticate(request, app[STORAGE], app[METRICS], scope, dialect.key_cookie)
         return await handler(request, principal)  # type: ignore[call-arg]
 
     answer.__name__ = getattr(handler, "__name__", "endpoint")
