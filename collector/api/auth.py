@@ -46,7 +46,8 @@ async def authenticate(
         raise ApiError(
             401,
             "authentication_required",
-            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            + (f" or in the cookie {cookie}" if cookie else ""),
             {"WWW-Authenticate": 'Bearer realm="sidetrail"'},
         )
     key_id = parse_key_id(token)

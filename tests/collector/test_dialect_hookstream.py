@@ -143,6 +143,7 @@ def test_a_key_in_a_header_a_cookie_or_bearer(server: ThreadedCollector, keys: d
     forged = "st_0000000000000000_" + "0" * 64
     for headers in ({}, {"Cookie": f"better-auth.session_token={forged}"}, {"Cookie": f"session={keys['read']}"}):
         error_of(request("GET", url, headers=headers), 401, "authentication_required")
+    assert error_of(request("GET", url), 401, "authentication_required").endswith("cookie better-auth.session_token")
     document = request("GET", f"{server.url}/compat/hookstream/openapi.json").json()
     assert document["components"]["securitySchemes"]["cookie"] == {
         "type": "apiKey", "in": "cookie", "name": "better-auth.session_token"

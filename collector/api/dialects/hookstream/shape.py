@@ -5,8 +5,8 @@ An entry is ``{id, org_id, user_id, action, resource_type, resource_id, details,
 document allows it), ``resource_type`` is ``""`` (it does not). ``details`` is a JSON string holding the
 rest of the event (``details_of``), ``null`` when there is nothing.
 
-The document shows no error body; hookstream's API answers errors the way Hono apps do, so this dialect
-answers ``{"error": "<message>", "code": "<sidetrail code>"}``.
+The document shows no error body, so this dialect answers ``{"error": "<message>", "code": "<native code>"}``:
+the ``{"error": "..."}`` shape JSON APIs of its kind commonly answer, plus the native code for machines.
 """
 
 from __future__ import annotations
