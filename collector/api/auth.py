@@ -23,22 +23,26 @@ class Principal:
     scope: str
 
 
-def _presented_token(request: web.Request) -> str | None:
+def _presented_token(request: web.Request, cookie: str | None) -> str | None:
     if "Authorization" in request.headers and "X-API-Key" in request.headers:
         raise invalid_parameter("X-API-Key", "send the key once: in Authorization or in X-API-Key, not both")
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return request.headers.get("X-API-Key") or None
+    return request.headers.get("X-API-Key") or (request.cookies.get(cookie) if cookie else None) or None
 
 
-async def authenticate(request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str) -> Principal:
+async def authenticate(
+    request: web.Request, storage: Storage, metrics: CollectorMetrics, scope: str, cookie: str | None = None
+) -> Principal:
     """Return the caller, or raise the 401/403 the request deserves.
 
-    The key is looked up on every request, so a revocation takes effect on the next one.
+    The key comes from ``Authorization: Bearer``, else ``X-API-Key``, else the cookie named ``cookie``
+    (a dialect whose clients send their key that way). It is looked up on every request, so a
+    revocation takes effect on the next one.
     """
-    token = _presented_token(request)
+    token = _presented_token(request, cookie)
     key_id = parse_key_id(token) if token is not None else None
     address = request.remote or ""
     failed_auth = request.app[FAILED_AUTH]
@@ -57,7 +61,8 @@ async def authenticate(request: web.Request, storage: Storage, metrics: Collecto
         raise ApiError(
             401,
             "authentication_required",
-            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            "send an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+            + (f" or in the cookie {cookie}" if cookie else ""),
             {"WWW-Authenticate": 'Bearer realm="sidetrail"'},
         )
     record = await storage.find_key(key_id) if key_id else None

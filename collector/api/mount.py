@@ -86,7 +86,7 @@ def endpoint(route: Route, dialect: Dialect) -> Handler:
         if scope is None:
             return await handler(request)  # type: ignore[call-arg]
         app = request.app
-        principal = await authenticate(request, app[STORAGE], app[METRICS], scope)
+        principal = await authenticate(request, app[STORAGE], app[METRICS], scope, dialect.key_cookie)
         return await handler(request, principal)  # type: ignore[call-arg]
 
     answer.__name__ = getattr(handler, "__name__", "endpoint")

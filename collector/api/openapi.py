@@ -34,6 +34,9 @@ _TENANT_HEADER = {
 def build_document(dialect: Dialect, config: CollectorConfig, prefix: str = "") -> dict[str, Any]:
     """The document of ``dialect`` as this collector serves it (bounds read from ``config``), its paths
     relative to ``prefix`` (where the dialect is mounted)."""
+    schemes = dict(_SECURITY_SCHEMES)
+    if dialect.key_cookie:
+        schemes["cookie"] = {"type": "apiKey", "in": "cookie", "name": dialect.key_cookie}
     paths: dict[str, dict[str, Any]] = {}
     for route in dialect.routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, dialect, config)
@@ -41,8 +44,8 @@ def build_document(dialect: Dialect, config: CollectorConfig, prefix: str = "") 
         "openapi": "3.1.0",
         "info": {"title": dialect.title, "version": __version__},
         **({"servers": [{"url": prefix}]} if prefix else {}),
-        "components": {"schemas": dict(dialect.schemas), "securitySchemes": _SECURITY_SCHEMES},
-        "security": [{name: []} for name in _SECURITY_SCHEMES],
+        "components": {"schemas": dict(dialect.schemas), "securitySchemes": schemes},
+        "security": [{name: []} for name in schemes],
         "paths": paths,
     }
 

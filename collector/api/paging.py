@@ -33,7 +33,8 @@ class Listing:
     """Which of a tenant's events to list, and which page of them.
 
     ``cursor`` (a previous page's ``next_cursor``) and ``offset`` are the two ways to a later page; a
-    cursor is only valid with the filters, time range and order it was issued for.
+    cursor is only valid with the filters, time range and order it was issued for. ``after`` is a keyset
+    position ``(created_at, id)`` a dialect with readable cursors decoded (and verified) itself.
     """
 
     filters: tuple[EventFilter, ...] = ()
@@ -43,6 +44,7 @@ class Listing:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: str | None = None
+    after: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ async def fetch_page(storage: Storage, secret: bytes, tenant_id: str, listing: L
     """One page of ``listing``; raises ``CursorError`` for a cursor that does not verify, and
     ``TimeoutError`` when the query runs past ``time_limit`` seconds."""
     digest = selection_digest(listing.filters, listing.from_ms, listing.to_ms)
-    after = decode_cursor(secret, tenant_id, digest, listing.order, listing.cursor) if listing.cursor else None
+    after = decode_cursor(secret, tenant_id, digest, listing.order, listing.cursor) if listing.cursor else listing.after
     query = EventQuery(
         tenant_id=tenant_id,
         limit=listing.limit + 1,

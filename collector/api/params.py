@@ -7,7 +7,7 @@ parameter given twice is an error rather than a silent pick.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +36,15 @@ def single(request: web.Request, name: str) -> str | None:
     if len(values) > 1:
         raise invalid_parameter(name, "given more than once")
     return values[0] if values else None
+
+
+def reject_unknown(request: web.Request, params: Iterable[QueryParam]) -> None:
+    """A 400 naming the first query parameter that is not one of ``params``: a typo never silently
+    widens a listing."""
+    known = {param.name for param in params}
+    for name in request.query:
+        if name not in known:
+            raise invalid_parameter(name, "unknown parameter")
 
 
 def _parameter(name: str, schema: Schema, description: str) -> Schema:

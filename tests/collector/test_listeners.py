@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from collector.api.dialects.registry import DIALECTS
 from collector.app import LISTENERS
 from collector.config import CollectorConfig
 from core.config import ConfigError, load_mapping
@@ -87,7 +88,7 @@ def _errors(document: dict[str, Any]) -> list[str]:
 def test_listener_config_errors_name_their_key_paths() -> None:
     assert _errors({"listeners": [{"listen": "127.0.0.1:9001", "api": "nope"}, {"listen": "here", "api": "auditlogs"},
                                   {"api": "native"}, {"listen": "127.0.0.1:9002", "api": "auditlogs", "port": 1}]}) == [
-        "listeners[0].api: unknown API 'nope'; known: native, auditlogs",
+        f"listeners[0].api: unknown API 'nope'; known: {', '.join(DIALECTS)}",
         "listeners[1].listen: must be HOST:PORT like 127.0.0.1:8690, got 'here'",
         "listeners[2].listen: required key is missing",
         "listeners[3].port: unknown key; known keys: listen, api",

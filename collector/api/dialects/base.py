@@ -34,6 +34,7 @@ class Dialect:
     render_error: ErrorRenderer
     parse_listing: Callable[[web.Request], Listing]  # parameters -> filters and paging; 400 on bad input
     present_row: Callable[[dict[str, Any]], dict[str, Any]]  # one stored row -> this API's JSON object
+    key_cookie: str | None = None  # a cookie that may carry the API key, besides the shared headers
 
 
 DIALECT = web.RequestKey("dialect", Dialect)  # the dialect whose route is answering the request

@@ -12,6 +12,10 @@ from types import MappingProxyType
 
 from collector.api.dialects.auditlogs.routes import AUDITLOGS
 from collector.api.dialects.base import Dialect
+from collector.api.dialects.cstar.routes import CSTAR
+from collector.api.dialects.hookstream.routes import HOOKSTREAM
 from collector.api.dialects.native.routes import NATIVE
 
-DIALECTS: MappingProxyType[str, Dialect] = MappingProxyType({dialect.name: dialect for dialect in (NATIVE, AUDITLOGS)})
+DIALECTS: MappingProxyType[str, Dialect] = MappingProxyType(
+    {dialect.name: dialect for dialect in (NATIVE, CSTAR, AUDITLOGS, HOOKSTREAM)}
+)
