@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import subprocess
 import termios
 import time
@@ -28,6 +29,16 @@ from tests.helpers import REPO, free_port, request, wait_until
 LOGS = ("collector", "agent")  # the demo's logs; each run appends after a "--- scripts/demo started" line
 
 
+def _become_a_terminal_job() -> None:
+    """In the child before exec: take the pty as controlling terminal, and SIGINT/SIGQUIT back to their
+    defaults, as a terminal's shell gives a foreground job. A test run started in the background of a
+    non-interactive shell inherits them ignored, and bash cannot trap a signal ignored on entry: its
+    Ctrl-C would do nothing."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for number in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+
+
 class Terminal:
     """A process on the slave side of a pty, as its controlling terminal; the test types on the master."""
 
@@ -40,7 +51,7 @@ class Terminal:
             stderr=slave,
             env=env,
             start_new_session=True,  # setsid() first, then the pty becomes the controlling terminal
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=_become_a_terminal_job,
         )
         os.close(slave)
         self.output = b""
