@@ -6,6 +6,7 @@ import asyncio
 import gzip as gzip_module
 import http.client
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -158,10 +159,33 @@ class Background:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+# Ports for servers a test starts in another process (which must be told the port before it binds).
+# Port 0 would hand out the ephemeral range, the very ports every outgoing connection on the machine takes
+# (other tests' clients included), so the gap between choosing and binding is a real race there. Below the
+# ephemeral range only listeners compete; each port is handed out once per test process.
+_LISTEN_PORTS = range(20_000, 32_000)
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+_port_choice = random.SystemRandom()  # not the seedable global: parallel test runs must not pick alike
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that was free a moment ago, outside the ephemeral range and never returned
+    before in this process. Still a guess: a server started on it must be retried on "cannot listen"
+    (``tests.e2e.processes.start_on_a_free_port``)."""
+    with _port_lock:
+        for _ in range(1000):
+            port = _port_choice.choice(_LISTEN_PORTS)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise AssertionError(f"no free port in {_LISTEN_PORTS}")
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:

@@ -32,7 +32,9 @@ How one poll works (the design note for this module and :mod:`agent.checkpoint`)
 
 Known limits: lines written between the copy and the truncate of copytruncate are lost (inherent to
 copytruncate; use rename + create). A file that is both deleted and replaced before one poll sees it
-is read only from the handle we already had.
+is read only from the handle we already had. A file that is created and then renamed out of the globs
+(or deleted) before any poll sees it is never read: include the rotated names (``access.log*``) when
+files may live for less than one ``poll_interval``.
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ class CollectorProcess:
         while True:
             query = {"limit": 200, "order": "asc", "action": f"neq:{SELF_EVENTS}", **params}
             query.update({"cursor": cursor} if cursor else {})
-            page = request("GET", f"{self.url}/v1/audit-log", key=read_key, params=query).json()
+            reply = request("GET", f"{self.url}/v1/audit-log", key=read_key, params=query)
+            assert reply.status == 200, (reply.status, reply.body)
+            page = reply.json()
             events += page["data"]
             if not page["has_more"]:
                 return events

@@ -1,11 +1,13 @@
 """Chaos: 200,000 lines with rotations, the agent kill -9'd again and again, the collector stopped for a
 while. At the end the store holds exactly the lines written: same count, same content, no duplicates.
 
-The seed comes from ``SIDETRAIL_CHAOS_SEED`` (default 1), so a failing run can be replayed.
+The faults fall at seeded points of the stream (events stored so far, failed sends), not after delays.
+The seed comes from ``SIDETRAIL_CHAOS_SEED`` (default 1) and is printed, so a failing run can be replayed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sqlite3
@@ -16,12 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import AgentProcess, CollectorProcess, settle
+from tests.helpers import Background
 
 pytestmark = pytest.mark.e2e
 
 LINES = 200_000
 ROTATE_EVERY = 25_000
 KILLS = 6
+RETRIED = 'sidetrail_agent_batches_retried_total{reason="connection"}'
 
 
 def line(n: int) -> bytes:
@@ -31,74 +35,68 @@ def line(n: int) -> bytes:
     ).encode()
 
 
-class Writer(threading.Thread):
-    """Appends LINES lines in small bursts, renaming app.log to app.log.N every ROTATE_EVERY lines."""
-
-    def __init__(self, logs: Path) -> None:
-        super().__init__(daemon=True)
-        self.logs = logs
-        self.written = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            log = self.logs / "app.log"
-            rotation = 0
-            while self.written < LINES:
-                burst = min(500, LINES - self.written)
-                with open(log, "ab") as handle:
-                    handle.write(b"".join(line(n) for n in range(self.written, self.written + burst)))
-                self.written += burst
-                if self.written % ROTATE_EVERY == 0:
-                    rotation += 1
-                    os.rename(log, self.logs / f"app.log.{rotation}")  # logrotate's default: rename + create
-                time.sleep(0.01)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
+def write(logs: Path, stopping: threading.Event) -> int:
+    """Append LINES lines in small bursts, renaming app.log to app.log.N every ROTATE_EVERY lines; return
+    how many were written (fewer only when the test is torn down early)."""
+    log = logs / "app.log"
+    written = rotation = 0
+    while written < LINES and not stopping.is_set():
+        burst = min(500, LINES - written)
+        with open(log, "ab") as handle:
+            handle.write(b"".join(line(n) for n in range(written, written + burst)))
+        written += burst
+        if written % ROTATE_EVERY == 0:
+            rotation += 1
+            os.rename(log, logs / f"app.log.{rotation}")  # logrotate's default: rename + create
+        time.sleep(0.01)  # pacing, so the faults below fall while lines still arrive (no synchronisation)
+    return written
 
 
-def test_kill_9_rotation_and_collector_outage_store_each_line_exactly_once(tmp_path: Path) -> None:
-    rng = random.Random(int(os.environ.get("SIDETRAIL_CHAOS_SEED", "1")))
+def test_kill_9_rotation_and_collector_outage_store_each_line_exactly_once(
+    tmp_path: Path, background: Background
+) -> None:
+    seed = int(os.environ.get("SIDETRAIL_CHAOS_SEED", "1"))
+    print(f"chaos seed {seed} (SIDETRAIL_CHAOS_SEED={seed} replays these faults)")  # shown when the test fails
+    rng = random.Random(seed)
+    # Each fault happens at a point in the stream (events stored so far), never after a delay: how long
+    # things take on this machine changes when the faults fall in time, not where they fall in the data.
+    outage_at = rng.randrange(5_000, 30_000)
+    outage_failed_sends = rng.randint(2, 8)
+    kills_at = sorted(rng.sample(range(outage_at + 10_000, LINES - 10_000), KILLS))
     collector = CollectorProcess(tmp_path / "collector")
     collector.start()
     ingest_key = collector.key("acme", "ingest")
     # app.log* keeps rotated files discoverable after a restart; checkpoints are saved only every second,
     # so every kill leaves acknowledged-but-unrecorded batches that the next run sends again.
     agent = AgentProcess(tmp_path / "agent", collector.url, ingest_key, include="app.log*", checkpoint_interval="1s")
-    writer = Writer(agent.logs)
+    stored = functools.partial(_stored, collector.db)
     try:
         agent.start()
-        writer.start()
-        # The collector goes away for a while early on; the agent must hold and then catch up.
-        time.sleep(rng.uniform(0.5, 1.5))
+        writer = background.run(write, agent.logs, background.stopping)
+        # The collector goes away early on, until the agent has failed a few sends; it must hold, then catch up.
+        settle(lambda: stored() >= outage_at, timeout=120, message=f"{outage_at} events before the outage")
         collector.stop()
-        time.sleep(rng.uniform(1.0, 3.0))
+        failed = agent.metric(RETRIED)
+        settle(lambda: agent.metric(RETRIED) >= failed + outage_failed_sends, timeout=120, message="failed sends")
         collector.start()
-        for _ in range(KILLS):
-            time.sleep(rng.uniform(0.3, 2.0))
+        for kill_at in kills_at:
+            settle(lambda kill_at=kill_at: stored() >= kill_at, timeout=120, message=f"{kill_at} events stored")
             agent.kill()
             agent.start()
-        writer.join(120)
-        assert writer.error is None and writer.written == LINES
-        settle(
-            lambda: (
-                collector.metric("sidetrail_collector_events_accepted_total") >= LINES * 0.5
-                and _stored(collector.db) == LINES
-            ),
-            timeout=240,
-            message=f"{LINES} events stored",
-        )
+        assert writer.result(120) == LINES
+        settle(lambda: stored() == LINES, timeout=240, message=f"{LINES} events stored (seed {seed})")
         assert agent.stop() == 0
         assert collector.metric("sidetrail_collector_events_duplicate_total") > 0  # resends were absorbed
     finally:
+        background.stopping.set()
         if agent.proc is not None:
             agent.kill()
         collector.stop()
     with sqlite3.connect(collector.db) as db:
         paths = [row[0] for row in db.execute("SELECT path FROM events WHERE action NOT LIKE 'sidetrail.%'")]
-    assert len(paths) == LINES
-    assert len(set(paths)) == LINES
-    assert set(paths) == {f"/chaos/{n}" for n in range(LINES)}
+    assert len(paths) == LINES, f"seed {seed}"
+    assert len(set(paths)) == LINES, f"seed {seed}"
+    assert set(paths) == {f"/chaos/{n}" for n in range(LINES)}, f"seed {seed}"
 
 
 def _stored(db_path: Path) -> int:

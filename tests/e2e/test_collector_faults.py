@@ -78,6 +78,8 @@ def test_kill_9_under_heavy_ingest_loses_no_acknowledged_event(
         assert sender.acked <= stored
     finally:
         sender.stop.set()
+        if sender.is_alive():
+            sender.join(30)
         collector.stop()
 
 

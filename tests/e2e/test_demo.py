@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import subprocess
 import termios
 import time
@@ -24,6 +25,18 @@ import orjson
 import pytest
 
 from tests.helpers import REPO, free_port, request, wait_until
+
+LOGS = ("collector", "agent")  # the demo's logs; each run appends after a "--- scripts/demo started" line
+
+
+def _become_a_terminal_job() -> None:
+    """In the child before exec: take the pty as controlling terminal, and SIGINT/SIGQUIT back to their
+    defaults, as a terminal's shell gives a foreground job. A test run started in the background of a
+    non-interactive shell inherits them ignored, and bash cannot trap a signal ignored on entry: its
+    Ctrl-C would do nothing."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    for number in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
 
 
 class Terminal:
@@ -38,7 +51,7 @@ class Terminal:
             stderr=slave,
             env=env,
             start_new_session=True,  # setsid() first, then the pty becomes the controlling terminal
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=_become_a_terminal_job,
         )
         os.close(slave)
         self.output = b""
@@ -62,6 +75,10 @@ class Terminal:
             return bool(chunk)
         return True
 
+    def poll(self) -> None:
+        """Collect what output is there, without waiting."""
+        self._read(0)
+
     def type(self, data: bytes) -> None:
         os.write(self.master, data)
 
@@ -84,20 +101,26 @@ class Terminal:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[Callable[[], Terminal], Path]]:
-    """Starts ``scripts/demo`` in a new terminal on each call, on free ports with its data under tmp_path."""
+    """Starts ``scripts/demo`` in a new terminal on each call, on free ports with its data under tmp_path;
+    returns once it runs (its collector and agent are serving)."""
     data = tmp_path / "demo"
-    env = {
-        **os.environ,
-        "SIDETRAIL_PORT": str(free_port()),
-        "SIDETRAIL_AGENT_METRICS_PORT": str(free_port()),
-        "SIDETRAIL_DEMO_DIR": str(data),
-        "SIDETRAIL_DEMO_RATE": "50",
-    }
+    env = {**os.environ, "SIDETRAIL_DEMO_DIR": str(data), "SIDETRAIL_DEMO_RATE": "50"}
     terminals: list[Terminal] = []
 
     def start() -> Terminal:
-        terminals.append(Terminal([str(REPO / "scripts" / "demo")], env))
-        return terminals[-1]
+        # free_port only finds ports that were free a moment ago: a run whose collector or agent found its
+        # port taken is stopped and started again on other ports (_runs leaves such runs out).
+        for _ in range(5):
+            env.update(SIDETRAIL_PORT=str(free_port()), SIDETRAIL_AGENT_METRICS_PORT=str(free_port()))
+            run = len(_logged_runs(data / "agent.log"))  # the index this run's records will have
+            terminal = Terminal([str(REPO / "scripts" / "demo")], env)
+            terminals.append(terminal)
+            if wait_until(lambda t=terminal, run=run: _started(t, data, run), timeout=120, message="demo") == "up":
+                return terminal
+            if terminal.proc.poll() is None:
+                terminal.type(b"\x03")
+            terminal.wait()
+        raise AssertionError("the demo found its ports taken 5 times")
 
     try:
         yield start, data
@@ -105,6 +128,24 @@ def demo(tmp_path: Path) -> Iterator[tuple[Callable[[], Terminal], Path]]:
         for terminal in terminals:
             terminal.close()
         _kill_leftovers(data)
+
+
+def _started(terminal: Terminal, data: Path, run: int) -> str | None:
+    """``up`` once run number ``run``'s agent (started after its collector was ready) logged that it started,
+    ``port taken`` when its collector or agent could not listen, else None (not yet)."""
+    terminal.poll()
+    logs = {name: "".join(_logged_runs(data / f"{name}.log")[run : run + 1]) for name in LOGS}
+    if any("cannot listen" in text for text in logs.values()):
+        return "port taken"
+    if b"Press Ctrl-C to stop." in terminal.output and re.search(r"sidetrail-agent \S+ started", logs["agent"]):
+        return "up"
+    assert terminal.proc.poll() is None, f"the demo exited:\n{terminal.output.decode(errors='replace')}"
+    return None
+
+
+def _logged_runs(path: Path) -> list[str]:
+    """A demo log's text, one string per run."""
+    return path.read_text().split("--- scripts/demo started")[1:] if path.exists() else []
 
 
 def _kill_leftovers(data: Path) -> None:
@@ -122,10 +163,13 @@ def _kill_leftovers(data: Path) -> None:
                 os.kill(int(proc.name), 9)
 
 
-def _runs(path: Path) -> list[list[dict[str, Any]]]:
-    """A demo log's records, one list per run (each run starts with a '--- scripts/demo started' line)."""
-    runs = path.read_text().split("--- scripts/demo started")[1:]
-    return [[orjson.loads(line) for line in run.splitlines() if line.startswith("{")] for run in runs]
+def _runs(data: Path, name: str) -> list[list[dict[str, Any]]]:
+    """A demo log's records, one list per run (each run starts with a '--- scripts/demo started' line);
+    runs that stopped at once because a port was taken are left out."""
+    split = {log: _logged_runs(data / f"{log}.log") for log in LOGS}
+    taken = [any("cannot listen" in text for text in both) for both in zip(*split.values(), strict=True)]
+    kept = [run for run, skip in zip(split[name], taken, strict=True) if not skip]
+    return [[orjson.loads(line) for line in run.splitlines() if line.startswith("{")] for run in kept]
 
 
 def _at(records: list[dict[str, Any]], pattern: str) -> dict[str, Any]:
@@ -161,7 +205,7 @@ def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
         stops = [text.index(f"stopping the {name}") for name in ("traffic writer", "agent", "collector")]
         assert stops == sorted(stops), text
 
-    agent_runs, collector_runs = _runs(data / "agent.log"), _runs(data / "collector.log")
+    agent_runs, collector_runs = _runs(data, "agent"), _runs(data, "collector")
     assert len(agent_runs) == len(collector_runs) == 2
     for agent, collector in zip(agent_runs, collector_runs, strict=True):
         stopped = _at(agent, r"^stopped \(")

@@ -56,6 +56,7 @@ def test_posted_events_are_spooled_shipped_and_survive_kill_9(tmp_path: Path, co
         one = request("POST", url, json=audit(1, created_at="2026-11-22T05:00:00Z"))
         assert one.status == 200, one.body
         many = request("POST", f"{url}/v1/events", json=[audit(2), audit(3)])
+        assert many.status == 200, many.body
         ids = one.json()["ids"] + many.json()["ids"]
         assert many.json()["accepted"] == 2 and len(set(ids)) == 3
         settle(lambda: set(stored(collector.db)) >= set(ids), message="posted events stored")
@@ -63,7 +64,7 @@ def test_posted_events_are_spooled_shipped_and_survive_kill_9(tmp_path: Path, co
 
         collector.stop()  # accepted while the collector is away, then the agent dies without warning
         later = request("POST", url, json=[audit(n) for n in range(4, 54)])
-        assert later.status == 200
+        assert later.status == 200, later.body
         later_ids = later.json()["ids"]
         agent.kill()
         agent.start()

@@ -4,7 +4,6 @@ flat, and every line arrives once the collector is back."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,9 @@ from tests.e2e.processes import AgentProcess, CollectorProcess, settle
 pytestmark = pytest.mark.e2e
 
 LINES = 300_000  # about 30 MB of log written while the collector is down
+WARM_UP = 2000
 MAX_GROWTH_MIB = 20.0
+FAILED_SENDS = 5  # failed sends the agent observes before the outage ends (a count, not a duration)
 
 
 def rss_mib(pid: int) -> float:
@@ -32,26 +33,35 @@ def test_memory_stays_flat_during_an_outage_and_everything_arrives(tmp_path: Pat
     try:
         agent.start()
         with open(log, "ab") as handle:  # warm up the whole path once
-            handle.write(b"".join(_line(n) for n in range(2000)))
-        settle(lambda: _stored(collector.db) == 2000, message="warm-up events")
+            handle.write(b"".join(_line(n) for n in range(WARM_UP)))
+        settle(lambda: _stored(collector.db) == WARM_UP, message="warm-up events")
         collector.stop()
         assert agent.proc is not None
-        baseline = rss_mib(agent.proc.pid)
+        pid = agent.proc.pid
+        baseline = rss_mib(pid)
         peak = baseline
-        written = 2000
-        deadline = time.monotonic() + 8.0  # a sustained outage, with lines arriving all along
-        while time.monotonic() < deadline or written < LINES:
-            if written < LINES:
-                burst = min(20_000, LINES - written)
-                with open(log, "ab") as handle:
-                    handle.write(b"".join(_line(n) for n in range(written, written + burst)))
-                written += burst
-            peak = max(peak, rss_mib(agent.proc.pid))
-            time.sleep(0.1)
+
+        def failed_sends() -> float:
+            nonlocal peak
+            peak = max(peak, rss_mib(pid))
+            return agent.metric('sidetrail_agent_batches_retried_total{reason="connection"}')
+
+        for start in range(WARM_UP, LINES, 20_000):  # the whole backlog arrives while the collector is away
+            with open(log, "ab") as handle:
+                handle.write(b"".join(_line(n) for n in range(start, min(start + 20_000, LINES))))
+            failed_sends()
+        # The outage lasts until the agent has failed FAILED_SENDS sends after the last line was written,
+        # twice over: between the two, it must not have read a single line (its backlog is full, the file
+        # holds the rest).
+        before = failed_sends()
+        settle(lambda: failed_sends() >= before + FAILED_SENDS, timeout=120, message="failed sends")
+        read = agent.metric('sidetrail_agent_lines_read_total{source="web"}')
+        settle(lambda: failed_sends() >= before + 2 * FAILED_SENDS, timeout=120, message="more failed sends")
+        assert WARM_UP <= agent.metric('sidetrail_agent_lines_read_total{source="web"}') == read < LINES
         growth = peak - baseline
         assert growth < MAX_GROWTH_MIB, f"agent RSS grew {growth:.1f} MiB (from {baseline:.1f}) during the outage"
         collector.start()
-        settle(lambda: _stored(collector.db) == LINES, timeout=180, message=f"{LINES} events after recovery")
+        settle(lambda: _stored(collector.db) == LINES, timeout=300, message=f"{LINES} events after recovery")
         assert agent.stop() == 0
     finally:
         if agent.proc is not None:

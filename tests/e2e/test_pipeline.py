@@ -81,9 +81,23 @@ def test_lines_arrive_with_every_field_and_bad_lines_are_counted(tmp_path: Path,
             agent.kill()
 
 
-def test_restarts_and_kill_9_neither_lose_nor_duplicate(tmp_path: Path, collector: CollectorProcess) -> None:
+@pytest.fixture
+def agents() -> Iterator[list[AgentProcess]]:
+    """Agents a test starts; any still running at teardown (after a failure) is killed. Request it after
+    ``collector``, so it is torn down first."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        if agent.proc is not None:
+            agent.kill()
+
+
+def test_restarts_and_kill_9_neither_lose_nor_duplicate(
+    tmp_path: Path, collector: CollectorProcess, agents: list[AgentProcess]
+) -> None:
     ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
     agent = AgentProcess(tmp_path / "agent", collector.url, ingest_key)
+    agents.append(agent)
     log = agent.logs / "access.log"
     written = 0
 
@@ -109,9 +123,12 @@ def test_restarts_and_kill_9_neither_lose_nor_duplicate(tmp_path: Path, collecto
     assert sorted(e["path"] for e in stored) == sorted(f"/api/v1/orders/{n}?page=2" for n in range(written))
 
 
-def test_collector_outage_and_a_wrong_key_lose_nothing(tmp_path: Path, collector: CollectorProcess) -> None:
+def test_collector_outage_and_a_wrong_key_lose_nothing(
+    tmp_path: Path, collector: CollectorProcess, agents: list[AgentProcess]
+) -> None:
     ingest_key, read_key = collector.key("acme", "ingest"), collector.key("acme", "read")
     wrong = AgentProcess(tmp_path / "agent", collector.url, "st_0000000000000000_" + "0" * 64)
+    agents.append(wrong)
     log = wrong.logs / "access.log"
     wrong.start()
     append_lines(log, [nginx_line(n) for n in range(100)])
@@ -120,6 +137,7 @@ def test_collector_outage_and_a_wrong_key_lose_nothing(tmp_path: Path, collector
     assert collector.all_events(read_key) == []
 
     agent = AgentProcess(tmp_path / "agent", collector.url, ingest_key)
+    agents.append(agent)
     agent.start()
     settle(lambda: len(collector.all_events(read_key)) == 100, message="the 100 kept lines")
     collector.stop()

@@ -55,12 +55,16 @@ def test_two_collectors_one_database(tmp_path: Path, pg_storage: dict[str, Any])
         assert [e["id"] for e in via_first] == [e["id"] for e in via_second]
         assert len({e["seq"] for e in via_first}) == 2 * PER_AGENT
 
-        page = request("GET", f"{first.url}/v1/audit-log", key=read_key, params={"limit": 100}).json()
+        first_page = request("GET", f"{first.url}/v1/audit-log", key=read_key, params={"limit": 100})
+        assert first_page.status == 200, first_page.body
+        page = first_page.json()
         following = request(
             "GET", f"{second.url}/v1/audit-log", key=read_key, params={"limit": 100, "cursor": page["next_cursor"]}
         )
         assert following.status == 200
-        direct = request("GET", f"{first.url}/v1/audit-log", key=read_key, params={"limit": 200}).json()
+        direct_reply = request("GET", f"{first.url}/v1/audit-log", key=read_key, params={"limit": 200})
+        assert direct_reply.status == 200, direct_reply.body
+        direct = direct_reply.json()
         assert [e["id"] for e in page["data"] + following.json()["data"]] == [e["id"] for e in direct["data"]]
         for agent in agents:
             assert agent.stop() == 0
