@@ -17,7 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from collector.api.cursor import decode_cursor, encode_cursor, filters_digest
+from aiohttp import web
+
+from collector.api.cursor import CursorError, decode_cursor, encode_cursor, filters_digest
+from collector.api.errors import invalid_parameter
+from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
 from collector.storage.base import EventFilter, EventQuery, Storage
 
 Order = Literal["asc", "desc"]
@@ -88,6 +92,16 @@ async def fetch_page(storage: Storage, secret: bytes, tenant_id: str, listing: L
         last = rows[-1]
         next_cursor = encode_cursor(secret, tenant_id, digest, listing.order, (last["created_at"], last["id"]))
     return Page(rows, has_more, next_cursor)
+
+
+async def request_page(request: web.Request, tenant_id: str, listing: Listing) -> Page:
+    """:func:`fetch_page` with the app's storage, cursor secret and query time limit, as a listing route
+    of any dialect answers it: a cursor that does not verify is a 400 naming ``cursor``."""
+    app = request.app
+    try:
+        return await fetch_page(app[STORAGE], app[CURSOR_SECRET], tenant_id, listing, app[CONFIG].limits.query_timeout)
+    except CursorError as exc:
+        raise invalid_parameter("cursor", str(exc)) from None
 
 
 async def iter_events(storage: Storage, query: EventQuery) -> AsyncIterator[dict[str, Any]]:

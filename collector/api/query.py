@@ -13,15 +13,14 @@ import re
 from aiohttp import web
 
 from collector.api.auth import Principal
-from collector.api.cursor import CursorError
 from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
 from collector.api.errors import REQUEST_ID, ApiError, invalid_parameter
 from collector.api.filters import unknown_parameter
 from collector.api.formats import CONTENT_TYPES, encode, header
-from collector.api.paging import DEFAULT_LIMIT, fetch_page, iter_events
+from collector.api.paging import DEFAULT_LIMIT, iter_events, request_page
 from collector.api.routes import json_response
-from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
+from collector.api.state import CONFIG, STORAGE
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery
 from core.config import parse_duration
@@ -34,14 +33,8 @@ _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 
 async def list_events(request: web.Request, principal: Principal) -> web.Response:
     """A page of the tenant's events, newest first by default."""
-    app, dialect = request.app, request[DIALECT]
-    listing = dialect.parse_listing(request)
-    try:
-        page = await fetch_page(
-            app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
-        )
-    except CursorError as exc:
-        raise invalid_parameter("cursor", str(exc)) from None
+    dialect = request[DIALECT]
+    page = await request_page(request, principal.tenant_id, dialect.parse_listing(request))
     data = [dialect.present_row(row) for row in page.rows]
     return json_response({"data": data, "has_more": page.has_more, "next_cursor": page.next_cursor})
 

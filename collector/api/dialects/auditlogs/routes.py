@@ -13,14 +13,13 @@ import orjson
 from aiohttp import web
 
 from collector.api.auth import Principal
-from collector.api.cursor import CursorError
 from collector.api.dialects.auditlogs import items, params
 from collector.api.dialects.base import DIALECT, ERROR_REF, Dialect
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.openapi import serve_document
-from collector.api.paging import fetch_page
+from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
-from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
+from collector.api.state import STORAGE
 from core.schema import UUID_PATTERN
 
 _ID = re.compile(UUID_PATTERN, re.IGNORECASE)
@@ -29,14 +28,8 @@ _ITEM_REF = {"$ref": "#/components/schemas/AuditLog"}
 
 async def list_audit_logs(request: web.Request, principal: Principal) -> web.Response:
     """``{"items": [...], "pagination": {"next_cursor", "has_more"}}``, newest first by default."""
-    app, dialect = request.app, request[DIALECT]
-    listing = dialect.parse_listing(request)
-    try:
-        page = await fetch_page(
-            app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
-        )
-    except CursorError as exc:
-        raise invalid_parameter("cursor", str(exc)) from None
+    dialect = request[DIALECT]
+    page = await request_page(request, principal.tenant_id, dialect.parse_listing(request))
     pagination = {"next_cursor": page.next_cursor, "has_more": page.has_more}
     return json_response({"items": [dialect.present_row(row) for row in page.rows], "pagination": pagination})
 

@@ -9,20 +9,15 @@ from collector.api.dialects.base import Dialect
 from collector.api.dialects.cstar import params, shape
 from collector.api.errors import ApiError
 from collector.api.openapi import serve_document
-from collector.api.paging import fetch_page
+from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
-from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
 
 
 async def list_audit_log(request: web.Request, principal: Principal) -> web.Response:
     """A numbered page of the team's entries, newest first; the team must be the key's tenant."""
     if request.match_info["teamId"] != principal.tenant_id:
         raise ApiError(403, "insufficient_permissions", "the API key has no access to this team")
-    listing = params.listing(request)
-    app = request.app
-    page = await fetch_page(
-        app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
-    )
+    page = await request_page(request, principal.tenant_id, params.listing(request))
     return json_response({"success": True, "data": [shape.present(row) for row in page.rows]})
 
 

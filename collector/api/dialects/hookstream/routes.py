@@ -9,9 +9,9 @@ from collector.api.dialects.base import Dialect
 from collector.api.dialects.hookstream import params, shape
 from collector.api.errors import invalid_parameter
 from collector.api.openapi import serve_document
-from collector.api.paging import fetch_page
+from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
-from collector.api.state import CONFIG, CURSOR_SECRET, STORAGE
+from collector.api.state import STORAGE
 
 
 async def list_audit_log(request: web.Request, principal: Principal) -> web.Response:
@@ -24,9 +24,7 @@ async def list_audit_log(request: web.Request, principal: Principal) -> web.Resp
         named = await app[STORAGE].get_event(principal.tenant_id, event_id)
         if named is None or named["created_at"] != created_at:
             raise invalid_parameter(params.CURSOR.name, "does not name an entry of this organization")
-    page = await fetch_page(
-        app[STORAGE], app[CURSOR_SECRET], principal.tenant_id, listing, app[CONFIG].limits.query_timeout
-    )
+    page = await request_page(request, principal.tenant_id, listing)
     return json_response(
         {
             "audit_log": [shape.present(row) for row in page.rows],
