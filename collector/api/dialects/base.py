@@ -37,4 +37,15 @@ class Dialect:
     key_cookie: str | None = None  # a cookie that may carry the API key, besides the shared headers
 
 
-DIALECT = web.RequestKey("dialect", Dialect)  # the dialect whose route is answering the request
+DIALECT = web.RequestKey("dialect", Dialect)
+
+
+def closed_object(**properties: Schema) -> Schema:
+    """The JSON Schema of an object with exactly these properties, every one always present: how the
+    reference documents' objects are held to their field lists."""
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }  # the dialect whose route is answering the request

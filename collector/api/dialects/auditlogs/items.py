@@ -17,6 +17,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Final
 
+from collector.api.dialects.base import closed_object
 from core.event import format_ms
 
 ACTOR_TYPES: Final = MappingProxyType({"user": "user", "anonymous": "user", "api_key": "api_key", "service": "api_key"})
@@ -51,15 +52,6 @@ def present(row: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _object(**properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": list(properties),
-        "additionalProperties": False,
-        "properties": properties,
-    }
-
-
 def _text(description: str) -> dict[str, Any]:
     return {"type": "string", "description": description}
 
@@ -67,7 +59,7 @@ def _text(description: str) -> dict[str, Any]:
 SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "AuditLogType": {"type": "string", "enum": list(TYPES), "description": "Type of actor."},
     "AuditLogActor": {
-        **_object(
+        **closed_object(
             id=_text("Unique identifier for the actor (empty when the event has none)."),
             name=_text("Display name of the actor (its id when the event has no name)."),
             type={"$ref": "#/components/schemas/AuditLogType"},
@@ -75,11 +67,13 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "description": "The entity that performed the action.",
     },
     "AuditLogTarget": {
-        **_object(id=_text("Unique identifier for the target resource."), type=_text("Type of the target resource.")),
+        **closed_object(
+            id=_text("Unique identifier for the target resource."), type=_text("Type of the target resource.")
+        ),
         "description": "The target resource of the action.",
     },
     "AuditLog": {
-        **_object(
+        **closed_object(
             id=_text("Unique identifier for the audit log entry."),
             action=_text("The action that was performed."),
             actor={"$ref": "#/components/schemas/AuditLogActor"},

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from collector.api.dialects.base import closed_object
 from collector.api.dialects.details import details_fields, details_of
 from core.event import format_ms, now_ms
 
@@ -66,14 +67,10 @@ def render_error(
     return response
 
 
-def _object(**properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
-
-
 _TEXT = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
 SCHEMAS = {
-    "AuditLogEntry": _object(
+    "AuditLogEntry": closed_object(
         id=_TEXT,
         action=_TEXT,
         resourceType=_TEXT,
@@ -82,13 +79,15 @@ SCHEMAS = {
         details={"type": "object", "description": "The rest of the event, camelCase (README: cstar)"},
         createdAt=_TIME,
     ),
-    "Error": _object(
+    "Error": closed_object(
         success={"const": False},
-        error=_object(type=_TEXT, code=_TEXT, message=_TEXT, doc_url=_TEXT, request_id=_TEXT),
-        meta=_object(timestamp=_TIME),
+        error=closed_object(type=_TEXT, code=_TEXT, message=_TEXT, doc_url=_TEXT, request_id=_TEXT),
+        meta=closed_object(timestamp=_TIME),
     ),
 }
-PAGE = _object(success={"const": True}, data={"type": "array", "items": {"$ref": "#/components/schemas/AuditLogEntry"}})
+PAGE = closed_object(
+    success={"const": True}, data={"type": "array", "items": {"$ref": "#/components/schemas/AuditLogEntry"}}
+)
 ERRORS = {
     400: "invalid_request_error / invalid_parameter: the message starts with the parameter's name",
     401: "authentication_error / authentication_required",

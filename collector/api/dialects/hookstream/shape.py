@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from collector.api.dialects.base import closed_object
 from collector.api.dialects.details import details_fields, details_of
 from core.event import format_ms
 
@@ -48,14 +49,10 @@ def render_error(
     return response
 
 
-def _object(**properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
-
-
 _TEXT = {"type": "string"}
 _NULLABLE = {"type": ["string", "null"]}
 SCHEMAS = {
-    "AuditLogEntry": _object(
+    "AuditLogEntry": closed_object(
         id=_TEXT,
         org_id=_TEXT,
         user_id=_NULLABLE,
@@ -66,9 +63,9 @@ SCHEMAS = {
         ip_address=_NULLABLE,
         created_at={"type": "string", "format": "date-time"},
     ),
-    "Error": _object(error=_TEXT, code=_TEXT),
+    "Error": closed_object(error=_TEXT, code=_TEXT),
 }
-PAGE = _object(
+PAGE = closed_object(
     audit_log={"type": "array", "items": {"$ref": "#/components/schemas/AuditLogEntry"}},
     has_more={"type": "boolean"},
     next_cursor=_NULLABLE,
