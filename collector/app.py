@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from collector.api.errors import Handler, error_middleware
+from collector.api.jwt_auth import JWT_VERIFIER, JwtVerifier
 from collector.api.limits import RateLimiter, parser_limits
 from collector.api.mount import DIALECTS, mount
 from collector.api.state import CONFIG, CURSOR_SECRET, LIMITER, METRICS, STORAGE
@@ -145,6 +146,10 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     app[STORAGE] = storage if storage is not None else open_storage(config)
     app[METRICS] = CollectorMetrics()
     app[LIMITER] = RateLimiter(config.limits.requests_per_second, config.limits.burst)
+    if config.auth.jwt is not None:
+        app[JWT_VERIFIER] = JwtVerifier(config.auth.jwt)
     app.cleanup_ctx.append(_storage_ctx)
     mount(app, DIALECTS["native"])
+    mount(app, DIALECTS["v2audit"])
+    mount(app, DIALECTS["v2audit"], "/compat/v2audit")
     return app

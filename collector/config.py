@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.api.jwt_auth import JwtConfig
 from core.config import Duration, Size
 
 
@@ -92,6 +93,13 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Credentials accepted besides API keys: ``jwt`` (``collector.api.jwt_auth``; off when absent)."""
+
+    jwt: JwtConfig | None = None
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """Top level of ``collector.yaml``."""
 
@@ -99,6 +107,7 @@ class CollectorConfig:
     storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     retention: Duration | None = 400 * 86400.0
     tenant_retention: dict[str, Duration] = field(default_factory=dict)
     retention_interval: Duration = 3600.0

@@ -74,7 +74,7 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> Predicate:
             raise invalid_parameter(name, f"{operator}: needs a number, got {body!r}")
         return Predicate(name, operator, (int(body),))
     if operator == "~eq":
-        return Predicate(name, "like", tuple(_like_pattern(v) for v in values))
+        return Predicate(name, "like", tuple(like_pattern(v) for v in values))
     return Predicate(name, operator, tuple(_typed(name, v) for v in values))
 
 
@@ -100,7 +100,7 @@ def _typed(name: str, value: str) -> Any:
     return value
 
 
-def _like_pattern(value: str) -> str:
+def like_pattern(value: str) -> str:
     """``*`` wildcards as a LIKE pattern (with ``\\`` escaping the LIKE metacharacters)."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").lower()

@@ -7,12 +7,13 @@ from aiohttp import web
 from collector.api.auth import authenticate
 from collector.api.dialects.base import DIALECT, Dialect
 from collector.api.dialects.native.routes import NATIVE
+from collector.api.dialects.v2audit.routes import V2AUDIT
 from collector.api.errors import ERROR_RENDERERS
 from collector.api.openapi import DOCUMENTS, build_document, serve_document
 from collector.api.routes import Handler, Route
 from collector.api.state import CONFIG, METRICS, STORAGE
 
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (NATIVE,)}
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (NATIVE, V2AUDIT)}
 
 
 def mount(app: web.Application, dialect: Dialect, prefix: str = "") -> None:

@@ -33,7 +33,9 @@ class Listing:
     """Which of a tenant's events to list, and which page of them.
 
     ``cursor`` (a previous page's ``next_cursor``) and ``offset`` are the two ways to a later page; a
-    cursor is only valid with the filters, time range and order it was issued for.
+    cursor is only valid with the filters, time range and order it was issued for. ``sort`` orders by
+    another column first (``EventQuery.sort``): such pages are reached by ``offset`` alone, and carry no
+    ``next_cursor``.
     """
 
     filters: tuple[Predicate, ...] = ()
@@ -43,6 +45,7 @@ class Listing:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: str | None = None
+    sort: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,13 @@ async def fetch_page(storage: Storage, secret: bytes, tenant_id: str, listing: L
         to_ms=listing.to_ms,
         after=after,
         offset=listing.offset,
+        sort=listing.sort,
     )
     rows = await asyncio.wait_for(storage.query_events(query), time_limit)
     has_more = len(rows) > listing.limit
     rows = rows[: listing.limit]
     next_cursor = None
-    if has_more:
+    if has_more and listing.sort is None:
         last = rows[-1]
         next_cursor = encode_cursor(secret, tenant_id, digest, listing.order, (last["created_at"], last["id"]))
     return Page(rows, has_more, next_cursor)
