@@ -172,11 +172,12 @@ class JwtVerifier:
         if kid is not None:
             found = [key for key in self.keys if key.kid == kid]
             if not found:
-                raise JwtError(f"unknown key id {str(kid)[:64]!r}")
+                raise JwtError(f"the token is not valid: unknown key id {str(kid)[:64]!r}")
             return found
         found = [key for key in self.keys if key.kid is None and key.algorithm == algorithm]
         if not found:
-            raise JwtError(f"no key without an id is configured for algorithm {str(algorithm)[:16]!r}")
+            named = str(algorithm)[:16]
+            raise JwtError(f"the token is not valid: no key without an id is configured for algorithm {named!r}")
         return found
 
     def verify(self, token: str) -> JwtClaims:
@@ -200,12 +201,12 @@ class JwtVerifier:
                 except jwt.InvalidSignatureError:
                     continue  # another key without an id may have signed it
         except jwt.PyJWTError as exc:
-            raise JwtError(f"the token is not valid: {exc}") from None
+            raise JwtError(f"the token is not valid: {exc}") from None  # PyJWT's messages name no key material
         if claims is None:
             raise JwtError("the token is not valid: Signature verification failed")
         tenant = claims.get(config.tenant_claim)
         if not isinstance(tenant, str) or not valid_tenant(tenant):
-            raise JwtError(f"the token's {config.tenant_claim!r} claim is missing or not a tenant id")
+            raise JwtError(f"the token is not valid: its {config.tenant_claim!r} claim is missing or not a tenant id")
         granted = claims.get(config.scope_claim, "")
         words = granted.split() if isinstance(granted, str) else granted if isinstance(granted, list) else []
         subject = claims.get("sub")
