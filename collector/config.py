@@ -77,7 +77,7 @@ class LimitsConfig:
     max_url_bytes: Size = 4096
     max_header_bytes: Size = 8192
     query_timeout: Duration = 10.0
-    max_wait: Duration = 60.0  # longest long-poll of the changes feed
+    max_wait: Duration = 60.0  # longest long-poll (the changes feed, v2audit's Prefer: wait)
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []
