@@ -387,13 +387,16 @@ def test_auth_errors_are_in_the_dialects_own_body(collector: ThreadedCollector, 
 
 
 def test_rate_and_size_limits_answer_in_the_dialects_own_body(tmp_path: Path) -> None:
-    server = ThreadedCollector(tmp_path, limits={"requests_per_second": 0.01, "burst": 2, "max_url_bytes": 512})
+    server = ThreadedCollector(
+        tmp_path, limits={"requests_per_second": 0.01, "burst": 2, "max_url_bytes": 512, "max_header_bytes": 2048}
+    )
     try:
         key, url = server.key("acme", "read"), server.url + PATH
         statuses = [request("GET", url, key=key).status for _ in range(3)]
         assert statuses == [200, 200, 429]
         assert_error(request("GET", url, key=key), 429, "rate_limit_exceeded")
         assert_error(request("GET", url + "?action=" + "x" * 600, key=key), 414, "uri_too_long")
+        assert_error(request("GET", url, key=key, headers={"X-Big": "y" * 3000}), 431, "headers_too_large")
     finally:
         server.close()
 
