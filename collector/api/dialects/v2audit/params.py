@@ -187,7 +187,7 @@ def _year_before(ms: int) -> int:
 def listing(request: web.Request) -> Listing:
     """The request as a listing; the defaults of ``before`` and ``after`` are taken from the clock now."""
     filters = predicates(request)
-    sort_by = single(request, "sort_by") or DEFAULT_SORT
+    sort_by = SORT_BY.parse(request) or DEFAULT_SORT
     if sort_by.removeprefix("-") not in COLUMNS:
         raise unknown_sort(sort_by)
     column = COLUMNS[sort_by.removeprefix("-")]

@@ -1,17 +1,17 @@
 """How v2audit shows a stored event (a *log*) and an error.
 
-===================  ==========================================================================================
-log field            from the event
-===================  ==========================================================================================
-``id``               ``seq``: an integer, unique in the database and never reused for the life of the event
-``created_at``       ``created_at``, RFC 3339 UTC with milliseconds
-``actor_id``         ``actor_id``, or null (so ``actor_name``, ``actor_email``, ``request_id``)
-``action``           ``action`` (always set)
-``fields``           ``metadata``, plus whichever of :data:`FIELD_COLUMNS` the event has (those win a clash)
-``source_ip_address`` ``client_ip``, or null
-``commit_id``        the event's own id (the UUID the native API shows; deterministic, never null)
-``status``           ``outcome``: ``success`` and ``failure`` as they are; no outcome is ``intent``
-===================  ==========================================================================================
+=====================  ========================================================================================
+log field              from the event
+=====================  ========================================================================================
+``id``                 ``seq``: an integer, unique in the database and never reused for the life of the event
+``created_at``         ``created_at``, RFC 3339 UTC with milliseconds
+``actor_id``           ``actor_id``, or null (so ``actor_name``, ``actor_email``, ``request_id``)
+``action``             ``action`` (always set)
+``fields``             ``metadata``, plus whichever of :data:`FIELD_COLUMNS` the event has (those win a clash)
+``source_ip_address``  ``client_ip``, or null
+``commit_id``          the event's own id (the UUID the native API shows; deterministic, never null)
+``status``             ``outcome``: ``success`` and ``failure`` as they are; no outcome is ``intent``
+=====================  ========================================================================================
 
 The error body is ``{"code", "message", "request_id"}`` (the document shows none), with the request id
 also in ``X-Request-ID``.
