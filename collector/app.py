@@ -19,6 +19,7 @@ from collector.api.dialects.base import Dialect
 from collector.api.dialects.registry import DIALECTS
 from collector.api.errors import Handler, error_middleware
 from collector.api.guard import guard_middleware, security_headers
+from collector.api.jwt_auth import JWT_VERIFIER, JwtVerifier
 from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
 from collector.api.mount import mount, mount_beside, mount_compat
 from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, LIMITER, METRICS, STORAGE
@@ -167,6 +168,8 @@ def _application(
     app[LIMITER] = limiter
     app[FAILED_AUTH] = failed_auth
     app.on_response_prepare.append(security_headers)
+    if config.auth.jwt is not None:
+        app[JWT_VERIFIER] = JwtVerifier(config.auth.jwt)
     return app
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from collector.api.jwt_auth import JwtConfig
 from core.config import Duration, Size
 
 MAX_FUTURE_SKEW = 366 * 86400.0
@@ -83,7 +84,7 @@ class LimitsConfig:
     max_url_bytes: Size = 4096
     max_header_bytes: Size = 8192
     query_timeout: Duration = 10.0
-    max_wait: Duration = 60.0  # longest long-poll of the changes feed
+    max_wait: Duration = 60.0  # longest long-poll (the changes feed, v2audit's Prefer: wait)
     # Per client address: failed authentications allowed per second, in bursts of failed_auth_burst;
     # past that, 429 before the key lookup (see collector/api/limits.py FailedAuthLimiter).
     failed_auth_per_second: float = 5.0
@@ -141,6 +142,13 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """Credentials accepted besides API keys: ``jwt`` (``collector.api.jwt_auth``; off when absent)."""
+
+    jwt: JwtConfig | None = None
+
+
+@dataclass(frozen=True)
 class CollectorConfig:
     """Top level of ``collector.yaml``."""
 
@@ -149,6 +157,7 @@ class CollectorConfig:
     storage: SqliteStorageConfig | PostgresStorageConfig = field(default_factory=SqliteStorageConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     retention: Duration | None = 400 * 86400.0
     tenant_retention: dict[str, Duration] = field(default_factory=dict)
     retention_interval: Duration = 3600.0

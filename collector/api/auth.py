@@ -1,4 +1,8 @@
-"""Authentication and tenancy: every API route calls :func:`authenticate` with the scope it needs."""
+"""Authentication and tenancy: every API route calls :func:`authenticate` with the scope it needs.
+
+The bearer token is a sidetrail API key or, when ``auth.jwt`` is configured, a JWT
+(``collector.api.jwt_auth``) on every route that takes a key: same scopes, tenancy and rate limits.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from collector.api.errors import ApiError, invalid_parameter
+from collector.api.jwt_auth import JWT_VERIFIER, JwtError, looks_like_jwt
 from collector.api.limits import retry_after
 from collector.api.state import FAILED_AUTH, LIMITER
 from collector.keys import SATISFIES, parse_key_id, token_matches
@@ -39,8 +44,9 @@ async def authenticate(
     """Return the caller, or raise the 401/403 the request deserves.
 
     The key comes from ``Authorization: Bearer``, else ``X-API-Key``, else the cookie named ``cookie``
-    (a dialect whose clients send their key that way). It is looked up on every request, so a
-    revocation takes effect on the next one.
+    (a dialect whose clients send their key that way); with ``auth.jwt`` configured, a bearer token that
+    looks like a JWT is verified as one instead. A key is looked up on every request, so a revocation
+    takes effect on the next one.
     """
     token = _presented_token(request, cookie)
     key_id = parse_key_id(token) if token is not None else None
@@ -65,21 +71,36 @@ async def authenticate(
             + (f" or in the cookie {cookie}" if cookie else ""),
             {"WWW-Authenticate": 'Bearer realm="sidetrail"'},
         )
-    record = await storage.find_key(key_id) if key_id else None
-    if not token_matches(token, record) or record is None or not record.active:
-        failed_auth.failed(address)
-        metrics.auth_failures.labels("invalid_key").inc()
-        raise ApiError(401, "authentication_required", "the API key is not valid or was revoked")
-    failed_auth.succeeded(address, record.key_id)
-    if record.scope not in SATISFIES[scope]:
+    verifier = request.app.get(JWT_VERIFIER)
+    if verifier is not None and looks_like_jwt(token):
+        try:
+            claims = verifier.verify(token)
+        except JwtError as exc:
+            failed_auth.failed(address)
+            metrics.auth_failures.labels("invalid_token").inc()
+            raise ApiError(
+                401, "authentication_required", str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
+        granted = sorted(claims.scopes & SATISFIES[scope])
+        # Rate-limited per tenant and subject, as a key is per key.
+        caller = Principal(f"jwt:{claims.tenant_id}:{claims.subject}", claims.tenant_id, granted[0] if granted else "")
+    else:
+        record = await storage.find_key(key_id) if key_id else None
+        if not token_matches(token, record) or record is None or not record.active:
+            failed_auth.failed(address)
+            metrics.auth_failures.labels("invalid_key").inc()
+            raise ApiError(401, "authentication_required", "the API key is not valid or was revoked")
+        caller = Principal(key_id=record.key_id, tenant_id=record.tenant_id, scope=record.scope)
+    failed_auth.succeeded(address, caller.key_id)
+    if caller.scope not in SATISFIES[scope]:
         metrics.auth_failures.labels("insufficient_permissions").inc()
         raise ApiError(403, "insufficient_permissions", f"this route needs a key with scope '{scope}'")
     claimed = request.headers.get("X-Tenant-ID")
-    if claimed is not None and claimed != record.tenant_id:
+    if claimed is not None and claimed != caller.tenant_id:
         metrics.auth_failures.labels("tenant_mismatch").inc()
         raise ApiError(403, "tenant_mismatch", "X-Tenant-ID does not match the API key's tenant")
     if scope != "ingest":  # ingest is paced by the writer queue (503 + Retry-After) instead
-        wait = request.app[LIMITER].acquire(record.key_id)
+        wait = request.app[LIMITER].acquire(caller.key_id)
         if wait:
             metrics.rate_limited.inc()
             raise ApiError(
@@ -88,4 +109,4 @@ async def authenticate(
                 "too many requests for this API key; slow down",
                 {"Retry-After": retry_after(wait)},
             )
-    return Principal(key_id=record.key_id, tenant_id=record.tenant_id, scope=record.scope)
+    return caller

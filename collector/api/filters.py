@@ -76,7 +76,7 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter
     if operator == "~eq":
         if name in NUMBER_FIELDS:
             raise invalid_parameter(name, "~eq: matches text; use eq, neq, gt, gte, lt or lte")
-        return EventFilter(name, "like", tuple(_like_pattern(v) for v in values))
+        return EventFilter(name, "like", tuple(like_pattern(v) for v in values))
     return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
 
 
@@ -102,7 +102,7 @@ def _typed(name: str, value: str) -> Any:
     return value
 
 
-def _like_pattern(value: str) -> str:
+def like_pattern(value: str) -> str:
     """``*`` wildcards as a LIKE pattern (with ``\\`` escaping the LIKE metacharacters)."""
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").lower()

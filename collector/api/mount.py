@@ -53,16 +53,21 @@ def mount_compat(app: web.Application, dialect: Dialect) -> None:
 
 def mount_beside(app: web.Application, dialect: Dialect) -> bool:
     """``dialect``'s routes at their documented paths, when none of them could match a request that a route
-    already on ``app`` matches (its document stays under ``/compat/<name>``: ``/openapi.json`` is the
-    listener's own). All or nothing, so that a client sees a whole API or none; says whether it mounted."""
-    routes = tuple(route for route in dialect.routes if route.handler is not serve_document)
+    already on ``app`` matches (its document too where its path is free: ``/openapi.json`` is the
+    listener's own, so such a document stays under ``/compat/<name>``). All or nothing, so that a client
+    sees a whole API or none; says whether it mounted."""
     taken = [
         (resource.canonical, route.method)
         for resource in app.router.resources()
         for route in resource
         if route.method != "HEAD"
     ]
-    if any(method == route.method and overlaps(path, route.path) for route in routes for path, method in taken):
+
+    def clashes(route: Route) -> bool:
+        return any(method == route.method and overlaps(path, route.path) for path, method in taken)
+
+    routes = tuple(route for route in dialect.routes if not (route.handler is serve_document and clashes(route)))
+    if any(map(clashes, routes)):
         return False
     mount(app, replace(dialect, routes=routes))
     return True

@@ -38,7 +38,9 @@ class Listing:
 
     ``cursor`` (a previous page's ``next_cursor``) and ``offset`` are the two ways to a later page; a
     cursor is only valid with the filters, time range and order it was issued for. ``after`` is a keyset
-    position ``(created_at, id)`` a dialect with readable cursors decoded (and verified) itself.
+    position ``(created_at, id)`` a dialect with readable cursors decoded (and verified) itself. ``sort``
+    orders by another column first (``EventQuery.sort``): such pages are reached by ``offset`` alone, and
+    carry no ``next_cursor``.
     """
 
     filters: tuple[EventFilter, ...] = ()
@@ -49,6 +51,7 @@ class Listing:
     offset: int = 0
     cursor: str | None = None
     after: tuple[int, str] | None = None
+    sort: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,13 @@ async def fetch_page(storage: Storage, secret: bytes, tenant_id: str, listing: L
         to_ms=listing.to_ms,
         after=after,
         offset=listing.offset,
+        sort=listing.sort,
     )
     rows = await asyncio.wait_for(storage.query_events(query), time_limit)
     has_more = len(rows) > listing.limit
     rows = rows[: listing.limit]
     next_cursor = None
-    if has_more:
+    if has_more and listing.sort is None:
         last = rows[-1]
         next_cursor = encode_cursor(secret, tenant_id, digest, listing.order, (last["created_at"], last["id"]))
     return Page(rows, has_more, next_cursor)

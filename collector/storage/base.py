@@ -23,6 +23,9 @@ EVENT_COLUMNS = (*(field.name for field in FIELDS if field.set_by == "database")
 """Stored columns, in the order both backends select them (``seq`` first: the database assigns it)."""
 FILTER_COLUMNS = frozenset(field.name for field in FIELDS if field.filterable)
 """Columns a filter may name (the API checks requests against this set; SQL is built only from it)."""
+QUERY_COLUMNS = FILTER_COLUMNS | {"seq", "created_at"}
+"""Columns an :class:`EventQuery` may filter on and order by: the filterable ones, plus ``seq`` and
+``created_at`` (an API dialect may expose them; the native one filters on ``FILTER_COLUMNS`` only)."""
 JSON_COLUMNS = frozenset(field.name for field in FIELDS if field.kind == "object")
 """Columns holding a JSON object (``jsonb`` in PostgreSQL, JSON text in SQLite)."""
 
@@ -85,10 +88,12 @@ class RetentionRun:
 
 @dataclass(frozen=True)
 class EventQuery:
-    """One page of a tenant's events in ``(created_at, id)`` order.
+    """One page of a tenant's events in ``(created_at, id)`` order, or in ``(sort, created_at, id)`` order.
 
     ``after`` is the keyset position of the last row already returned; rows strictly past it (in
     ``order``) are returned. ``limit`` rows at most; callers ask for one more to learn ``has_more``.
+    ``sort`` (one of ``QUERY_COLUMNS``) orders by that column first, nulls last in ascending order and
+    first in descending order, text by code point; it pages with ``offset`` only, never with ``after``.
     """
 
     tenant_id: str
@@ -99,6 +104,7 @@ class EventQuery:
     to_ms: int | None = None
     after: tuple[int, str] | None = None
     offset: int = 0  # page/offset pagination (slower for deep pages than ``after``)
+    sort: str | None = None
 
 
 @dataclass(frozen=True)

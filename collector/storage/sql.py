@@ -9,13 +9,15 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from collector.storage.base import EVENT_COLUMNS, FILTER_COLUMNS, EventFilter, EventQuery
+from collector.storage.base import EVENT_COLUMNS, QUERY_COLUMNS, EventFilter, EventQuery
+from core.schema import FIELD
 
 Dialect = Literal["sqlite", "postgres"]
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
 # What the free-text search ``q`` looks at.
 TEXT_SEARCH_COLUMNS = ("action", "path", "actor_id", "actor_name", "actor_email", "resource_type", "resource_id")
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_TEXT_COLUMNS = frozenset(name for name in QUERY_COLUMNS if FIELD[name].kind in ("string", "enum", "ip"))
 
 
 class _Params:
@@ -48,13 +50,14 @@ def _filter_sql(event_filter: EventFilter, dialect: Dialect, param: _Params) -> 
             json_path = '$."' + key + '"'
             return f"CAST(json_extract(metadata, {param(json_path)}) AS TEXT) = {param(values[0])}"
         return f"metadata->>{param(key)} = {param(values[0])}"
-    if field not in FILTER_COLUMNS:  # never from the request: the API validated it against the same list
+    if field not in QUERY_COLUMNS:  # never from the request: the API validated it against its own list
         raise ValueError(f"not a filter column: {field}")
     if op in _COMPARISONS:
         return f"{field} {_COMPARISONS[op]} {param(values[0])}"
     if op == "like":
         escape = " ESCAPE '\\'" if dialect == "sqlite" else ""
-        return "(" + " OR ".join(f"lower({field}) LIKE {param(v)}{escape}" for v in values) + ")"
+        text = field if field in _TEXT_COLUMNS else f"CAST({field} AS TEXT)"  # a number matches as its digits
+        return "(" + " OR ".join(f"lower({text}) LIKE {param(v)}{escape}" for v in values) + ")"
     networks = [v for v in values if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)]
     plain = [v for v in values if v not in networks]
     alternatives = []
@@ -88,17 +91,33 @@ def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:
         if bound is not None:
             clauses.append(f"created_at {comparison} {param(bound)}")
     direction = "DESC" if query.order == "desc" else "ASC"
+    order_by = f"created_at {direction}, id {direction}"
+    if query.sort is not None:
+        order_by = f"{_sort_key(query, dialect)}, {order_by}"
     if query.after is not None:
         created_at, event_id = query.after
         created_param = param(created_at)  # bound in the order the placeholders appear
         id_param = param(event_id) + ("::uuid" if dialect == "postgres" else "")
         operator = "<" if query.order == "desc" else ">"
         clauses.append(f"(created_at, id) {operator} ({created_param}, {id_param})")
-    sql = f"{SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY created_at {direction}, id {direction}"
+    sql = f"{SELECT_EVENTS} WHERE {' AND '.join(clauses)} ORDER BY {order_by}"
     sql += f" LIMIT {param(query.limit)}"
     if query.offset:
         sql += f" OFFSET {param(query.offset)}"
     return sql, values
+
+
+def _sort_key(query: EventQuery, dialect: Dialect) -> str:
+    """``query.sort`` as an ORDER BY term that both backends read alike: nulls after every value (last
+    ascending, first descending, as PostgreSQL does by default) and text by code point (SQLite's BINARY;
+    PostgreSQL's own collation may follow a locale)."""
+    column = query.sort
+    if column not in QUERY_COLUMNS or query.after is not None:  # never from the request, as for filters
+        raise ValueError(f"cannot sort by {column!r}" + (" after a keyset position" if query.after else ""))
+    collated = f'{column} COLLATE "C"' if dialect == "postgres" and column in _TEXT_COLUMNS else column
+    if query.order == "desc":
+        return f"{collated} DESC NULLS FIRST"
+    return f"{collated} ASC NULLS LAST"
 
 
 STATS_GROUPS = ("action", "outcome", "actor_id", "resource_type")

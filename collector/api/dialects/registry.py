@@ -15,7 +15,8 @@ from collector.api.dialects.base import Dialect
 from collector.api.dialects.cstar.routes import CSTAR
 from collector.api.dialects.hookstream.routes import HOOKSTREAM
 from collector.api.dialects.native.routes import NATIVE
+from collector.api.dialects.v2audit.routes import V2AUDIT
 
 DIALECTS: MappingProxyType[str, Dialect] = MappingProxyType(
-    {dialect.name: dialect for dialect in (NATIVE, CSTAR, AUDITLOGS, HOOKSTREAM)}
+    {dialect.name: dialect for dialect in (NATIVE, CSTAR, AUDITLOGS, V2AUDIT, HOOKSTREAM)}
 )
