@@ -43,7 +43,10 @@ async def list_events(request: web.Request, principal: Principal) -> web.Respons
     except CursorError as exc:
         raise invalid_parameter("cursor", str(exc)) from None
     data = [dialect.present_row(row) for row in page.rows]
-    return json_response({"data": data, "has_more": page.has_more, "next_cursor": page.next_cursor})
+    body: dict[str, object] = {"data": data, "has_more": page.has_more}
+    if page.next_cursor is not None:  # document 003: a string when there is a next page, else absent
+        body["next_cursor"] = page.next_cursor
+    return json_response(body)
 
 
 async def export(request: web.Request, principal: Principal) -> web.StreamResponse:
