@@ -1,4 +1,4 @@
-"""The error middleware that maps every failure into an error body, and the native API's error body.
+"""The error middleware that maps every failure into the answering dialect's error body; the native API's body.
 
 Handlers raise :class:`ApiError`; aiohttp's own HTTP exceptions (unknown route, wrong method, body too
 large) and storage failures are translated here, in one place. The body is drawn by the error renderer
