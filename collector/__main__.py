@@ -29,6 +29,7 @@ from collector.config import CollectorConfig
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
+from collector.tenancy import tenant_uuid
 from core import __version__
 from core.config import CONFIG_ERROR_EXIT, ConfigError, load_file, load_mapping
 from core.event import now_ms, parse_rfc3339_ms
@@ -122,7 +123,8 @@ def _keys_create(args: argparse.Namespace) -> None:
         return
     print(token)
     print(
-        f"created key {record.key_id} (tenant {record.tenant_id}, scope {record.scope}); the secret above "
+        f"created key {record.key_id} (tenant {record.tenant_id}, X-Tenant-ID {tenant_uuid(record.tenant_id)}, "
+        f"scope {record.scope}); the secret above "
         "is shown once, only its hash is stored",
         file=sys.stderr,
     )

@@ -17,6 +17,7 @@ from collector.api.state import FAILED_AUTH, LIMITER
 from collector.keys import SATISFIES, parse_key_id, token_matches
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
+from collector.tenancy import names_tenant
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ async def authenticate(
         metrics.auth_failures.labels("insufficient_permissions").inc()
         raise ApiError(403, "insufficient_permissions", f"this route needs a key with scope '{scope}'")
     claimed = request.headers.get("X-Tenant-ID")
-    if claimed is not None and claimed != caller.tenant_id:
+    if claimed is not None and not names_tenant(claimed, caller.tenant_id):
         metrics.auth_failures.labels("tenant_mismatch").inc()
-        raise ApiError(403, "tenant_mismatch", "X-Tenant-ID does not match the API key's tenant")
+        raise ApiError(403, "tenant_mismatch", "X-Tenant-ID names another tenant than the API key's")
     if scope != "ingest":  # ingest is paced by the writer queue (503 + Retry-After) instead
         wait = request.app[LIMITER].acquire(caller.key_id)
         if wait:

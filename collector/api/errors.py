@@ -1,11 +1,12 @@
-"""The error middleware that maps every failure into an error body, and the native API's envelope.
+"""The error middleware that maps every failure into the answering dialect's error body; the native API's body.
 
 Handlers raise :class:`ApiError`; aiohttp's own HTTP exceptions (unknown route, wrong method, body too
 large) and storage failures are translated here, in one place. The body is drawn by the error renderer
 of the dialect that owns the matched route (``ERROR_RENDERERS``; unmatched requests get the listener's
-default). The native envelope, :func:`error_response`, is
-``{"error": {"code": "...", "message": "...", "request_id": "..."}}``. Every response, error or not,
-carries an ``X-Request-ID`` header.
+default). The native body, :func:`error_response`, is API document 003's:
+``{"code": "...", "message": "...", "details": {"request_id": "..."}, "notices": []}`` (``notices`` holds
+policy notices, of which the collector has none). Every response, error or not, carries an
+``X-Request-ID`` header.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _MAX_INCOMING_ID = 128
 
 
 class ApiError(Exception):
-    """An error answered to the client in the envelope."""
+    """An error answered to the client in the answering dialect's error body."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -61,7 +62,8 @@ _HTTP_STATUS_CODES = {
 def error_response(
     request_id: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    body = orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
+    """The native API's error response (document 003's body)."""
+    body = orjson.dumps({"code": code, "message": message, "details": {"request_id": request_id}, "notices": []})
     response = web.Response(status=status, body=body, content_type="application/json", headers=headers)
     response.headers["X-Request-ID"] = request_id
     return response

@@ -26,7 +26,8 @@ _TENANT_HEADER = {
     "name": "X-Tenant-ID",
     "in": "header",
     "required": False,
-    "description": "When sent, must equal the API key's tenant (else 403 tenant_mismatch).",
+    "description": "The tenant's name or its UUID (README: tenants); when sent, it must name the API key's tenant "
+    "(else 403 tenant_mismatch). Optional: the key alone decides the tenant.",
     "schema": {"type": "string"},
 }
 

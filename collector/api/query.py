@@ -36,7 +36,10 @@ async def list_events(request: web.Request, principal: Principal) -> web.Respons
     dialect = request[DIALECT]
     page = await request_page(request, principal.tenant_id, dialect.parse_listing(request))
     data = [dialect.present_row(row) for row in page.rows]
-    return json_response({"data": data, "has_more": page.has_more, "next_cursor": page.next_cursor})
+    body: dict[str, object] = {"data": data, "has_more": page.has_more}
+    if page.next_cursor is not None:  # document 003: a string when there is a next page, else absent
+        body["next_cursor"] = page.next_cursor
+    return json_response(body)
 
 
 async def export(request: web.Request, principal: Principal) -> web.StreamResponse:

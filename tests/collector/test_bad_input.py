@@ -90,7 +90,7 @@ def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(
     trailing = request("POST", url, key=key, body=encoded + b"junk", headers=headers)
     assert_envelope(trailing, 400, "invalid_parameter")
     twice = request("POST", url, key=key, body=encoded + encoded, headers=headers)  # two members (frames)
-    assert twice.status == 400 and "body: not valid JSON" in twice.json()["error"]["message"]
+    assert twice.status == 400 and "body: not valid JSON" in twice.json()["message"]
     right = request("POST", url, key=key, body=encoded, headers={**headers, "Content-Encoding": coding.upper()})
     assert right.status == 200 and right.json()["accepted"] == 1
 

@@ -314,7 +314,7 @@ def test_each_error_status_in_the_dialects_body(collector: ThreadedCollector, ke
     wrong_method = request("POST", url + COMPAT, key=keys["read"], json={})
     assert_error(wrong_method, 405, "method_not_allowed")
     assert wrong_method.headers["Allow"] == "GET,HEAD"
-    assert request("GET", f"{url}/no-such-route").json()["error"].keys() == {"code", "message", "request_id"}
+    assert request("GET", f"{url}/no-such-route").json().keys() == {"code", "message", "details", "notices"}
 
 
 def test_limits_answer_in_the_dialects_body(tmp_path: Path) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from collector.api import health, ingest, key_routes, query
 from collector.api.dialects.base import ERROR_REF, Dialect
-from collector.api.dialects.native import params
+from collector.api.dialects.native import items, params
 from collector.api.errors import error_response
-from collector.api.formats import CONTENT_TYPES, present
+from collector.api.formats import CONTENT_TYPES
 from collector.api.openapi import serve_document
 from collector.api.routes import Response, Route
 from collector.keys import SCOPES
-from core.event import event_json_schema
 
 _TIME = {"type": "string", "format": "date-time"}
-_EVENT_REF = {"$ref": "#/components/schemas/Event"}
+_EVENT_REF = {"$ref": "#/components/schemas/Event"}  # an item of the API's answers (export: see its media)
 _KEY_REF = {"$ref": "#/components/schemas/Key"}
 
 
@@ -34,16 +33,20 @@ _KEY_FIELDS: dict[str, dict[str, object]] = {
     "active": {"type": "boolean"},
 }
 SCHEMAS = {
-    "Event": event_json_schema(),
-    "Error": {
+    "Event": items.item_schema(),
+    "Error": {  # document 003's body; request_id is in details (and in the X-Request-ID header)
         "type": "object",
-        "required": ["error"],
+        "required": ["code", "message", "details", "notices"],
         "additionalProperties": False,
         "properties": {
-            "error": {
-                **_object(code={"type": "string"}, message={"type": "string"}, request_id={"type": "string"}),
-                "additionalProperties": False,
-            }
+            "code": {"type": "string", "description": "Machine-readable error code, e.g. not_found, tenant_mismatch"},
+            "message": {"type": "string"},
+            "details": {
+                "type": "object",
+                "required": ["request_id"],
+                "properties": {"request_id": {"type": "string"}},
+            },
+            "notices": {"type": "array", "items": {"type": "string"}, "maxItems": 0},
         },
     },
     "Key": {
@@ -65,7 +68,10 @@ ERRORS = {
 _WRITE_ERRORS = tuple(ERRORS)
 _READ_ERRORS = tuple(status for status in ERRORS if status not in (413, 415))  # no body to refuse
 _EVENTS = {"type": "array", "items": _EVENT_REF}
-_LIST_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_cursor={"type": ["string", "null"]})
+_LIST_PAGE = {  # next_cursor: only when has_more (document 003: a string, never null)
+    **_object(data=_EVENTS, has_more={"type": "boolean"}),
+    "properties": {"data": _EVENTS, "has_more": {"type": "boolean"}, "next_cursor": {"type": "string"}},
+}
 _CHANGES_PAGE = _object(data=_EVENTS, has_more={"type": "boolean"}, next_after_seq={"type": "integer"})
 _INGEST_RESULT = _object(
     accepted={"type": "integer"},
@@ -171,5 +177,5 @@ NATIVE = Dialect(
     error_statuses=ERRORS,
     render_error=error_response,
     parse_listing=params.listing,
-    present_row=present,
+    present_row=items.present,
 )
