@@ -154,6 +154,7 @@ def _application(
     metrics: CollectorMetrics,
     limiter: RateLimiter,
     failed_auth: FailedAuthLimiter,
+    jwt: JwtVerifier | None,
 ) -> web.Application:
     # The metrics middleware is outermost so it records the status the error middleware produced.
     app = web.Application(
@@ -168,8 +169,8 @@ def _application(
     app[LIMITER] = limiter
     app[FAILED_AUTH] = failed_auth
     app.on_response_prepare.append(security_headers)
-    if config.auth.jwt is not None:
-        app[JWT_VERIFIER] = JwtVerifier(config.auth.jwt)
+    if jwt is not None:
+        app[JWT_VERIFIER] = jwt
     return app
 
 
@@ -185,6 +186,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
         CollectorMetrics(),
         RateLimiter(config.limits.requests_per_second, config.limits.burst),
         FailedAuthLimiter(config.limits.failed_auth_per_second, config.limits.failed_auth_burst),
+        JwtVerifier(config.auth.jwt) if config.auth.jwt is not None else None,  # keys read once, here
     )
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_listeners_ctx)
@@ -199,7 +201,9 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
 
 def listener_app(main: web.Application, dialect: Dialect) -> web.Application:
     """An app serving ``dialect`` alone at its documented paths, over ``main``'s storage and limits."""
-    app = _application(main[CONFIG], main[STORAGE], main[METRICS], main[LIMITER], main[FAILED_AUTH])
+    app = _application(
+        main[CONFIG], main[STORAGE], main[METRICS], main[LIMITER], main[FAILED_AUTH], main.get(JWT_VERIFIER)
+    )
     app[CURSOR_SECRET] = main[CURSOR_SECRET]
     mount(app, dialect)
     return app

@@ -1,4 +1,5 @@
-"""Authentication and tenancy: every API route calls :func:`authenticate` with the scope it needs.
+"""Authentication and tenancy: the router (``collector.api.mount.endpoint``) calls :func:`authenticate` with
+the scope each route declares.
 
 The bearer token is a sidetrail API key or, when ``auth.jwt`` is configured, a JWT
 (``collector.api.jwt_auth``) on every route that takes a key: same scopes, tenancy and rate limits.

@@ -20,13 +20,13 @@ metadata value for equality, and ``q`` searches action, path, actor and resource
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from collector.api.errors import ApiError, invalid_parameter
+from collector.api.errors import invalid_parameter
+from collector.api.params import unknown_parameter
 from collector.storage.base import FILTER_COLUMNS, EventFilter
 from core.event import ACTOR_TYPES, OUTCOMES
 
@@ -34,12 +34,6 @@ NUMBER_FIELDS = frozenset({"status_code"})
 _OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
-
-
-def unknown_parameter(name: str, known: Iterable[str]) -> ApiError:
-    """The 400 for a parameter the route does not take, suggesting the closest of ``known``."""
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return invalid_parameter(name, "unknown parameter" + (f" (did you mean '{close[0]}'?)" if close else ""))
 
 
 def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter:

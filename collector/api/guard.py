@@ -6,8 +6,8 @@ it) and no unpaired surrogate (what undecodable header bytes become; no driver c
 headers in :data:`SINGLE_HEADERS` may be given once: two credentials or two tenants are ambiguous, and
 "the first one wins" is a choice a proxy in front of the collector may make differently.
 
-Responses: ``X-Content-Type-Options: nosniff`` everywhere, ``Cache-Control: no-store`` on the ``/v1/``
-routes (each needs a key; key creation returns a secret), and a ``Server`` header without versions.
+Responses: ``X-Content-Type-Options: nosniff`` everywhere, ``Cache-Control: no-store`` on every API
+route of every dialect (each needs a key; key creation returns a secret), and a ``Server`` header without versions.
 """
 
 from __future__ import annotations
@@ -58,11 +58,20 @@ def check_request(request: web.Request) -> None:
             raise invalid_parameter(name, "contains a NUL character or unpaired surrogate")
 
 
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _is_api(request: web.Request) -> bool:
+    """Every route of every dialect, under any prefix or listener, and what matches no route; not the
+    probes and not the OpenAPI documents."""
+    return request.path not in _PROBES and not request.path.endswith("/openapi.json")
+
+
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """:func:`check_request` on the API routes (inside the error middleware, so 400s get the envelope);
     health and metrics probes answer whatever they carry."""
-    if request.path.startswith("/v1/"):
+    if _is_api(request):
         check_request(request)
     return await handler(request)
 
@@ -71,5 +80,5 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """``on_response_prepare``: runs for every response, streamed or not, errors included."""
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Server"] = SERVER  # aiohttp would advertise "Python/3.x aiohttp/3.x"
-    if request.path.startswith("/v1/"):
+    if _is_api(request):
         response.headers["Cache-Control"] = "no-store"

@@ -16,6 +16,7 @@ from collector.api.auth import authenticate
 from collector.api.dialects.base import DIALECT, Dialect
 from collector.api.errors import ERROR_RENDERERS
 from collector.api.openapi import DOCUMENTS, build_document, serve_document
+from collector.api.params import reject_unknown
 from collector.api.routes import Handler, Route
 from collector.api.state import CONFIG, METRICS, STORAGE
 
@@ -83,8 +84,8 @@ def overlaps(one: str, other: str) -> bool:
 
 def endpoint(route: Route, dialect: Dialect) -> Handler:
     """The aiohttp handler for ``route``: the request learns its dialect, a scoped route authenticates
-    with its scope, then the route's handler runs."""
-    scope, handler = route.scope, route.handler
+    with its scope (and, when it declares no query parameters, refuses any), then the route's handler runs."""
+    scope, handler, takes_none = route.scope, route.handler, not route.params
 
     async def answer(request: web.Request) -> web.StreamResponse:
         request[DIALECT] = dialect
@@ -92,6 +93,8 @@ def endpoint(route: Route, dialect: Dialect) -> Handler:
             return await handler(request)  # type: ignore[call-arg]
         app = request.app
         principal = await authenticate(request, app[STORAGE], app[METRICS], scope, dialect.key_cookie)
+        if takes_none:
+            reject_unknown(request, ())
         return await handler(request, principal)  # type: ignore[call-arg]
 
     answer.__name__ = getattr(handler, "__name__", "endpoint")

@@ -7,13 +7,14 @@ parameter given twice is an error rather than a silent pick.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from collector.api.errors import invalid_parameter
+from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG
 from collector.config import CollectorConfig
 from core.event import parse_rfc3339_ms
@@ -38,13 +39,19 @@ def single(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def reject_unknown(request: web.Request, params: Iterable[QueryParam]) -> None:
-    """A 400 naming the first query parameter that is not one of ``params``: a typo never silently
-    widens a listing."""
-    known = {param.name for param in params}
+def unknown_parameter(name: str, known: Iterable[str]) -> ApiError:
+    """The 400 for a parameter the route does not take, suggesting the closest of ``known``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return invalid_parameter(name, "unknown parameter" + (f" (did you mean '{close[0]}'?)" if close else ""))
+
+
+def reject_unknown(request: web.Request, known: Iterable[str | QueryParam]) -> None:
+    """A 400 naming the first query parameter that is not one of ``known`` (names or parameters): a typo
+    never silently widens a listing."""
+    names = {entry if isinstance(entry, str) else entry.name for entry in known}
     for name in request.query:
-        if name not in known:
-            raise invalid_parameter(name, "unknown parameter")
+        if name not in names:
+            raise unknown_parameter(name, names)
 
 
 def _parameter(name: str, schema: Schema, description: str) -> Schema:

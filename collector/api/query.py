@@ -16,9 +16,9 @@ from collector.api.auth import Principal
 from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
 from collector.api.errors import REQUEST_ID, ApiError, invalid_parameter
-from collector.api.filters import unknown_parameter
 from collector.api.formats import CONTENT_TYPES, encode, header
 from collector.api.paging import DEFAULT_LIMIT, iter_events, request_page
+from collector.api.params import reject_unknown
 from collector.api.routes import json_response
 from collector.api.state import CONFIG, STORAGE
 from collector.self_audit import self_event
@@ -136,9 +136,7 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     """Events in ingest (``seq``) order after ``after_seq``; with ``wait`` (or ``Prefer: wait=N``) the
     request waits up to N seconds for the first new event."""
     app = request.app
-    for name in request.query:
-        if name not in _CHANGES_PARAMS:
-            raise unknown_parameter(name, _CHANGES_PARAMS)
+    reject_unknown(request, _CHANGES_PARAMS)
     after_seq = params.AFTER_SEQ.parse(request) or 0
     limit = params.LIMIT.parse(request) or DEFAULT_LIMIT
     wait = params.WAIT.parse(request)

@@ -94,8 +94,12 @@ def test_every_response_carries_the_security_headers(collector: ThreadedCollecto
         ("GET", "/healthz", None, False),
         ("GET", "/metrics", None, False),
         ("GET", "/openapi.json", None, False),
-        ("GET", "/nowhere", None, False),
+        ("GET", "/compat/hookstream/openapi.json", None, False),
+        ("GET", "/nowhere", None, True),  # an API request that matches no route: its error is the API's
         ("GET", "/v1/audit-log", keys["read"], True),
+        ("GET", "/compat/hookstream/audit-log", keys["read"], True),  # every dialect, under any prefix
+        ("GET", "/api/v2/audit", keys["read"], True),
+        ("GET", "/v1/audit_logs", keys["read"], True),
         ("GET", "/v1/audit-log", None, True),
         ("GET", "/v1/audit-log/export", keys["read"], True),
         ("GET", "/v1/audit-log/stats", keys["read"], True),

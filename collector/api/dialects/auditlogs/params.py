@@ -13,7 +13,7 @@ from aiohttp import web
 from collector.api.dialects.auditlogs.items import ACTOR_TYPES, DEFAULT_ACTOR_TYPE, TYPES
 from collector.api.errors import invalid_parameter
 from collector.api.paging import DEFAULT_LIMIT, MAX_LIMIT, Listing
-from collector.api.params import EnumParam, IntParam, QueryParam, TextParam, TimeParam
+from collector.api.params import EnumParam, IntParam, QueryParam, TextParam, TimeParam, reject_unknown
 from collector.storage.base import EventFilter
 
 LIMIT = IntParam("limit", 1, MAX_LIMIT, f"Items per page, default {DEFAULT_LIMIT}")
@@ -53,9 +53,7 @@ def _actor_type(shown: str) -> EventFilter:
 
 def listing(request: web.Request) -> Listing:
     """The list's filters, time range, order and page; a 400 naming the parameter for anything else."""
-    for name in request.query:
-        if name not in _KNOWN:
-            raise invalid_parameter(name, f"unknown parameter; known: {', '.join(sorted(_KNOWN))}")
+    reject_unknown(request, _KNOWN)
     filters = []
     for param in _TEXT_PARAMS:
         value = param.parse(request)

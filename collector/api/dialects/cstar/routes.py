@@ -11,11 +11,12 @@ from collector.api.errors import ApiError
 from collector.api.openapi import serve_document
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
+from collector.tenancy import names_tenant
 
 
 async def list_audit_log(request: web.Request, principal: Principal) -> web.Response:
     """A numbered page of the team's entries, newest first; the team must be the key's tenant."""
-    if request.match_info["teamId"] != principal.tenant_id:
+    if not names_tenant(request.match_info["teamId"], principal.tenant_id):
         raise ApiError(403, "insufficient_permissions", "the API key has no access to this team")
     page = await request_page(request, principal.tenant_id, params.listing(request))
     return json_response({"success": True, "data": [shape.present(row) for row in page.rows]})

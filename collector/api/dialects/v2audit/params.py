@@ -29,9 +29,9 @@ from typing import Any
 from aiohttp import web
 
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.filters import like_pattern, unknown_parameter
+from collector.api.filters import like_pattern
 from collector.api.paging import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, Listing
-from collector.api.params import IntParam, QueryParam, Schema, TextParam, TimeParam, single
+from collector.api.params import IntParam, QueryParam, Schema, TextParam, TimeParam, reject_unknown, single
 from collector.api.state import CONFIG
 from collector.config import CollectorConfig
 from collector.storage.base import EventFilter
@@ -161,9 +161,8 @@ def _created_at_predicate(raw: str) -> EventFilter:
 def predicates(request: web.Request) -> tuple[EventFilter, ...]:
     """Every filter of the query string; a 400 for an unknown parameter."""
     found = []
+    reject_unknown(request, _KNOWN)
     for name in request.query:
-        if name not in _KNOWN:
-            raise unknown_parameter(name, _KNOWN)
         raw = single(request, name)
         assert raw is not None
         if name in TEXT_FILTERS:
