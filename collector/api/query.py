@@ -82,7 +82,7 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
     await response.prepare(request)
     buffer = header(export_format)  # type: ignore[arg-type]
     try:
-        async for event in iter_events(storage, query):
+        async for event in iter_events(storage, query, app[CONFIG].limits.query_timeout):
             buffer += encode(event, export_format)  # type: ignore[arg-type]
             if len(buffer) >= 64 * 1024:
                 await response.write(buffer)

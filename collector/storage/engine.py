@@ -19,11 +19,14 @@ runs (SQLite through the writer, PostgreSQL on its own connection).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from collector.storage.base import (
@@ -43,6 +46,12 @@ J = TypeVar("J")
 Write = Callable[[J], Awaitable[Any]]
 """Submit a job to the group-commit writer and await its result."""
 
+KEY_CACHE_SECONDS = 1.0
+"""How long a looked-up key is trusted without looking again. A revocation through this collector takes
+effect on the next request; one through another collector sharing the database, within this time."""
+
+_KEY_CACHE_SIZE = 10_000
+
 RETENTION_CHUNK = 5000  # rows per expiry delete: ingest never waits behind more than one chunk
 
 
@@ -51,6 +60,8 @@ class Database(Protocol[J]):
 
     dialect: Dialect
     drain_timeout: float | None
+    readers: int
+    """How many reads can run at once (reader threads, pool connections)."""
     """How long closing waits for queued writes (``None``: until they are done)."""
 
     async def open(self) -> None:
@@ -72,6 +83,9 @@ class Database(Protocol[J]):
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """Rows of one read, on a read connection; failures raise :class:`StorageUnavailable`."""
+
+    async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """:meth:`fetch` for a key lookup: on a connection no tenant's query can hold for long."""
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         """:meth:`fetch` for ``SELECT_EVENTS`` statements: rows as events (``EVENT_COLUMNS`` keys)."""
@@ -176,6 +190,27 @@ async def expire_tenants(
     return runs
 
 
+class TenantSlots:
+    """At most ``per_tenant`` reads of one tenant at a time; more wait their turn (within the caller's query
+    timeout). With half the readers per tenant, one tenant's expensive queries leave the other half free."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._tenants: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # tenant: (slots, [holders])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant_id: str) -> AsyncIterator[None]:
+        slots, holders = self._tenants.setdefault(tenant_id, (asyncio.Semaphore(self.per_tenant), [0]))
+        holders[0] += 1
+        try:
+            async with slots:
+                yield
+        finally:
+            holders[0] -= 1
+            if not holders[0]:  # nobody holds or waits: forget the tenant
+                del self._tenants[tenant_id]
+
+
 class SqlStorage(Generic[J]):
     """The :class:`Storage` protocol over one :class:`Database`; backends subclass it only to build theirs."""
 
@@ -186,6 +221,8 @@ class SqlStorage(Generic[J]):
         self._writer: GroupCommit[J] = GroupCommit(database.commit, queue_max_events, database.drain_timeout)
         self._started = False
         self._closed = False
+        self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+        self._slots = TenantSlots(max(1, database.readers // 2))  # key_id: (looked up at, record)
 
     # -- the writer's state, as the protocol names it ------------------------------------------------
 
@@ -229,7 +266,9 @@ class SqlStorage(Generic[J]):
         await self._execute(self._sql.insert_key, key_values(record))
 
     async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
-        return await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
+        revoked = await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
+        self._keys.pop(key_id, None)  # after the commit: a lookup meanwhile may have cached the key as active
+        return revoked
 
     async def get_secret(self, name: str) -> bytes:
         await self._execute(self._sql.insert_secret, (name, secrets.token_bytes(32)))  # the first one stays
@@ -246,24 +285,40 @@ class SqlStorage(Generic[J]):
     # -- reads ---------------------------------------------------------------------------------------
 
     async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        return await self._fetch_events(*build_query(query, self.database.dialect))
+        async with self._slots.hold(query.tenant_id):
+            return await self._fetch_events(*build_query(query, self.database.dialect))
 
     async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         # Each backend's commit makes seq order commit order (SQLite: one writer thread; PostgreSQL: an
         # advisory lock held while seq values are drawn), so this feed never skips a later commit.
-        return await self._fetch_events(*build_changes(tenant_id, after_seq, limit, self.database.dialect))
+        async with self._slots.hold(tenant_id):
+            return await self._fetch_events(*build_changes(tenant_id, after_seq, limit, self.database.dialect))
 
     async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
-        rows = await self._fetch(*build_stats(query, interval_ms, group_by, self.database.dialect))
+        async with self._slots.hold(query.tenant_id):
+            rows = await self._fetch(*build_stats(query, interval_ms, group_by, self.database.dialect))
         return [tuple(row) for row in rows]
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
-        events = await self._fetch_events(*build_get_event(tenant_id, event_id, self.database.dialect))
+        async with self._slots.hold(tenant_id):
+            events = await self._fetch_events(*build_get_event(tenant_id, event_id, self.database.dialect))
         return events[0] if events else None
 
     async def find_key(self, key_id: str) -> ApiKeyRecord | None:
-        rows = await self._fetch(self._sql.find_key, (key_id,))
-        return ApiKeyRecord(*rows[0]) if rows else None
+        """The key, as looked up at most :data:`KEY_CACHE_SECONDS` ago (see there for revocation)."""
+        self._check_open()
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        rows = await self.database.fetch_key(self._sql.find_key, (key_id,))
+        record = ApiKeyRecord(*rows[0]) if rows else None
+        if len(self._keys) >= _KEY_CACHE_SIZE:  # stale entries go first; a flood of made-up ids is bounded
+            self._keys = {k: v for k, v in self._keys.items() if now - v[0] < KEY_CACHE_SECONDS}
+            if len(self._keys) >= _KEY_CACHE_SIZE:
+                self._keys.clear()
+        self._keys[key_id] = (now, record)
+        return record
 
     async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
         if tenant_id is None:
