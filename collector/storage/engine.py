@@ -25,7 +25,6 @@ import dataclasses
 import itertools
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -37,6 +36,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
+from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
 from collector.storage.sql import Dialect, build_changes, build_get_event, build_query, build_stats
 from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
@@ -45,12 +45,6 @@ from core.event import now_ms
 J = TypeVar("J")
 Write = Callable[[J], Awaitable[Any]]
 """Submit a job to the group-commit writer and await its result."""
-
-KEY_CACHE_SECONDS = 1.0
-"""How long a looked-up key is trusted without looking again. A revocation through this collector takes
-effect on the next request; one through another collector sharing the database, within this time."""
-
-_KEY_CACHE_SIZE = 10_000
 
 RETENTION_CHUNK = 5000  # rows per expiry delete: ingest never waits behind more than one chunk
 
@@ -222,7 +216,8 @@ class SqlStorage(Generic[J]):
         self._started = False
         self._closed = False
         self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
-        self._slots = TenantSlots(max(1, database.readers // 2))  # key_id: (looked up at, record)
+        self._slots = TenantSlots(max(1, database.readers // 2))
+        self._commits = CommitSignal()  # key_id: (looked up at, record)
 
     # -- the writer's state, as the protocol names it ------------------------------------------------
 
@@ -260,15 +255,15 @@ class SqlStorage(Generic[J]):
 
     async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
         accepted, gaps = await self._writer.submit(self.database.insert_job(events), weight=len(events))
+        if accepted:
+            self._commits.notify({event["tenant_id"] for event in events})
         return InsertResult(accepted, len(events) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
 
     async def create_key(self, record: ApiKeyRecord) -> None:
         await self._execute(self._sql.insert_key, key_values(record))
 
     async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
-        revoked = await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
-        self._keys.pop(key_id, None)  # after the commit: a lookup meanwhile may have cached the key as active
-        return revoked
+        return await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
 
     async def get_secret(self, name: str) -> bytes:
         await self._execute(self._sql.insert_secret, (name, secrets.token_bytes(32)))  # the first one stays
@@ -288,6 +283,9 @@ class SqlStorage(Generic[J]):
         async with self._slots.hold(query.tenant_id):
             return await self._fetch_events(*build_query(query, self.database.dialect))
 
+    def next_commit(self, tenant_id: str) -> asyncio.Event:
+        return self._commits.next_commit(tenant_id)
+
     async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         # Each backend's commit makes seq order commit order (SQLite: one writer thread; PostgreSQL: an
         # advisory lock held while seq values are drawn), so this feed never skips a later commit.
@@ -305,20 +303,11 @@ class SqlStorage(Generic[J]):
         return events[0] if events else None
 
     async def find_key(self, key_id: str) -> ApiKeyRecord | None:
-        """The key, as looked up at most :data:`KEY_CACHE_SECONDS` ago (see there for revocation)."""
+        # Looked up on every request (a revocation, even by the CLI, counts on the next one), beside the
+        # queries: see Database.fetch_key.
         self._check_open()
-        now = time.monotonic()
-        cached = self._keys.get(key_id)
-        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
-            return cached[1]
         rows = await self.database.fetch_key(self._sql.find_key, (key_id,))
-        record = ApiKeyRecord(*rows[0]) if rows else None
-        if len(self._keys) >= _KEY_CACHE_SIZE:  # stale entries go first; a flood of made-up ids is bounded
-            self._keys = {k: v for k, v in self._keys.items() if now - v[0] < KEY_CACHE_SECONDS}
-            if len(self._keys) >= _KEY_CACHE_SIZE:
-                self._keys.clear()
-        self._keys[key_id] = (now, record)
-        return record
+        return ApiKeyRecord(*rows[0]) if rows else None
 
     async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
         if tenant_id is None:
