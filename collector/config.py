@@ -85,6 +85,8 @@ class LimitsConfig:
     max_header_bytes: Size = 8192
     query_timeout: Duration = 10.0
     max_wait: Duration = 60.0  # longest long-poll (the changes feed, v2audit's Prefer: wait)
+    # A long-poll wakes on this collector's commits; it re-reads this often for other collectors' commits.
+    changes_poll: Duration = 1.0
     # Per client address: failed authentications allowed per second, in bursts of failed_auth_burst;
     # past that, 429 before the key lookup (see collector/api/limits.py FailedAuthLimiter).
     failed_auth_per_second: float = 5.0
@@ -96,6 +98,8 @@ class LimitsConfig:
             errors.append(("failed_auth_per_second", "must be above 0 (and failed_auth_burst at least 1)"))
         if self.requests_per_second <= 0 or self.burst < 1:
             errors.append(("requests_per_second", "must be above 0 (and burst at least 1)"))
+        if not 0.05 <= self.changes_poll <= 60:
+            errors.append(("changes_poll", "must be between 50ms and 60s"))
         if self.query_timeout <= 0:
             errors.append(("query_timeout", "must be above 0"))
         if not 256 <= self.max_url_bytes <= 8000:

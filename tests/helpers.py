@@ -110,8 +110,9 @@ class ThreadedCollector:
         return token
 
     def waiting_in(self, handler: str) -> bool:
-        """Whether a request handler named ``handler`` is suspended in ``asyncio.sleep`` right now (a long
-        poll waiting for news): lets a test act *while* a request waits, instead of sleeping and hoping."""
+        """Whether a request handler named ``handler`` is suspended in ``asyncio.sleep`` or an event's
+        ``wait`` right now (a long poll waiting for news): lets a test act *while* a request waits, instead
+        of sleeping and hoping."""
 
         async def look() -> bool:
             for task in asyncio.all_tasks():
@@ -119,7 +120,7 @@ class ThreadedCollector:
                 while awaited is not None and hasattr(awaited, "cr_code"):
                     names.append(awaited.cr_code.co_name)
                     awaited = awaited.cr_await
-                if handler in names and names[-1] == "sleep":
+                if handler in names and names[-1] in ("sleep", "wait"):  # asyncio.sleep, Event.wait
                     return True
             return False
 

@@ -15,7 +15,8 @@ lte:
 Only those words followed by ``:`` are operators, so ``action=user:created`` is a plain value; ``eq:``
 quotes everything after it as one literal (no comma split), e.g. ``resource_id=eq:a,b`` or
 ``action=eq:neq:x``. ``client_ip`` also takes CIDR blocks (``10.0.0.0/8``), ``metadata.<key>`` compares a
-metadata value for equality, and ``q`` searches action, path, actor and resource (case-insensitive).
+metadata value for equality, and ``q`` searches action, path, actor and resource (case-insensitive). A
+``~eq:`` value has at most :data:`MAX_PATTERN_CHARS` characters and :data:`MAX_PATTERN_WILDCARDS` ``*``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ NUMBER_FIELDS = frozenset({"status_code"})
 _OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
+# A ~eq: value's cost grows with its wildcards (LIKE backtracks at each ``*``): bounded so that one request
+# cannot keep a reader busy for its whole timeout on a pattern like ``*a*a*a*…*b``.
+MAX_PATTERN_CHARS = 200
+MAX_PATTERN_WILDCARDS = 8
 
 
 def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter:
@@ -70,6 +75,10 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter
     if operator == "~eq":
         if name in NUMBER_FIELDS:
             raise invalid_parameter(name, "~eq: matches text; use eq, neq, gt, gte, lt or lte")
+        if any(len(v) > MAX_PATTERN_CHARS or v.count("*") > MAX_PATTERN_WILDCARDS for v in values):
+            raise invalid_parameter(
+                name, f"~eq: takes patterns of at most {MAX_PATTERN_CHARS} characters and {MAX_PATTERN_WILDCARDS} '*'"
+            )
         return EventFilter(name, "like", tuple(like_pattern(v) for v in values))
     return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
 

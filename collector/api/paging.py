@@ -108,11 +108,15 @@ async def request_page(request: web.Request, tenant_id: str, listing: Listing) -
         raise invalid_parameter("cursor", str(exc)) from None
 
 
-async def iter_events(storage: Storage, query: EventQuery) -> AsyncIterator[dict[str, Any]]:
-    """Every event matching ``query`` (its ``limit`` and ``after`` are ignored), walking keyset pages."""
+async def iter_events(
+    storage: Storage, query: EventQuery, page_time_limit: float | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Every event matching ``query`` (its ``limit`` and ``after`` are ignored), walking keyset pages of
+    :data:`_WALK_PAGE` rows; ``TimeoutError`` when one page takes more than ``page_time_limit`` seconds."""
     after = None
     while True:
-        page = await storage.query_events(replace(query, limit=_WALK_PAGE, after=after, offset=0))
+        work = storage.query_events(replace(query, limit=_WALK_PAGE, after=after, offset=0))
+        page = await asyncio.wait_for(work, page_time_limit)
         for event in page:
             yield event
         if len(page) < _WALK_PAGE:

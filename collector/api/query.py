@@ -7,6 +7,7 @@ by the dialect's presenter. The router (``collector.api.mount``) has authenticat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 
@@ -78,7 +79,7 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
     await response.prepare(request)
     buffer = header(export_format)  # type: ignore[arg-type]
     try:
-        async for event in iter_events(storage, query):
+        async for event in iter_events(storage, query, app[CONFIG].limits.query_timeout):
             buffer += encode(event, export_format)  # type: ignore[arg-type]
             if len(buffer) >= 64 * 1024:
                 await response.write(buffer)
@@ -143,13 +144,18 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     if wait is None:
         max_wait = params.WAIT.bounds(app[CONFIG])[1]
         wait = _prefer_wait(request, max_wait)
-    deadline = asyncio.get_running_loop().time() + wait
+    storage, loop = app[STORAGE], asyncio.get_running_loop()
+    deadline = loop.time() + wait
     while True:
-        rows = await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
-        remaining = deadline - asyncio.get_running_loop().time()
+        committed = storage.next_commit(principal.tenant_id)  # before the read: no commit slips between
+        rows = await storage.query_changes(principal.tenant_id, after_seq, limit + 1)
+        remaining = deadline - loop.time()
         if rows or remaining <= 0:
             break
-        await asyncio.sleep(min(0.25, remaining))  # other collectors may commit too: poll, cheaply
+        # Woken by this collector's commits; other collectors' are seen at the next changes_poll read.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(app[CONFIG].limits.changes_poll, remaining)):
+                await committed.wait()
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_after_seq = rows[-1]["seq"] if rows else after_seq

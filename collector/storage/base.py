@@ -9,6 +9,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -154,6 +155,10 @@ class Storage(Protocol):
 
     async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
         """``(bucket start ms, group value, count)`` rows for ``query`` (limit, order and after ignored)."""
+
+    def next_commit(self, tenant_id: str) -> asyncio.Event:
+        """An event set when this collector next commits events of ``tenant_id`` (see
+        :class:`collector.storage.commits.CommitSignal`); take it before reading."""
 
     async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         """The tenant's events with ``seq`` above ``after_seq``, in ``seq`` order.

@@ -19,11 +19,13 @@ runs (SQLite through the writer, PostgreSQL on its own connection).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from collector.storage.base import (
@@ -34,6 +36,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
+from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
 from collector.storage.sql import Dialect, build_changes, build_get_event, build_query, build_stats
 from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
@@ -51,6 +54,8 @@ class Database(Protocol[J]):
 
     dialect: Dialect
     drain_timeout: float | None
+    readers: int
+    """How many reads can run at once (reader threads, pool connections)."""
     """How long closing waits for queued writes (``None``: until they are done)."""
 
     async def open(self) -> None:
@@ -72,6 +77,9 @@ class Database(Protocol[J]):
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """Rows of one read, on a read connection; failures raise :class:`StorageUnavailable`."""
+
+    async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        """:meth:`fetch` for a key lookup: on a connection no tenant's query can hold for long."""
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         """:meth:`fetch` for ``SELECT_EVENTS`` statements: rows as events (``EVENT_COLUMNS`` keys)."""
@@ -176,6 +184,27 @@ async def expire_tenants(
     return runs
 
 
+class TenantSlots:
+    """At most ``per_tenant`` reads of one tenant at a time; more wait their turn (within the caller's query
+    timeout). With half the readers per tenant, one tenant's expensive queries leave the other half free."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self._tenants: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}  # tenant: (slots, [holders])
+
+    @contextlib.asynccontextmanager
+    async def hold(self, tenant_id: str) -> AsyncIterator[None]:
+        slots, holders = self._tenants.setdefault(tenant_id, (asyncio.Semaphore(self.per_tenant), [0]))
+        holders[0] += 1
+        try:
+            async with slots:
+                yield
+        finally:
+            holders[0] -= 1
+            if not holders[0]:  # nobody holds or waits: forget the tenant
+                del self._tenants[tenant_id]
+
+
 class SqlStorage(Generic[J]):
     """The :class:`Storage` protocol over one :class:`Database`; backends subclass it only to build theirs."""
 
@@ -186,6 +215,9 @@ class SqlStorage(Generic[J]):
         self._writer: GroupCommit[J] = GroupCommit(database.commit, queue_max_events, database.drain_timeout)
         self._started = False
         self._closed = False
+        self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+        self._slots = TenantSlots(max(1, database.readers // 2))
+        self._commits = CommitSignal()  # key_id: (looked up at, record)
 
     # -- the writer's state, as the protocol names it ------------------------------------------------
 
@@ -223,6 +255,8 @@ class SqlStorage(Generic[J]):
 
     async def insert_events(self, events: list[dict[str, Any]]) -> InsertResult:
         accepted, gaps = await self._writer.submit(self.database.insert_job(events), weight=len(events))
+        if accepted:
+            self._commits.notify({event["tenant_id"] for event in events})
         return InsertResult(accepted, len(events) - accepted, gaps.gaps, gaps.missing_events, gaps.missing_bytes)
 
     async def create_key(self, record: ApiKeyRecord) -> None:
@@ -246,23 +280,33 @@ class SqlStorage(Generic[J]):
     # -- reads ---------------------------------------------------------------------------------------
 
     async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
-        return await self._fetch_events(*build_query(query, self.database.dialect))
+        async with self._slots.hold(query.tenant_id):
+            return await self._fetch_events(*build_query(query, self.database.dialect))
+
+    def next_commit(self, tenant_id: str) -> asyncio.Event:
+        return self._commits.next_commit(tenant_id)
 
     async def query_changes(self, tenant_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         # Each backend's commit makes seq order commit order (SQLite: one writer thread; PostgreSQL: an
         # advisory lock held while seq values are drawn), so this feed never skips a later commit.
-        return await self._fetch_events(*build_changes(tenant_id, after_seq, limit, self.database.dialect))
+        async with self._slots.hold(tenant_id):
+            return await self._fetch_events(*build_changes(tenant_id, after_seq, limit, self.database.dialect))
 
     async def stats_events(self, query: EventQuery, interval_ms: int, group_by: str | None) -> list[tuple[Any, ...]]:
-        rows = await self._fetch(*build_stats(query, interval_ms, group_by, self.database.dialect))
+        async with self._slots.hold(query.tenant_id):
+            rows = await self._fetch(*build_stats(query, interval_ms, group_by, self.database.dialect))
         return [tuple(row) for row in rows]
 
     async def get_event(self, tenant_id: str, event_id: str) -> dict[str, Any] | None:
-        events = await self._fetch_events(*build_get_event(tenant_id, event_id, self.database.dialect))
+        async with self._slots.hold(tenant_id):
+            events = await self._fetch_events(*build_get_event(tenant_id, event_id, self.database.dialect))
         return events[0] if events else None
 
     async def find_key(self, key_id: str) -> ApiKeyRecord | None:
-        rows = await self._fetch(self._sql.find_key, (key_id,))
+        # Looked up on every request (a revocation, even by the CLI, counts on the next one), beside the
+        # queries: see Database.fetch_key.
+        self._check_open()
+        rows = await self.database.fetch_key(self._sql.find_key, (key_id,))
         return ApiKeyRecord(*rows[0]) if rows else None
 
     async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:

@@ -101,6 +101,7 @@ class PostgresDatabase:
     def __init__(self, config: PostgresStorageConfig) -> None:
         self.config = config
         self._pool: asyncpg.Pool | None = None
+        self.readers = config.pool_max
         self._maintenance: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: concurrent.futures.Future[list[Any]] | None = None
@@ -226,6 +227,9 @@ class PostgresDatabase:
                 return await conn.fetch(sql, *params)
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"database read failed: {exc}") from exc
+
+    async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        return await self.fetch(sql, params)  # a query past its timeout is cancelled: the pool frees itself
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return [from_row(row) for row in await self.fetch(sql, params)]

@@ -95,6 +95,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         INSERT INTO event_ids SELECT DISTINCT tenant_id, id FROM events;
         """,
     ),
+    # The changes feed (and a long-poll's "anything after seq N?") seeks here instead of scanning the tenant.
+    (5, "CREATE INDEX events_tenant_seq ON events (tenant_id, seq)"),
 )
 
 

@@ -5,7 +5,8 @@ Connections:
   which runs each batch of write jobs in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; a failure rolls
   it back and fails the whole batch. One writer assigns ``seq`` as it commits: ``seq`` order is commit order.
 - reads run in a small thread pool, each thread with its own read-only connection (WAL lets readers run
-  beside the writer without blocking it).
+  beside the writer without blocking it); a read whose caller stops waiting (the query timeout) is
+  interrupted. Key lookups run on a thread and connection of their own, never behind a query.
 
 Expiry deletes per tenant in chunks of ``RETENTION_CHUNK`` rows, each its own writer job, so ingest
 requests queue between chunks instead of waiting for the whole expiry.
@@ -23,7 +24,7 @@ import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -96,7 +97,10 @@ class SqliteDatabase:
     def __init__(self, config: SqliteStorageConfig) -> None:
         self.config = config
         self.path = Path(config.path)
+        self.readers = config.read_connections
         self._readers = ThreadPoolExecutor(config.read_connections, thread_name_prefix="sqlite-reader")
+        # Key lookups have a thread of their own: authentication never queues behind tenants' queries.
+        self._keys = ThreadPoolExecutor(1, thread_name_prefix="sqlite-keys")
         self._local = threading.local()
         self._conn: sqlite3.Connection | None = None
 
@@ -106,6 +110,7 @@ class SqliteDatabase:
             self._conn = await asyncio.to_thread(self._open_writer)
         except Exception as exc:  # reported to start(), which fails the collector's startup
             self._readers.shutdown()
+            self._keys.shutdown()
             raise StorageUnavailable(f"cannot open {self.path}: {exc}") from exc
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -117,6 +122,7 @@ class SqliteDatabase:
         if self._conn is not None:
             await asyncio.to_thread(self._conn.close)
         self._readers.shutdown(wait=True)
+        self._keys.shutdown(wait=True)
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -167,6 +173,9 @@ class SqliteDatabase:
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall())
 
+    async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
+        return await self._read(lambda conn: conn.execute(sql, params).fetchall(), self._keys)
+
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return await self._read(lambda conn: [from_row(row) for row in conn.execute(sql, params)])
 
@@ -179,17 +188,53 @@ class SqliteDatabase:
     def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
         return tuple(p for p in (stored or "").split(",") if p)
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+    async def _read(self, fn: Callable[[sqlite3.Connection], R], pool: ThreadPoolExecutor | None = None) -> R:
+        """Run ``fn`` on a reader thread's connection. When the awaiting task is cancelled (a query past
+        ``limits.query_timeout``: ``asyncio.wait_for`` cancels it), the running statement is interrupted, so
+        the reader thread is free again instead of finishing a query nobody waits for."""
+        running = _Running()
+
         def run() -> R:
             conn = getattr(self._local, "conn", None)
             if conn is None:
                 conn = self._local.conn = connect(self.path, readonly=True)
-            return fn(conn)
+            with running.on(conn):
+                return fn(conn)
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+            return await asyncio.get_running_loop().run_in_executor(pool or self._readers, run)
+        except asyncio.CancelledError:
+            running.interrupt()
+            raise
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"database read failed: {exc}") from exc
+
+
+class _Running:
+    """The connection one read runs on, while it runs: :meth:`interrupt` stops that read and no other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._cancelled = False
+
+    @contextlib.contextmanager
+    def on(self, conn: sqlite3.Connection) -> Iterator[None]:
+        with self._lock:
+            if self._cancelled:  # cancelled while queued behind other reads
+                raise sqlite3.OperationalError("interrupted")
+            self._conn = conn
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._conn = None
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._conn is not None:
+                self._conn.interrupt()
 
 
 class SqliteStorage(SqlStorage[Job]):

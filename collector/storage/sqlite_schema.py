@@ -99,12 +99,18 @@ def _v5_filter_indexes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_changes_index(db: sqlite_utils.Database) -> None:
+    # The changes feed (and a long-poll's "anything after seq N?") seeks here instead of scanning the tenant.
+    db.table("events").create_index(["tenant_id", "seq"], index_name="events_tenant_seq")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
     (3, _v3_retention_runs),
     (4, _v4_key_expiry),
     (5, _v5_filter_indexes),
+    (6, _v6_changes_index),
 )
 
 
