@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     f"first p99 <= 20 ms: {verdict(first_p99 <= 20)}",
                 )
             )
+        out += _dialect_rows(queries.get("dialects"), verdict)
     e2e = results.get("e2e")
     if e2e:
         latency = e2e["latency_ms"]
@@ -209,6 +211,36 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             ),
         ]
+    return out
+
+
+def _dialect_rows(
+    dialects: dict[str, Any] | None, verdict: Callable[[bool], str]
+) -> list[tuple[str, str, str, str, str]]:
+    """Each API's first and deep page (p50) next to the native API's, measured in the same rounds. The goal
+    is 1.2x native; a numbered-page dialect is held to it on its first page and its deep page's slowdown
+    is shown."""
+    if not dialects:
+        return []
+    native, page = dialects["native"], dialects["deep_page"]
+    out = []
+    for name, numbers in dialects.items():
+        if not isinstance(numbers, dict):
+            continue
+        first, deep = numbers["first_p50_ms"], numbers["deep_p50_ms"]
+        first_ratio, deep_ratio = first / native["first_p50_ms"], deep / native["deep_p50_ms"]
+        out.append(
+            (
+                f"query via {name}: first page / page {page:,} (p50)",
+                f"{first:.1f} / {deep:.1f} ms (p99 {numbers['first_p99_ms']:.1f} / {numbers['deep_p99_ms']:.1f})",
+                "the native API itself" if name == "native" else
+                f"native {native['first_p50_ms']:.1f} / {native['deep_p50_ms']:.1f} ms",
+                f"{first_ratio:.2f}x / {deep_ratio:.2f}x native; deep {deep / first:.2f}x its first",
+                "" if name == "native" else
+                f"first <= 1.2x native: {verdict(first_ratio <= 1.2)}; deep by number, allowed to slow"
+                if numbers["numbered"] else f"<= 1.2x native: {verdict(max(first_ratio, deep_ratio) <= 1.2)}",
+            )
+        )  # fmt: skip
     return out
 
 

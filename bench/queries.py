@@ -3,7 +3,12 @@ collector over SQLite holding a big tenant (5M events by default) and four other
 same SQL run directly on the same file (the ceiling).
 
 The deep page's cursor is minted with the collector's own secret for the row where page 10,000 starts
-(found with the same SQL), so no one has to walk 10,000 pages to reach it."""
+(found with the same SQL), so no one has to walk 10,000 pages to reach it.
+
+The dialect rows list the same tenant, unfiltered, through each compatible API (``DIALECT_PAGES``): the
+first page and the same deep page - by cursor for the cursor dialects, by number for cstar's ``page`` and
+v2audit's ``skip`` - with the native API measured in the same rounds, one request of each API per round,
+so load on the machine falls on all of them alike."""
 
 from __future__ import annotations
 
@@ -12,12 +17,17 @@ import random
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+
 from bench.procs import Collector
 from collector.api.cursor import encode_cursor
+from collector.api.dialects.registry import DIALECTS
 from collector.api.filters import parse_filter
 from collector.api.paging import selection_digest
 from collector.storage.base import EventQuery
@@ -70,6 +80,40 @@ def load(path: Path, big: int, small: int) -> None:
             conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
+
+
+@dataclass(frozen=True)
+class Deep:
+    """Where the deep page starts: its number from 0, the signed cursor the native API (and every dialect on
+    the shared paging) continues from, and the row it continues after."""
+
+    page: int
+    cursor: str
+    created_at: int
+    event_id: str
+
+
+NUMBERED = frozenset({"cstar", "v2audit"})  # paged by number: allowed to slow with depth (issue 15)
+# Each API's first page of PAGE events and its deep page, as (path and query, count of a body's items).
+DIALECT_PAGES: dict[str, tuple[str, Callable[[Deep], str], Callable[[dict[str, Any]], int]]] = {
+    "native": (f"/v1/audit-log?limit={PAGE}", lambda d: f"&cursor={d.cursor}", lambda b: len(b["data"])),
+    "cstar": (
+        f"/api/v1/teams/bench/audit-log?pageSize={PAGE}",
+        lambda d: f"&page={d.page + 1}",
+        lambda b: len(b["data"]),
+    ),
+    "auditlogs": (f"/v1/audit_logs?limit={PAGE}", lambda d: f"&cursor={d.cursor}", lambda b: len(b["items"])),
+    "v2audit": (  # its default range is the last year: the bench events are older
+        f"/api/v2/audit?limit={PAGE}&after=2000-01-01T00:00:00Z",
+        lambda d: f"&skip={d.page * PAGE}",
+        lambda b: len(b["data"]["logs"]),
+    ),
+    "hookstream": (
+        f"/compat/hookstream/audit-log?limit={PAGE}",
+        lambda d: "&" + urlencode({"cursor": f"{format_ms(d.created_at)}|{d.event_id}"}),
+        lambda b: len(b["audit_log"]),
+    ),
+}
 
 
 def _kinds(big: int) -> dict[str, dict[str, str]]:
@@ -165,8 +209,51 @@ def bench_queries(workdir: Path, big: int, small: int) -> dict[str, Any]:
                 "first_sql_p99_ms": first_sql[1],
                 "deep": deep,
             }
+        results["dialects"] = _bench_dialects(conn, headers, _deep(direct, secret))
         conn.close()
     finally:
         direct.close()
         collector.stop()
     return results
+
+
+def _deep(direct: sqlite3.Connection, secret: bytes) -> Deep:
+    """Where the unfiltered deep page starts: page DEEP_PAGE, or the last page when there are fewer."""
+    total = direct.execute("SELECT count(*) FROM events WHERE tenant_id = 'bench'").fetchone()[0]
+    page = min(DEEP_PAGE, max(1, total // PAGE - 1))
+    statement, values = build_query(EventQuery("bench", 1, "desc", (), None, None, None, offset=page * PAGE), "sqlite")
+    row = direct.execute(statement, values).fetchone()
+    position = (row[3], row[1])  # (created_at, id): the columns follow EVENT_COLUMNS
+    cursor = encode_cursor(secret, "bench", selection_digest((), None, None), "desc", position)
+    return Deep(page, cursor, *position)
+
+
+def _bench_dialects(conn: http.client.HTTPConnection, headers: dict[str, str], deep: Deep) -> dict[str, Any]:
+    """p50/p99 of each API's first and deep page (ms), sampled in rounds of one request per API and page."""
+    assert set(DIALECT_PAGES) == set(DIALECTS), "a dialect without benchmark pages"
+    targets = {
+        (name, which): first + (deep_query(deep) if which == "deep" else "")
+        for name, (first, deep_query, _) in DIALECT_PAGES.items()
+        for which in ("first", "deep")
+    }
+
+    def get(target: str) -> bytes:
+        conn.request("GET", target, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, (target, response.status, body[:300])
+        return body
+
+    for (name, _), target in targets.items():  # a full page each, before any is timed
+        assert DIALECT_PAGES[name][2](orjson.loads(get(target))) == PAGE, target
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in targets}
+    for _ in range(SAMPLES):
+        for key, target in targets.items():
+            started = time.perf_counter()
+            get(target)
+            times[key].append((time.perf_counter() - started) * 1000)
+    out: dict[str, Any] = {"deep_page": deep.page, **{name: {"numbered": name in NUMBERED} for name in DIALECT_PAGES}}
+    for (name, which), samples in times.items():
+        p50, p99 = _percentiles(samples)
+        out[name].update({f"{which}_p50_ms": p50, f"{which}_p99_ms": p99})
+    return out
