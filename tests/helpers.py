@@ -115,7 +115,9 @@ class ThreadedCollector:
         of sleeping and hoping."""
 
         async def look() -> bool:
-            for task in asyncio.all_tasks():
+            # Not this task: CPython 3.11 can crash reading cr_await of a coroutine that is running (this one
+            # is); every other task's coroutines are suspended while it runs.
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
                 names, awaited = [], task.get_coro()
                 while awaited is not None and hasattr(awaited, "cr_code"):
                     names.append(awaited.cr_code.co_name)
