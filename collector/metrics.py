@@ -86,6 +86,11 @@ class CollectorMetrics:
         self.rate_limited = Counter(
             "sidetrail_collector_rate_limited_total", "Requests refused with 429 by the per-key rate limit.", registry=r
         )
+        self.long_polls_waiting = Gauge(
+            "sidetrail_collector_long_polls_waiting",
+            "Requests waiting for news right now (changes?wait=N, v2audit's Prefer: wait).",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "sidetrail_collector_writer_queue_events", "Events waiting for the storage writer.", registry=r
         )

@@ -7,6 +7,7 @@ import gzip as gzip_module
 import http.client
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -109,24 +110,15 @@ class ThreadedCollector:
         self.call(self.app[STORAGE].create_key(record))
         return token
 
-    def waiting_in(self, handler: str) -> bool:
-        """Whether a request handler named ``handler`` is suspended in ``asyncio.sleep`` or an event's
-        ``wait`` right now (a long poll waiting for news): lets a test act *while* a request waits, instead
-        of sleeping and hoping."""
-
-        async def look() -> bool:
-            # Not this task: CPython 3.11 can crash reading cr_await of a coroutine that is running (this one
-            # is); every other task's coroutines are suspended while it runs.
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
-                names, awaited = [], task.get_coro()
-                while awaited is not None and hasattr(awaited, "cr_code"):
-                    names.append(awaited.cr_code.co_name)
-                    awaited = awaited.cr_await
-                if handler in names and names[-1] in ("sleep", "wait"):  # asyncio.sleep, Event.wait
-                    return True
-            return False
-
-        return self.call(look())
+    def long_polls_waiting(self) -> int:
+        """How many requests wait for news right now (``sidetrail_collector_long_polls_waiting`` on
+        ``/metrics``): lets a test act *while* a request waits, instead of sleeping and hoping. (Walking the
+        tasks' coroutine chains instead crashed CPython 3.11.7 now and then.)"""
+        found = re.search(
+            rb"^sidetrail_collector_long_polls_waiting (\S+)$", request("GET", f"{self.url}/metrics").body, re.M
+        )
+        assert found, "the collector does not export sidetrail_collector_long_polls_waiting"
+        return int(float(found.group(1)))
 
     def close(self) -> None:
         self.call(self._runner.cleanup())

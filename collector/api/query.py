@@ -21,7 +21,7 @@ from collector.api.formats import CONTENT_TYPES, encode, header
 from collector.api.paging import DEFAULT_LIMIT, iter_events, request_page
 from collector.api.params import reject_unknown
 from collector.api.routes import json_response
-from collector.api.state import CONFIG, STORAGE
+from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery
 from core.config import parse_duration
@@ -153,7 +153,7 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
         if rows or remaining <= 0:
             break
         # Woken by this collector's commits; other collectors' are seen at the next changes_poll read.
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(TimeoutError), app[METRICS].long_polls_waiting.track_inprogress():
             async with asyncio.timeout(min(app[CONFIG].limits.changes_poll, remaining)):
                 await committed.wait()
     has_more = len(rows) > limit

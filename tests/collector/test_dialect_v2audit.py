@@ -319,7 +319,7 @@ def test_prefer_wait_answers_with_a_log_ingested_while_it_waits(
         params={"action": "eq:late.arrival"},
         headers={"Prefer": "respond-async, wait=30"},
     )
-    wait_until(lambda: collector.waiting_in("list_logs"), message="the request to wait")
+    wait_until(lambda: collector.long_polls_waiting() > 0, message="the request to wait")
     late = sent_event(2, now_ms(), action="late.arrival")  # created now: the default `before` moves on
     ingest(collector, keys["ingest"], [late])
     reply = waiting.result(60)

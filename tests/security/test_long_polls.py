@@ -65,7 +65,7 @@ def test_a_long_poll_wakes_on_commit(idle_poller: ThreadedCollector, background:
     url = f"{server.url}/v1/audit-log/changes"
     last = request("GET", url, key=read_key).json()["next_after_seq"]
     poll = background.run(request, "GET", url, key=read_key, params={"after_seq": last, "wait": 50}, timeout=40)
-    wait_until(lambda: server.waiting_in("changes"), message="the long poll to wait")
+    wait_until(lambda: server.long_polls_waiting() > 0, message="the long poll to wait")
     ingest(server, ingest_key, [event(3)])
     reply = poll.result(30)
     assert reply.status == 200

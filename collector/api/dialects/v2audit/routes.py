@@ -13,6 +13,7 @@ from collector.api.dialects.v2audit.present import STATUSES, present_log, render
 from collector.api.openapi import serve_document
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
+from collector.api.state import METRICS
 
 _POLL_SECONDS = 0.25  # other collectors may commit too: poll the store, cheaply, while waiting
 
@@ -30,7 +31,8 @@ async def list_logs(request: web.Request, principal: Principal) -> web.Response:
         remaining = deadline - loop.time()
         if page.rows or remaining <= 0:
             break
-        await asyncio.sleep(min(_POLL_SECONDS, remaining))
+        with request.app[METRICS].long_polls_waiting.track_inprogress():
+            await asyncio.sleep(min(_POLL_SECONDS, remaining))
     response = json_response({"data": {"logs": [dialect.present_row(row) for row in page.rows]}})
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
