@@ -74,6 +74,18 @@ def collector(tmp_path: Path, backend: dict[str, Any]) -> Iterator[ThreadedColle
 
 
 @pytest.fixture
+def keys(collector: ThreadedCollector) -> dict[str, str]:
+    """A key of each scope for tenant ``acme``, and ingest and read keys for a second tenant, ``globex``."""
+    return {
+        "ingest": collector.key("acme", "ingest"),
+        "read": collector.key("acme", "read"),
+        "admin": collector.key("acme", "admin"),
+        "other_ingest": collector.key("globex", "ingest"),
+        "other_read": collector.key("globex", "read"),
+    }
+
+
+@pytest.fixture
 def background() -> Iterator[Background]:
     """Threads for work beside the test, all stopped and joined at teardown. Request it after the
     collector it talks to, so it is torn down first."""

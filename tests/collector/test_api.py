@@ -47,17 +47,6 @@ def assert_envelope(reply: Any, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-def keys(collector: ThreadedCollector) -> dict[str, str]:
-    return {
-        "ingest": collector.key("acme", "ingest"),
-        "read": collector.key("acme", "read"),
-        "admin": collector.key("acme", "admin"),
-        "other_ingest": collector.key("globex", "ingest"),
-        "other_read": collector.key("globex", "read"),
-    }
-
-
 def test_ingest_then_list_and_get(collector: ThreadedCollector, keys: dict[str, str]) -> None:
     sent = event(1, metadata={"k": "v"}, source={"agent_id": "web-1", "name": "nginx"})
     assert ingest(collector, keys["ingest"], [sent]) == {"accepted": 1, "duplicates": 0, "rejected": []}

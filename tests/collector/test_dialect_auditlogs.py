@@ -79,16 +79,6 @@ VARIETY: dict[int, dict[str, Any]] = {
 
 
 @pytest.fixture
-def keys(collector: ThreadedCollector) -> dict[str, str]:
-    return {
-        "ingest": collector.key("acme", "ingest"),
-        "read": collector.key("acme", "read"),
-        "other_ingest": collector.key("globex", "ingest"),
-        "other_read": collector.key("globex", "read"),
-    }
-
-
-@pytest.fixture
 def variety(collector: ThreadedCollector, keys: dict[str, str]) -> list[dict[str, Any]]:
     events = [event(n, **fields) for n, fields in VARIETY.items()]
     assert ingest(collector, keys["ingest"], events)["accepted"] == len(events)

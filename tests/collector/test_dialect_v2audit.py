@@ -123,16 +123,6 @@ def expected_log(sent: dict[str, Any], seq: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def keys(collector: ThreadedCollector) -> dict[str, str]:
-    return {
-        "ingest": collector.key("acme", "ingest"),
-        "read": collector.key("acme", "read"),
-        "other_ingest": collector.key("globex", "ingest"),
-        "other_read": collector.key("globex", "read"),
-    }
-
-
 def store(collector: ThreadedCollector, keys: dict[str, str], sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ingest ``sent`` for acme; return the expected logs (seq read back from the native API)."""
     ingest(collector, keys["ingest"], sent)

@@ -16,15 +16,6 @@ from tests.helpers import Reply, ThreadedCollector
 
 
 @pytest.fixture
-def keys(collector: ThreadedCollector) -> dict[str, str]:
-    return {
-        "ingest": collector.key("acme", "ingest"),
-        "read": collector.key("acme", "read"),
-        "admin": collector.key("acme", "admin"),
-    }
-
-
-@pytest.fixture
 def tight_collector(tmp_path: Path, backend: dict[str, Any]) -> Iterator[ThreadedCollector]:
     """A collector whose failed-authentication budget is 3, refilled at one per 1,000 s."""
     server = ThreadedCollector(
