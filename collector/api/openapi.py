@@ -89,3 +89,8 @@ def _response(response: Response) -> dict[str, Any]:
 async def serve_document(request: web.Request) -> web.Response:
     """The document of the dialect mounted where this request came in."""
     return web.json_response(request.app[DOCUMENTS][request.match_info.route.resource.canonical])
+
+
+def document_route(path: str = "/openapi.json") -> Route:
+    """The route serving its dialect's own OpenAPI document (built when the dialect is mounted)."""
+    return Route("GET", path, serve_document, "This document", responses={200: Response("OK", {"type": "object"})})

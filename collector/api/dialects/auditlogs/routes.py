@@ -16,7 +16,7 @@ from collector.api.auth import Principal
 from collector.api.dialects.auditlogs import items, params
 from collector.api.dialects.base import DIALECT, ERROR_REF, Dialect
 from collector.api.errors import ApiError
-from collector.api.openapi import serve_document
+from collector.api.openapi import document_route
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
 from collector.api.state import STORAGE
@@ -112,7 +112,7 @@ ROUTES = (
         responses={200: Response("OK", _ITEM_REF), 404: Response("not_found (also another tenant's)", ERROR_REF)},
         errors=_READ_ERRORS,
     ),
-    Route("GET", "/openapi.json", serve_document, "This document", responses={200: Response("OK", {"type": "object"})}),
+    document_route(),
 )  # fmt: skip
 
 AUDITLOGS = Dialect(

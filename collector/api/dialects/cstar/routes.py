@@ -8,7 +8,7 @@ from collector.api.auth import Principal
 from collector.api.dialects.base import Dialect
 from collector.api.dialects.cstar import params, shape
 from collector.api.errors import ApiError
-from collector.api.openapi import serve_document
+from collector.api.openapi import document_route
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
 from collector.tenancy import names_tenant
@@ -27,7 +27,7 @@ ROUTES = (
         "GET", "/api/v1/teams/{teamId}/audit-log", list_audit_log, "List Audit Log", scope="read",
         params=params.PARAMS, responses={200: Response("Audit log entries", shape.PAGE)}, errors=tuple(shape.ERRORS),
     ),
-    Route("GET", "/openapi.json", serve_document, "This document", responses={200: Response("OK", {"type": "object"})}),
+    document_route(),
 )  # fmt: skip
 
 CSTAR = Dialect(

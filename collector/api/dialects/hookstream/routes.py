@@ -8,7 +8,7 @@ from collector.api.auth import Principal
 from collector.api.dialects.base import Dialect
 from collector.api.dialects.hookstream import params, shape
 from collector.api.errors import invalid_parameter
-from collector.api.openapi import serve_document
+from collector.api.openapi import document_route
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
 from collector.api.state import STORAGE
@@ -44,7 +44,7 @@ def _listing_route(path: str) -> Route:
 ROUTES = (
     _listing_route("/audit-log"),
     _listing_route("/v1/audit-log"),  # the path under the base URL of the document's examples
-    Route("GET", "/openapi.json", serve_document, "This document", responses={200: Response("OK", {"type": "object"})}),
+    document_route(),
 )
 
 HOOKSTREAM = Dialect(

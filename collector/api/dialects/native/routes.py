@@ -8,7 +8,7 @@ from collector.api.dialects.base import ERROR_REF, Dialect
 from collector.api.dialects.native import items, params
 from collector.api.errors import error_response
 from collector.api.formats import CONTENT_TYPES
-from collector.api.openapi import serve_document
+from collector.api.openapi import document_route
 from collector.api.routes import Response, Route
 from collector.keys import SCOPES
 
@@ -157,7 +157,7 @@ ROUTES = (
         "DELETE", "/v1/keys/{key_id}", key_routes.revoke_key, "Revoke a key of the caller's tenant", scope="admin",
         responses={204: Response("Revoked"), 404: Response("not_found", ERROR_REF)}, errors=_READ_ERRORS,
     ),
-    Route("GET", "/openapi.json", serve_document, "This document", responses={200: Response("OK", {"type": "object"})}),
+    document_route(),
     Route("GET", "/healthz", health.healthz, "The process answers", responses={200: _STATUS}),
     Route(
         "GET", "/readyz", health.readyz, "Storage answers and the writer queue is not saturated",

@@ -10,7 +10,7 @@ from collector.api.auth import Principal
 from collector.api.dialects.base import DIALECT, Dialect
 from collector.api.dialects.v2audit import params
 from collector.api.dialects.v2audit.present import STATUSES, present_log, render_error
-from collector.api.openapi import serve_document
+from collector.api.openapi import document_route
 from collector.api.paging import request_page
 from collector.api.routes import Response, Route, json_response
 from collector.api.state import METRICS
@@ -102,10 +102,7 @@ ROUTES = (
         responses={200: Response("OK (with Preference-Applied: wait=N when a wait was asked for)", _LOGS_REF)},
         errors=tuple(ERRORS),
     ),
-    Route(
-        "GET", "/api/v2/audit/openapi.json", serve_document, "This document",
-        responses={200: Response("OK", {"type": "object"})},
-    ),
+    document_route("/api/v2/audit/openapi.json"),
 )  # fmt: skip
 
 V2AUDIT = Dialect(
