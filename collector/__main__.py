@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiohttp import web
 
 from collector.api.errors import ApiError
 from collector.api.filters import parse_filter
 from collector.api.formats import encode, header
 from collector.api.paging import iter_events
+from collector.api.server import serve
 from collector.app import ListenError, create_app, open_storage, start_storage
 from collector.config import CollectorConfig
 from collector.keys import SCOPES, mint_key
@@ -56,20 +56,13 @@ def _serve(args: argparse.Namespace) -> None:
     log.info("sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen)
     listening = False
 
-    def ready(_banner: str) -> None:  # run_app calls this once every socket is bound
+    def ready() -> None:
         nonlocal listening
         listening = True
         log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
 
     try:
-        web.run_app(
-            create_app(config),
-            host=config.host,
-            port=config.port,
-            print=ready,
-            handle_signals=True,
-            shutdown_timeout=10.0,
-        )
+        asyncio.run(serve(create_app(config), config.host, config.port, ready, shutdown_timeout=10.0))
     except ListenError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

@@ -22,6 +22,7 @@ from collector.api.guard import guard_middleware, security_headers
 from collector.api.jwt_auth import JWT_VERIFIER, JwtVerifier
 from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
 from collector.api.mount import mount, mount_beside, mount_compat
+from collector.api.server import ApiRunner
 from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig, split_listen
 from collector.metrics import CollectorMetrics
@@ -210,11 +211,11 @@ def listener_app(main: web.Application, dialect: Dialect) -> web.Application:
 
 
 async def _listeners_ctx(app: web.Application) -> AsyncIterator[None]:
-    runners: list[web.AppRunner] = []
+    runners: list[ApiRunner] = []
     app[LISTENERS] = []
     try:
         for index, listener in enumerate(app[CONFIG].listeners):
-            runner = web.AppRunner(listener_app(app, DIALECTS[listener.api]), access_log=None)
+            runner = ApiRunner(listener_app(app, DIALECTS[listener.api]), access_log=None)
             await runner.setup()
             runners.append(runner)
             address = split_listen(listener.listen)

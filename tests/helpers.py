@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 from aiohttp import web
 
+from collector.api.server import ApiRunner
 from collector.api.state import STORAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
@@ -95,7 +96,7 @@ class ThreadedCollector:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.app = create_app(self.config)
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = ApiRunner(self.app, access_log=None)
         self.call(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self.call(site.start())

@@ -69,11 +69,16 @@ def error_response(
     return response
 
 
+def fresh_request_id() -> str:
+    """A new request id, for a request that brought no usable ``X-Request-ID``."""
+    return secrets.token_hex(8)
+
+
 def _request_id(request: web.Request) -> str:
     incoming = request.headers.get("X-Request-ID", "")
     if 0 < len(incoming) <= _MAX_INCOMING_ID and incoming.isprintable():
         return incoming
-    return secrets.token_hex(8)
+    return fresh_request_id()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

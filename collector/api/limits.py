@@ -12,17 +12,25 @@ import time
 from typing import Any
 
 # aiohttp's HTTP parser refuses a request line or a header field longer than its own limits (8190 bytes by
-# default) with a plain-text 400, before any middleware runs. Its limits sit above the largest configurable
-# ones (``limits.max_url_bytes`` <= 8000, ``limits.max_header_bytes`` <= 64 KiB), so the error middleware
-# answers 414/431 in the envelope for any URL or header up to this size. They stay this low because the parser
-# holds up to 128 header fields of this size per connection before anyone is authenticated: at 2 MiB a
-# single connection pinned 500 MiB, at 128 KiB it is at most ~32 MiB.
-PARSER_MAX_LINE_BYTES = 128 * 1024
+# default) before any middleware runs. Its limits sit above the largest configurable ones
+# (``limits.max_url_bytes`` <= 8000, ``limits.max_header_bytes`` <= 64 KiB), so the error middleware
+# answers 414/431 for any URL or header up to them, and collector.api.server answers past them. They stay
+# this low because the parser holds up to 128 header fields of this size per connection before anyone is
+# authenticated: at 2 MiB a single connection pinned 500 MiB, at 128 KiB it is at most ~32 MiB.
+PARSER_MAX_FIELD_BYTES = 128 * 1024
+# The request line holds the method and version beside the URL. The two limits differ so that the
+# parser's refusal, which names only the limit it hit, tells a long URL (414) from a long header (431).
+PARSER_MAX_URL_BYTES = PARSER_MAX_FIELD_BYTES + 1024
+PARSER_MAX_HEADERS = 128  # header fields per request (aiohttp's default)
 
 
 def parser_limits() -> dict[str, Any]:
     """aiohttp handler arguments that let the configured limits, not the parser's, refuse big requests."""
-    return {"max_line_size": PARSER_MAX_LINE_BYTES, "max_field_size": PARSER_MAX_LINE_BYTES}
+    return {
+        "max_line_size": PARSER_MAX_URL_BYTES,
+        "max_field_size": PARSER_MAX_FIELD_BYTES,
+        "max_headers": PARSER_MAX_HEADERS,
+    }
 
 
 class RateLimiter:

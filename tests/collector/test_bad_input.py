@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import socket
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.api.limits import PARSER_MAX_LINE_BYTES
+from collector.api.limits import PARSER_MAX_FIELD_BYTES, PARSER_MAX_HEADERS, PARSER_MAX_URL_BYTES
 from core.zstd import compress as zstd_compress
 from tests.collector.test_api import assert_envelope, event
 from tests.e2e.processes import CollectorProcess
@@ -44,14 +45,32 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def _oversized_requests(url: str, key: str) -> None:
-    """URLs and headers past the configured limits, up to the parser's own ceiling, in the envelope."""
-    for size in (9_000, 100_000, PARSER_MAX_LINE_BYTES - 200):
+    """URLs and headers past the configured limits in the envelope: below the parser's own ceilings (the
+    error middleware answers), past them (collector.api.server answers), and far past them (the connection
+    lingers until the client has sent everything and read the answer)."""
+    for size in (9_000, 100_000, PARSER_MAX_FIELD_BYTES - 200, PARSER_MAX_URL_BYTES + 1, 4 * 1024 * 1024):
         long_url = request("GET", f"{url}/v1/audit-log?q={'a' * size}", key=key)
         assert "limits.max_url_bytes" not in assert_envelope(long_url, 414, "uri_too_long")["message"]
         big_header = request("GET", f"{url}/v1/audit-log", key=key, headers={"X-Big": "b" * size})
         assert_envelope(big_header, 431, "headers_too_large")
     many = {f"X-Header-{n}": "c" * 1000 for n in range(20)}  # each small, too many bytes in all
     assert_envelope(request("GET", f"{url}/v1/audit-log", key=key, headers=many), 431, "headers_too_large")
+    too_many = {f"X-Header-{n}": "c" for n in range(PARSER_MAX_HEADERS + 1)}
+    assert_envelope(request("GET", f"{url}/v1/audit-log", key=key, headers=too_many), 431, "headers_too_large")
+    malformed = _raw(url, b"GET /v1/audit-log HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+    assert malformed.split(b" ", 2)[1] == b"400"
+    assert orjson.loads(malformed.split(b"\r\n\r\n", 1)[1])["code"] == "bad_request"
+
+
+def _raw(url: str, data: bytes) -> bytes:
+    """What the server answers to ``data`` sent as is, read until it closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_oversized_url_and_headers_are_414_and_431_in_the_envelope(
