@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from collector.api.dialects.registry import DIALECTS
+from collector.api.limits import PARSER_MAX_FIELD_BYTES
 from collector.app import LISTENERS
 from collector.config import CollectorConfig
 from core.config import ConfigError, load_mapping
@@ -57,6 +58,9 @@ def test_a_listener_serves_its_dialect_at_the_bare_paths_over_the_same_store(ser
     assert_error(request("POST", f"{url}/v1/ingest", key=read, json={"events": []}), 404, "not_found")
     assert_error(request("GET", f"{url}/v1/audit_logs"), 401, "authentication_required")
     assert_error(request("GET", f"{url}/v1/audit_logs", key=read, params={"limit": 0}), 400, "invalid_parameter")
+    # What the HTTP parser itself refuses is answered in this listener's dialect too.
+    huge = "h" * (PARSER_MAX_FIELD_BYTES + 1)
+    assert_error(request("GET", f"{url}/v1/audit_logs", key=read, headers={"X-Huge": huge}), 431, "headers_too_large")
 
 
 def test_listeners_share_the_rate_limit_and_stop_with_the_collector(tmp_path: Path) -> None:
