@@ -7,9 +7,9 @@ by the dialect's presenter. The router (``collector.api.mount``) has authenticat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
+from typing import Any
 
 from aiohttp import web
 
@@ -18,17 +18,17 @@ from collector.api.dialects.base import DIALECT
 from collector.api.dialects.native import params
 from collector.api.errors import REQUEST_ID, ApiError, invalid_parameter
 from collector.api.formats import CONTENT_TYPES, encode, header
+from collector.api.longpoll import long_poll, prefer_wait
 from collector.api.paging import DEFAULT_LIMIT, iter_events, request_page
 from collector.api.params import reject_unknown
 from collector.api.routes import json_response
-from collector.api.state import CONFIG, METRICS, STORAGE
+from collector.api.state import CONFIG, STORAGE
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery
 from core.config import parse_duration
 from core.event import format_ms
 
 log = logging.getLogger("sidetrail.collector.api")
-_MAX_PREFER_WAIT_DIGITS = 9
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -142,35 +142,17 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     limit = params.LIMIT.parse(request) or DEFAULT_LIMIT
     wait = params.WAIT.parse(request)
     if wait is None:
-        max_wait = params.WAIT.bounds(app[CONFIG])[1]
-        wait = _prefer_wait(request, max_wait)
-    storage, loop = app[STORAGE], asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:
-        committed = storage.next_commit(principal.tenant_id)  # before the read: no commit slips between
-        rows = await storage.query_changes(principal.tenant_id, after_seq, limit + 1)
-        remaining = deadline - loop.time()
-        if rows or remaining <= 0:
-            break
-        # Woken by this collector's commits; other collectors' are seen at the next changes_poll read.
-        with contextlib.suppress(TimeoutError), app[METRICS].long_polls_waiting.track_inprogress():
-            async with asyncio.timeout(min(app[CONFIG].limits.changes_poll, remaining)):
-                await committed.wait()
+        wait = prefer_wait(request, minimum=0) or 0
+
+    async def read() -> list[dict[str, Any]]:
+        return await app[STORAGE].query_changes(principal.tenant_id, after_seq, limit + 1)
+
+    rows = await long_poll(request, principal.tenant_id, wait, read, news=bool)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_after_seq = rows[-1]["seq"] if rows else after_seq
     data = [request[DIALECT].present_row(row) for row in rows]
     return json_response({"data": data, "has_more": has_more, "next_after_seq": next_after_seq})
-
-
-def _prefer_wait(request: web.Request, max_wait: int) -> int:
-    """``Prefer: wait=N`` (RFC 7240) in seconds, capped at ``max_wait``; absent, 0."""
-    prefer = re.search(r"\bwait=(\d+)", request.headers.get("Prefer", ""))
-    if not prefer:
-        return 0
-    if len(prefer.group(1)) > _MAX_PREFER_WAIT_DIGITS:  # int() of thousands of digits is an error, or slow
-        raise invalid_parameter("Prefer", f"wait=N needs N of at most {_MAX_PREFER_WAIT_DIGITS} digits")
-    return min(int(prefer.group(1)), max_wait)
 
 
 async def get_event(request: web.Request, principal: Principal) -> web.Response:

@@ -132,6 +132,11 @@ def test_changes_feed_follows_ingest_order_and_long_polls(collector: ThreadedCol
     assert request("GET", url, key=read_key, params={"after_seq": cursor}).json()["data"] == []
     superscript = request("GET", url, key=read_key, params={"after_seq": "\u00b2"})
     assert assert_envelope(superscript, 400, "invalid_parameter")["message"].startswith("after_seq:")
+    for prefer in ("wait=soon", "wait=1, wait=2", "wait=1234567890", "=1"):  # the one RFC 7240 parser v2audit uses
+        refused = request("GET", url, key=read_key, params={"after_seq": cursor}, headers={"Prefer": prefer})
+        assert assert_envelope(refused, 400, "invalid_parameter")["message"].startswith("Prefer:"), prefer
+    no_wait = request("GET", url, key=read_key, params={"after_seq": cursor}, headers={"Prefer": "wait=0, x=y"})
+    assert no_wait.status == 200 and no_wait.json()["data"] == []
 
     # Long poll: the event arrives while the request is waiting (seen from inside the collector, not guessed
     # from a sleep), and the waiting request returns it.

@@ -32,7 +32,6 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.filters import like_pattern
 from collector.api.paging import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, Listing
 from collector.api.params import IntParam, QueryParam, Schema, TextParam, TimeParam, reject_unknown, single
-from collector.api.state import CONFIG
 from collector.config import CollectorConfig
 from collector.storage.base import EventFilter
 from core.event import OUTCOMES, now_ms, parse_rfc3339_ms
@@ -108,8 +107,6 @@ PARAMS: tuple[QueryParam, ...] = (SKIP, LIMIT, SORT_BY, BEFORE, AFTER, CREATED_A
 _KNOWN = frozenset(param.name for param in PARAMS if param is not PREFER)
 
 _PREDICATE = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_PREFERENCE = re.compile(r'^([^=\s]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^"\s]*))?$')
 
 
 def _split(name: str, raw: str, operators: tuple[str, ...]) -> tuple[str, str]:
@@ -206,26 +203,3 @@ def listing(request: web.Request) -> Listing:
 def unknown_sort(value: str) -> ApiError:
     columns = ", ".join(COLUMNS)
     return invalid_parameter("sort_by", f"sortable columns are {columns} (prefix - to descend), got {value!r}")
-
-
-def prefer_wait(request: web.Request) -> int | None:
-    """Seconds the client prefers to wait (capped at ``limits.max_wait``), ``None`` when it states none."""
-    wait = None
-    for element in ",".join(request.headers.getall("Prefer", [])).split(","):
-        preference = element.split(";", 1)[0].strip()
-        if not preference:
-            continue  # empty list elements are allowed (RFC 9110 5.6.1)
-        found = _PREFERENCE.match(preference)
-        if found is None or not _TOKEN.match(found.group(1)):
-            raise invalid_parameter("Prefer", f"malformed preference {preference[:64]!r}")
-        name, value = found.group(1).lower(), found.group(2)
-        if name.isdigit():  # the document types the header as an integer: a bare N is a wait
-            name, value = "wait", name
-        if name != "wait":
-            continue
-        if value is None or not (value.isascii() and value.isdigit()) or int(value) < 1 or len(value) > 9:
-            raise invalid_parameter("Prefer", f"wait must be a whole number of seconds from 1, got {value!r}")
-        if wait is not None:
-            raise invalid_parameter("Prefer", "wait given more than once")
-        wait = min(int(value), int(request.app[CONFIG].limits.max_wait))
-    return wait

@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from collector.api.auth import Principal
 from collector.api.dialects.base import DIALECT, Dialect
 from collector.api.dialects.v2audit import params
 from collector.api.dialects.v2audit.present import STATUSES, present_log, render_error
+from collector.api.longpoll import long_poll, prefer_wait
 from collector.api.openapi import document_route
-from collector.api.paging import request_page
+from collector.api.paging import Page, request_page
 from collector.api.routes import Response, Route, json_response
-from collector.api.state import METRICS
-
-_POLL_SECONDS = 0.25  # other collectors may commit too: poll the store, cheaply, while waiting
 
 
 async def list_logs(request: web.Request, principal: Principal) -> web.Response:
     """A page of the tenant's logs. With ``Prefer: wait=N`` an empty page waits up to N seconds for a
     matching log; ``before``/``after`` left to their defaults move with the clock while it waits."""
     dialect = request[DIALECT]
-    wait = params.prefer_wait(request)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + (wait or 0)
-    while True:
-        listing = dialect.parse_listing(request)
-        page = await request_page(request, principal.tenant_id, listing)
-        remaining = deadline - loop.time()
-        if page.rows or remaining <= 0:
-            break
-        with request.app[METRICS].long_polls_waiting.track_inprogress():
-            await asyncio.sleep(min(_POLL_SECONDS, remaining))
+    wait = prefer_wait(request, minimum=1)  # the document's range: x > 0
+
+    async def read() -> Page:
+        return await request_page(request, principal.tenant_id, dialect.parse_listing(request))
+
+    page = await long_poll(request, principal.tenant_id, wait or 0, read, news=lambda page: bool(page.rows))
     response = json_response({"data": {"logs": [dialect.present_row(row) for row in page.rows]}})
     if wait is not None:
         response.headers["Preference-Applied"] = f"wait={wait}"
