@@ -57,9 +57,14 @@ def _oversized_requests(url: str, key: str) -> None:
     assert_envelope(request("GET", f"{url}/v1/audit-log", key=key, headers=many), 431, "headers_too_large")
     too_many = {f"X-Header-{n}": "c" for n in range(PARSER_MAX_HEADERS + 1)}
     assert_envelope(request("GET", f"{url}/v1/audit-log", key=key, headers=too_many), 431, "headers_too_large")
-    malformed = _raw(url, b"GET /v1/audit-log HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
-    assert malformed.split(b" ", 2)[1] == b"400"
-    assert orjson.loads(malformed.split(b"\r\n\r\n", 1)[1])["code"] == "bad_request"
+    for malformed in (
+        b"GET /v1/audit-log HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        b"GET /v1/audit-log HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: a\r\nContent-Type: b\r\nContent-Length: 0\r\n\r\n",
+    ):
+        answer = _raw(url, malformed)
+        assert answer.split(b" ", 2)[1] == b"400", malformed
+        assert orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == "bad_request", malformed
 
 
 def _raw(url: str, data: bytes) -> bytes:
