@@ -83,13 +83,16 @@ def _too_long(exc: LineTooLong) -> Literal["url", "header"]:
 class _Refusal(web.Response):
     """A parser refusal's response: sent, then the connection lingers (see :data:`LINGER_SECONDS`)."""
 
-    def __init__(self, answer: web.Response, client_gone: asyncio.Event) -> None:
+    def __init__(self, answer: web.Response, transport: asyncio.Transport, client_gone: asyncio.Event) -> None:
         super().__init__(status=answer.status, body=answer.body, headers=answer.headers)
         self.force_close()  # the parser's state is lost: the connection cannot carry another request
+        self._transport = transport
         self._client_gone = client_gone
 
     async def write_eof(self, data: bytes = b"") -> None:
         await super().write_eof(data)
+        if self._transport.can_write_eof():
+            self._transport.write_eof()  # the answer is complete: a client reading to the end sees it end
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._client_gone.wait(), LINGER_SECONDS)
 
@@ -111,7 +114,8 @@ class _Handler(RequestHandler):
             log.info("refused a malformed request from %s: %s", request.remote, exc)  # a client's fault: no traceback
             self.close()  # from now on what the client sends is read and dropped, not parsed
             self._client_gone = asyncio.Event()
-            return _Refusal(manager.refuse(exc), self._client_gone)
+            assert self.transport is not None  # the parser just read from it
+            return _Refusal(manager.refuse(exc), self.transport, self._client_gone)
         return super().handle_error(request, status, exc, message)
 
     def connection_lost(self, exc: BaseException | None) -> None:
