@@ -101,4 +101,6 @@ def encode_cuts(cuts: tuple[Cut, ...] | None) -> str | None:
 def decode_cuts(stored: str | None) -> tuple[Cut, ...] | None:
     if stored is None:
         return None
-    return tuple(Cut(int(first), int(last), bytes.fromhex(last_hash)) for first, last, last_hash in orjson.loads(stored))
+    return tuple(
+        Cut(int(first), int(last), bytes.fromhex(last_hash)) for first, last, last_hash in orjson.loads(stored)
+    )

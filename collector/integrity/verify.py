@@ -213,9 +213,11 @@ class Verifier:
 
     def _checkpoint_mismatch(self, position: int) -> None:
         start = self._segment_start
-        if self._segment_flagged or any(
-            f.position is not None and start < f.position <= position for f in self.report.findings
-        ) or any(start < b.position <= position for b in self._broken):
+        if (
+            self._segment_flagged
+            or any(f.position is not None and start < f.position <= position for f in self.report.findings)
+            or any(start < b.position <= position for b in self._broken)
+        ):
             return  # already explained by a finding in this segment
         self._segment_flagged = True
         suspects = [p for p in self._seq_suspects if start < p <= position]
