@@ -20,9 +20,10 @@ newer than the latest checkpoint are left out until a checkpoint covers them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,6 +32,8 @@ from collector.integrity.checkpoints import Checkpoint, describe
 from core.event import format_ms
 
 FORMAT = "sidetrail-export/1"
+_PAGE = 5000  # rows (and checkpoints) per read
+_AFTER_ALL = 2**62  # a seq past every row: (position, _AFTER_ALL) starts after that whole position
 
 
 class NothingSigned(Exception):
@@ -108,3 +111,46 @@ def head(segment: Segment, exported_at: int) -> bytes:
 
 def _line(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document) + b"\n"
+
+
+class ChainReader(Protocol):
+    """What an export reads from storage (both backends' ``ChainAccess``)."""
+
+    async def checkpoints_page(self, tenant: str, after_id: int, limit: int) -> list[Checkpoint]: ...
+
+    async def chain_rows(
+        self, tenant: str, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, bytes, dict[str, Any]]]: ...
+
+
+async def stored_checkpoints(storage: ChainReader, tenant: str) -> list[Checkpoint]:
+    """Every checkpoint and tombstone of ``tenant`` (a few per minute of ingest at most: kept in memory)."""
+    found: list[Checkpoint] = []
+    while page := await storage.checkpoints_page(tenant, (found[-1].id or 0) if found else 0, _PAGE):
+        found.extend(page)
+        if len(page) < _PAGE:
+            break
+    return found
+
+
+async def stream(
+    storage: ChainReader, segment: Segment, exported_at: int, page_timeout: float | None = None
+) -> AsyncIterator[bytes]:
+    """The export file of ``segment``, in chunks of about 64 KiB; each page read is bounded by
+    ``page_timeout`` seconds (``TimeoutError`` past it)."""
+    buffer = head(segment, exported_at)
+    after = (segment.first - 1, _AFTER_ALL)
+    while True:
+        rows = await asyncio.wait_for(storage.chain_rows(segment.tenant, after, _PAGE), page_timeout)
+        for position, stored, event in rows:
+            if position > segment.last:
+                yield buffer
+                return
+            buffer += event_line(position, stored, event)
+            if len(buffer) >= 64 * 1024:
+                yield buffer
+                buffer = b""
+        if len(rows) < _PAGE:
+            yield buffer
+            return
+        after = (rows[-1][0], rows[-1][2]["seq"])

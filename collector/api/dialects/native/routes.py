@@ -127,7 +127,7 @@ ROUTES = (
     ),
     Route(
         "GET", "/v1/audit-log/export", query.export, "Every matching event as NDJSON or CSV, streamed",
-        scope="read", params=(params.FORMAT, params.ORDER, params.SORT_BY, *params.SELECTION),
+        scope="read", params=(params.FORMAT, params.ORDER, params.SORT_BY, *params.SELECTION, *params.INTEGRITY_EXPORT),
         responses={200: Response("The events", media=_EXPORT_MEDIA)},
         errors=_READ_ERRORS,
     ),
