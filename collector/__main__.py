@@ -26,6 +26,8 @@ from collector.api.formats import encode, header
 from collector.api.paging import iter_events
 from collector.app import ListenError, create_app, open_storage, start_storage
 from collector.config import CollectorConfig
+from collector.integrity import cli as integrity_cli
+from collector.integrity.signing import SigningKeyError
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
@@ -252,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--filter", action="append", metavar="NAME=VALUE", help="a filter as in the API (repeatable)")
     export.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
     export.set_defaults(func=_export)
+    integrity_cli.add_commands(commands, with_config, _load_config, _with_storage)
     return parser
 
 
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
-    except (CliError, StorageUnavailable) as exc:
+    except (CliError, StorageUnavailable, SigningKeyError, integrity_cli.VerifyFailed) as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
