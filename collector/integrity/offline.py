@@ -81,10 +81,10 @@ class ExportReport:
 
 
 def load_public_keys(paths: Iterable[str | Path]) -> KeyRing:
-    """A key ring of the public keys in ``paths``: each file a PEM public key, or lines holding the base64
-    of a raw 32-byte key (as ``GET /v1/audit-log/checkpoints/keys`` shows one; ``#`` starts a comment,
-    and a line may carry other words, such as the key id, after it). :class:`SigningKeyError` names a file
-    that holds none."""
+    """A key ring of the public keys in ``paths``. Each file holds what ``signing-key show --json`` prints,
+    or the body of ``GET /v1/audit-log/checkpoints/keys``, or a PEM public key, or text in which words
+    are the base64 of raw 32-byte keys (``signing-key show``'s output; ``#`` starts a comment).
+    :class:`SigningKeyError` names a file that holds none."""
     ring = KeyRing()
     for path in paths:
         target = Path(path)
@@ -101,6 +101,14 @@ def load_public_keys(paths: Iterable[str | Path]) -> KeyRing:
 
 
 def _public_keys(data: bytes) -> list[bytes]:
+    try:  # signing-key show --json prints {"public_key": ...}; the keys route {"data": [{"public_key": ...}]}
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        entries = document.get("data") if isinstance(document.get("data"), list) else [document]
+        texts = [entry.get("public_key") for entry in entries if isinstance(entry, dict)]
+        return [_decoded for text in texts if isinstance(text, str) and (_decoded := _maybe_public(text))]
     if b"-----BEGIN" in data:
         try:
             key = serialization.load_pem_public_key(data)
@@ -110,13 +118,15 @@ def _public_keys(data: bytes) -> list[bytes]:
     found = []
     for raw_line in data.decode(errors="replace").splitlines():
         words = raw_line.split("#", 1)[0].split()
-        for word in words:
-            try:
-                found.append(decode_public(word))
-                break
-            except SigningKeyError:
-                continue
+        found.extend(public for word in words if (public := _maybe_public(word)))
     return found
+
+
+def _maybe_public(text: str) -> bytes | None:
+    try:
+        return decode_public(text)
+    except SigningKeyError:
+        return None
 
 
 def verify_export(lines: Iterable[bytes], keys: KeyRing) -> ExportReport:
