@@ -3,13 +3,18 @@ CLI's ``export --integrity``, checked by ``verify-export`` untouched and after e
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import rfc8785
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.integrity.offline import load_public_keys, verify_export
 from collector.integrity.signing import Signer, create_key_file, encode_public, load_signing_key
@@ -167,3 +172,84 @@ def test_cli_export_and_verify_export(chained, tmp_path: Path, backend: dict[str
     refused = run_cli("sidetrail-collector", "export", "--config", str(config), "--tenant", "acme", "--format", "csv",
                       "--integrity", "-o", str(out))  # fmt: skip
     assert refused.returncode == 1 and "NDJSON" in refused.stderr
+
+
+# -- an auditor's own verifier, written from docs/tamper-evidence.md alone ------------------------------
+# Only hashlib, base64, json, cryptography and rfc8785: none of sidetrail's integrity code.
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tamper-evidence.md"
+
+
+def _rfc8785(value: Any) -> bytes:
+    """RFC 8785, every number a double (section 1 of the document)."""
+
+    def doubles(item: Any) -> Any:
+        if isinstance(item, bool) or not isinstance(item, int | dict | list):
+            return item
+        if isinstance(item, int):
+            return item if abs(item) <= 2**53 - 1 else float(item)
+        if isinstance(item, dict):
+            return {key: doubles(inner) for key, inner in item.items()}
+        return [doubles(inner) for inner in item]
+
+    return rfc8785.dumps(doubles(value))
+
+
+def auditor_verify(path: Path, public_keys_base64: list[str]) -> None:
+    """Section 5, step by step; raises AssertionError at the first check that fails."""
+    trusted = {}
+    for text in public_keys_base64:
+        raw = base64.b64decode(text)
+        trusted[hashlib.sha256(raw).hexdigest()[:16]] = Ed25519PublicKey.from_public_bytes(raw)
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    header = lines[0]
+    assert header["type"] == "header" and header["format"] == "sidetrail-export/1"  # step 1
+    tenant, first, last = header["tenant"], header["first_position"], header["last_position"]
+    checkpoints = [line for line in lines[1:] if line["type"] == "checkpoint"]
+    events = [line for line in lines[1:] if line["type"] == "event"]
+    assert lines[1 : 1 + len(checkpoints)] == checkpoints  # checkpoints come first
+    valid = []
+    for checkpoint in checkpoints:  # step 2
+        signed = {"format": "sidetrail-checkpoint/1"}
+        signed.update({name: checkpoint[name] for name in ("tenant", "position", "head_hash", "time", "key_id")})
+        if "cuts" in checkpoint:
+            signed["cuts"] = checkpoint["cuts"]
+        trusted[checkpoint["key_id"]].verify(base64.b64decode(checkpoint["signature"]), _rfc8785(signed))
+        assert checkpoint["tenant"] == tenant
+        valid.append(checkpoint)
+    cuts = {cut[0]: cut for checkpoint in valid for cut in checkpoint.get("cuts", [])}
+    cut_ends = {cut[1]: bytes.fromhex(cut[2]) for cut in cuts.values()}
+    at = {checkpoint["position"]: bytes.fromhex(checkpoint["head_hash"]) for checkpoint in valid}
+    previous = bytes(32) if first == 1 else (at.get(first - 1) or cut_ends[first - 1])  # step 3
+    expected = first
+    for line in events:
+        position = line["position"]
+        while position != expected:  # step 4: only a cut may skip positions
+            cut = cuts[expected]
+            previous, expected = bytes.fromhex(cut[2]), cut[1] + 1
+        assert line["event"]["tenant_id"] == tenant and first <= position <= last
+        stored = bytes.fromhex(line["hash"])
+        assert hashlib.sha256(previous + _rfc8785(line["event"])).digest() == stored, f"position {position}"  # step 5
+        if position in at:  # step 6
+            assert at[position] == stored
+        previous, expected = stored, position + 1
+    while expected <= last:  # step 7
+        expected = cuts[expected][1] + 1
+    assert last in at
+
+
+def test_an_independent_verifier_following_this_document(chained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server, keys = chained
+    document = DOC.read_text()
+    for literal in ("sidetrail-export/1", "sidetrail-checkpoint/1", "SHA-256( hash_{p-1} || canonical(event_p) )"):
+        assert literal in document  # the constants this verifier uses are the ones the document states
+    published = request("GET", f"{server.url}/v1/audit-log/checkpoints/keys", key=keys["read"]).json()["data"]
+    public_keys = [key["public_key"] for key in published]
+    path = tmp_path / "audit.ndjson"
+    path.write_bytes(b"".join(_export(server, keys["read"], from_position=3)))
+    auditor_verify(path, public_keys)
+    lines = path.read_bytes().splitlines(keepends=True)
+    i = _index(lines, 15)
+    path.write_bytes(b"".join([*lines[:i], lines[i].replace(b'"user-14"', b'"user-41"'), *lines[i + 1 :]]))
+    with pytest.raises(AssertionError, match="position 15"):
+        auditor_verify(path, public_keys)
