@@ -11,9 +11,9 @@ from pathlib import Path
 
 import asyncpg
 
+from collector.storage.chain import CHAIN_COLUMNS
 from collector.storage.postgres import migrate_in_schema
 from collector.storage.sqlite_schema import migrate
-from collector.storage.chain import CHAIN_COLUMNS
 from core.schema import FIELDS
 
 Columns = dict[str, tuple[str, bool]]  # name -> (type, NOT NULL)
