@@ -17,8 +17,10 @@ Two paths give the same bytes:
   checks this against ``rfc8785`` with Hypothesis and the RFC's published examples.
 - otherwise ``rfc8785`` (Trail of Bits, pure Python).
 
-Measured on this machine (a typical agent event, ``python -m timeit``): fast path 2.1 us, ``rfc8785``
-24 us - the fast path keeps the chain inside its 10 % ingest budget.
+Measured here (a typical agent event, ``timeit``, 2 shared cores): fast path 4 us (of which sorting
+``orjson`` 0.9 us, the float/key walk 1.8 us), ``rfc8785`` 45 us: 10x. With SHA-256 (1.2 us) and the
+bookkeeping the chain costs about 7 us an event, some 7 % of HTTP ingest at the ~10k events/s of
+``bench/results``; through ``rfc8785`` alone it would cost about half of it.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ from collector.storage.base import INSERT_COLUMNS
 
 HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
 """The fields a chain hash covers: every stored field but ``seq`` (the database's row number)."""
-_OBJECTS = ("source", "metadata")
+_HASHED = frozenset(HASHED_FIELDS)
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The RFC 8785 bytes of ``event``'s :data:`HASHED_FIELDS` (extra keys, such as ``seq``, are ignored)."""
-    document = {name: event.get(name) for name in HASHED_FIELDS}
-    if all(_plain(document[name]) for name in _OBJECTS):
+    # An event on its way into the store holds exactly the hashed fields: no copy needed (saves ~1 us).
+    document = event if event.keys() == _HASHED else {name: event.get(name) for name in HASHED_FIELDS}
+    if _plain(document["source"]) and _plain(document["metadata"]):
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-    return canonical_json(document)
+    return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
 
 
 def canonical_json(value: Any) -> bytes:
