@@ -218,3 +218,36 @@ def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
         accepted = re.search(r"(\d+) events accepted, (\d+) duplicates", collector_stopped["msg"])
         assert events is not None and accepted is not None
         assert int(events.group(1)) == int(accepted.group(1)) > 0 and accepted.group(2) == "0"
+
+
+def test_verify_on_the_demo_database_prints_a_clean_report(demo: tuple[Callable[[], Terminal], Path]) -> None:
+    """Issue 16: ``verify`` on the demo's database prints a clean report - while the demo writes (once its
+    collector signed a checkpoint of the running chain: at most ``integrity.checkpoint_interval``, a
+    minute, after the first events) and again after Ctrl-C (which signs the tail)."""
+    start, data = demo
+    terminal = start()
+    keys = dict(line.split("=", 1) for line in (data / "keys.env").read_text().split())
+    printed = re.search(rb"API:\s+(http://\S+)/v1/audit-log", terminal.output)
+    assert printed is not None
+    api = printed.group(1).decode()
+
+    def signed_positions() -> list[int]:
+        reply = request("GET", f"{api}/v1/audit-log/checkpoints", key=keys["SIDETRAIL_READ_KEY"])
+        return [c["position"] for c in reply.json()["data"]] if reply.status == 200 else []
+
+    wait_until(lambda: any(p >= 100 for p in signed_positions()), timeout=180, interval=0.5,
+               message="a signed checkpoint of the demo's first 100 events")  # fmt: skip
+    env = {**os.environ, "SIDETRAIL_DEMO_DIR": str(data)}
+    command = [str(REPO / ".venv" / "bin" / "sidetrail-collector"), "verify", "--config", "config/demo/collector.yaml",
+               "--tenant", "demo"]  # fmt: skip
+    running = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert running.returncode == 0, running.stdout + running.stderr
+    assert re.search(r"tenant demo: positions 1\.\.\d+ \([\d,]+ events\) checked against [1-9][\d,]* signed "
+                     r"checkpoints: clean", running.stdout), running.stdout  # fmt: skip
+    terminal.type(b"\x03")
+    assert terminal.wait() == 0
+    stopped = subprocess.run([*command, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                             check=False)  # fmt: skip
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    report = orjson.loads(stopped.stdout)
+    assert report["clean"] and report["complete"] and report["findings"] == [] and report["events"] >= 100
