@@ -130,11 +130,11 @@ def bench_verify(workdir: Path, count: int) -> dict[str, Any]:
             started = time.perf_counter()
             report = await verify_stored(storage, keys, "bench")
             stored_seconds = time.perf_counter() - started
-            checkpoints = await integrity_export.stored_checkpoints(storage, "bench")  # type: ignore[arg-type]
+            checkpoints = await integrity_export.stored_checkpoints(storage, "bench")
             segment = integrity_export.plan("bench", checkpoints, None, None)
             export_file = workdir / "bench.ndjson"
             with open(export_file, "wb") as out:  # noqa: ASYNC230 - nothing else runs on this loop
-                async for chunk in integrity_export.stream(storage, segment, START):  # type: ignore[arg-type]
+                async for chunk in integrity_export.stream(storage, segment, START):
                     out.write(chunk)
         finally:
             await storage.close()

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from collector.integrity.canonical import HASHED_FIELDS
 from collector.integrity.checkpoints import Checkpoint, describe
+from collector.storage.base import Storage
 from core.event import format_ms
 
 FORMAT = "sidetrail-export/1"
@@ -113,17 +114,7 @@ def _line(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document) + b"\n"
 
 
-class ChainReader(Protocol):
-    """What an export reads from storage (both backends' ``ChainAccess``)."""
-
-    async def checkpoints_page(self, tenant: str, after_id: int, limit: int) -> list[Checkpoint]: ...
-
-    async def chain_rows(
-        self, tenant: str, after: tuple[int, int], limit: int
-    ) -> list[tuple[int, bytes, dict[str, Any]]]: ...
-
-
-async def stored_checkpoints(storage: ChainReader, tenant: str) -> list[Checkpoint]:
+async def stored_checkpoints(storage: Storage, tenant: str) -> list[Checkpoint]:
     """Every checkpoint and tombstone of ``tenant`` (a few per minute of ingest at most: kept in memory)."""
     found: list[Checkpoint] = []
     while page := await storage.checkpoints_page(tenant, (found[-1].id or 0) if found else 0, _PAGE):
@@ -134,7 +125,7 @@ async def stored_checkpoints(storage: ChainReader, tenant: str) -> list[Checkpoi
 
 
 async def stream(
-    storage: ChainReader, segment: Segment, exported_at: int, page_timeout: float | None = None
+    storage: Storage, segment: Segment, exported_at: int, page_timeout: float | None = None
 ) -> AsyncIterator[bytes]:
     """The export file of ``segment``, in chunks of about 64 KiB; each page read is bounded by
     ``page_timeout`` seconds (``TimeoutError`` past it)."""
