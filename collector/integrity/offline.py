@@ -248,10 +248,10 @@ class _Run:
     def _feed(self, position: int, row: tuple[int, bytes, dict[str, Any]]) -> None:
         assert self.verifier is not None
         number, stored, event = row
-        early = [(p, n) for p, (n, _, _) in self.held.items() if n < number]
-        if early and position == self.next_position:
-            p, n = min(early, key=lambda item: item[1])
-            self._add("reordered", position, number, f"position {position} comes after position {p} (line {n})")
+        if self.held and position == self.next_position:
+            p, (n, _, _) = next(iter(self.held.items()))  # held in line order: the earliest line held back
+            if n < number:
+                self._add("reordered", position, number, f"position {position} comes after position {p} (line {n})")
         self.verifier.feed(position, stored, event)
         self.report.events += 1
         self.next_position = max(self.next_position, position + 1)
