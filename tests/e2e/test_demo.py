@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.helpers import REPO, free_port, request, wait_until
+from tests.helpers import REPO, free_port, request, run_cli, wait_until
 
 LOGS = ("collector", "agent")  # the demo's logs; each run appends after a "--- scripts/demo started" line
 
@@ -218,3 +218,11 @@ def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
         accepted = re.search(r"(\d+) events accepted, (\d+) duplicates", collector_stopped["msg"])
         assert events is not None and accepted is not None
         assert int(events.group(1)) == int(accepted.group(1)) > 0 and accepted.group(2) == "0"
+
+    # The demo's store verifies clean: every event chained, every checkpoint signed by the demo's key.
+    config = str(REPO / "config" / "demo" / "collector.yaml")
+    verified = run_cli("sidetrail-collector", "verify", "--config", config, "--tenant", "demo",
+                       env={"SIDETRAIL_DEMO_DIR": str(data)})  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert re.search(r"tenant demo: positions 1\.\.\d+ \([\d,]+ events\) checked against [1-9][\d,]* signed "
+                     r"checkpoints: clean", verified.stdout), verified.stdout  # fmt: skip
