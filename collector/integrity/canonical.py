@@ -35,14 +35,24 @@ from collector.storage.base import INSERT_COLUMNS
 HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
 """The fields a chain hash covers: every stored field but ``seq`` (the database's row number)."""
 _HASHED = frozenset(HASHED_FIELDS)
+_HASHED_AND_SEQ = _HASHED | {"seq"}
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def canonical(event: dict[str, Any]) -> bytes:
     """The RFC 8785 bytes of ``event``'s :data:`HASHED_FIELDS` (extra keys, such as ``seq``, are ignored)."""
-    # An event on its way into the store holds exactly the hashed fields: no copy needed (saves ~1 us).
-    document = event if event.keys() == _HASHED else {name: event.get(name) for name in HASHED_FIELDS}
-    if _plain(document["source"]) and _plain(document["metadata"]):
+    # An event on its way into the store holds exactly the hashed fields, one read back also ``seq``: no
+    # field-by-field copy for either (saves ~1 us).
+    keys = event.keys()
+    if keys == _HASHED:
+        document = event
+    elif keys == _HASHED_AND_SEQ:
+        document = event.copy()
+        del document["seq"]
+    else:
+        document = {name: event.get(name) for name in HASHED_FIELDS}
+    source, metadata = document["source"], document["metadata"]
+    if type(source) is dict and type(metadata) is dict and _plain(source) and _plain(metadata):
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
 
@@ -52,18 +62,46 @@ def canonical_json(value: Any) -> bytes:
     return rfc8785.dumps(_as_doubles(value))
 
 
-def _plain(value: Any) -> bool:
-    """Whether orjson's sorted output of ``value`` is already RFC 8785 (see the module docstring)."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
-    if kind is dict:
-        return all(key.isascii() and _plain(item) for key, item in value.items())
-    if kind is list:
-        return all(map(_plain, value))
-    return False  # a float, or anything JSON does not hold
+def _plain(value: dict[str, Any]) -> bool:
+    """Whether orjson's sorted output of the object ``value`` is already RFC 8785 (see the module
+    docstring). Agents' sources and most metadata are flat objects of scalars: those are checked in one
+    loop here (measured 2x faster than a recursive walk), anything nested by :func:`_nested_plain`."""
+    if not all(map(str.isascii, value)):
+        return False
+    for item in value.values():
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if (kind is dict or kind is list) and _nested_plain(item):
+            continue
+        return False  # a float, or anything JSON does not hold
+    return True
+
+
+def _nested_plain(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if not all(map(str.isascii, item)):
+                return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def _as_doubles(value: Any) -> Any:

@@ -9,7 +9,10 @@ may share the database:
 - each transaction first takes an advisory lock, so ``seq`` values are drawn, and become visible, in
   commit order across every collector - the changes feed never has a hole to skip;
 - gap detection locks the streams it touches (``FOR UPDATE``, in a fixed order), so each stream's stored
-  position stays straight.
+  position stays straight;
+- the hash chain's heads (``chain_heads``) are read and moved under that same advisory lock, for the events
+  ``_admitted`` found new, so a tenant's chain stays one line across collectors; rows are moved from
+  staging in chain order, which keeps ``seq`` order equal to chain order.
 
 Expiry runs on its own pooled connection (MVCC: ingest goes on beside it): whole monthly partitions that
 every tenant's retention has passed are dropped, then the rest is deleted per tenant in chunks. A

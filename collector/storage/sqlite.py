@@ -4,6 +4,8 @@ Connections:
 - one writer connection, used only by the group-commit writer thread (:mod:`collector.storage.groupcommit`),
   which runs each batch of write jobs in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; a failure rolls
   it back and fails the whole batch. One writer assigns ``seq`` as it commits: ``seq`` order is commit order.
+  Inside the same transaction it links the events it really inserts into their tenants' hash chains
+  (``chain_heads`` is read there: another process writing the file, such as ``keys create``, is seen).
 - reads run in a small thread pool, each thread with its own read-only connection (WAL lets readers run
   beside the writer without blocking it); a read whose caller stops waiting (the query timeout) is
   interrupted. Key lookups run on a thread and connection of their own, never behind a query.

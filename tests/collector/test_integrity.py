@@ -208,3 +208,25 @@ def test_retention_leaves_a_signed_tombstone_and_the_rest_verifies(backend: dict
 
 
 BASE_NOW = BASE  # the retention test's "now"
+
+
+def test_a_dropped_postgres_partition_leaves_signed_tombstones(pg_storage: dict[str, Any], tmp_path: Path) -> None:
+    from collector.storage.postgres_schema import month_start
+
+    january = month_start(2020, 1)
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        async with RawDb(pg_storage) as db:  # a partition for January 2020, long past any retention
+            await db.execute(f"CREATE TABLE events_202001 PARTITION OF events FOR VALUES FROM ({january}) "
+                             f"TO ({month_start(2020, 2)})")  # fmt: skip
+        times = [january + 1, january + 2, january + 3, BASE, january + 5, january + 6, BASE + 7, BASE + 8]
+        for n, at in enumerate(times, start=1):
+            await storage.insert_events([stored_event(n, ms=at), stored_event(n, tenant="globex", ms=at)])
+        runs = await storage.expire(BASE - 400 * 86_400_000, {})
+        assert [(run.tenant_id, run.deleted) for run in runs] == [(None, 10)]
+        for tenant in ("acme", "globex"):
+            report = await verify(storage, keys, tenant=tenant)
+            assert report.clean, report.findings
+            assert report.retention_cuts == [(1, 3), (5, 6)] and report.events == 3
+
+    run_signed(pg_storage, tmp_path, body)
