@@ -268,8 +268,9 @@ def _integrity_rows(
         out.append(
             (
                 f"verify a {verify['events']:,}-event tenant (SQLite)",
-                f"{verify['events_per_s']:,.0f} events/s",
-                f"offline verify-export {verify['export_events_per_s']:,.0f} events/s",
+                f"{verify['events_per_s']:,.0f} events/s ({verify['events_per_cpu_s']:,.0f}/CPU-s)",
+                f"offline verify-export {verify['export_events_per_s']:,.0f}/s "
+                f"({verify['export_events_per_cpu_s']:,.0f}/CPU-s)",
                 "clean" if verify["clean"] else "NOT clean",
                 f">= 200,000/s: {verdict(verify['events_per_s'] >= 200_000 and verify['clean'])}",
             )
