@@ -27,6 +27,7 @@ from bench import workload
 from bench.agent import bench_agent
 from bench.collector import bench_collector, bench_indexes
 from bench.e2e import bench_e2e
+from bench.integrity import bench_chain_cost, bench_verify
 from bench.queries import bench_queries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,6 +186,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 )
             )
         out += _dialect_rows(queries.get("dialects"), verdict)
+    out += _integrity_rows(results.get("integrity"), verdict)
     e2e = results.get("e2e")
     if e2e:
         latency = e2e["latency_ms"]
@@ -244,6 +246,38 @@ def _dialect_rows(
     return out
 
 
+def _integrity_rows(
+    integrity: dict[str, Any] | None, verdict: Callable[[bool], str]
+) -> list[tuple[str, str, str, str, str]]:
+    """Issue 16's two rows: the chain's ingest cost per backend, and verify speed."""
+    if not integrity:
+        return []
+    out = []
+    for backend, numbers in integrity.get("chain_cost", {}).items():
+        out.append(
+            (
+                f"ingest with hash chain on vs off ({backend})",
+                f"{numbers['on']:,.0f} events/s on",
+                f"{numbers['off']:,.0f} events/s off (same run)",
+                f"cost {numbers['cost']:.1%}",
+                f"<= 10%: {verdict(numbers['cost'] <= 0.10)}",
+            )
+        )
+    verify = integrity.get("verify")
+    if verify:
+        out.append(
+            (
+                f"verify a {verify['events']:,}-event tenant (SQLite)",
+                f"{verify['events_per_s']:,.0f} events/s ({verify['events_per_cpu_s']:,.0f}/CPU-s)",
+                f"offline verify-export {verify['export_events_per_s']:,.0f}/s "
+                f"({verify['export_events_per_cpu_s']:,.0f}/CPU-s)",
+                "clean" if verify["clean"] else "NOT clean",
+                f">= 200,000/s: {verdict(verify['events_per_s'] >= 200_000 and verify['clean'])}",
+            )
+        )
+    return out
+
+
 def print_table(table: list[tuple[str, str, str, str, str]]) -> None:
     headers = ("measure", "value", "ceiling / reference", "ratio", "goal")
     widths = [max(len(str(row[i])) for row in [headers, *table]) for i in range(5)]
@@ -259,8 +293,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--only",
-        default="agent,collector,indexes,queries,e2e",
-        help="comma list of agent, collector, indexes, queries, e2e",
+        default="agent,collector,indexes,queries,integrity,e2e",
+        help="comma list of agent, collector, indexes, queries, integrity, e2e",
+    )
+    parser.add_argument(
+        "--verify-events", type=int, help="events of the tenant whose chain is verified (default 5,000,000)"
     )
     parser.add_argument(
         "--query-events", type=int, help="events of the big tenant for queries (default 5,000,000; others a fifth)"
@@ -302,6 +339,13 @@ def main() -> int:
             small = 5_000 if quick else min(1_000_000, big // 5)  # four other tenants
             print(f"bench: queries on {big:,} events (+4 tenants of {small:,})...", file=sys.stderr)
             results["queries"] = bench_queries(workdir / "queries", big, small)
+        if "integrity" in only:
+            count = min(args.ingest_events or (10_000 if quick else 200_000), stats["non_get"])
+            verify_events = args.verify_events or (20_000 if quick else 5_000_000)
+            print(f"bench: ingest with the chain on vs off ({count:,} events)...", file=sys.stderr)
+            chain_cost = bench_chain_cost(workdir / "chain", log_file, count, postgres_dsn(args.pg_dsn))
+            print(f"bench: verify a {verify_events:,}-event chain...", file=sys.stderr)
+            results["integrity"] = {"chain_cost": chain_cost, "verify": bench_verify(workdir / "verify", verify_events)}
         if "e2e" in only:
             seconds = args.e2e_seconds or (5.0 if quick else 60.0)
             idle = args.idle_seconds if args.idle_seconds is not None else (2.0 if quick else 600.0)

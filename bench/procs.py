@@ -66,7 +66,8 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
 class Collector:
     """A collector process on 127.0.0.1 with its own storage, plus an ingest and a read key."""
 
-    def __init__(self, workdir: Path, storage: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, storage: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """``extra``: more top-level config sections (e.g. ``{"integrity": {...}}``)."""
         import orjson
 
         workdir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +79,7 @@ class Collector:
             "ingest: {queue_max_events: 1000000}\n"
             "limits: {requests_per_second: 100000, burst: 100000, query_timeout: 300s}\n"
             "log_level: warning\n"
+            + "".join(f"{name}: {orjson.dumps(value).decode()}\n" for name, value in (extra or {}).items())
         )
         self.log = workdir / "collector.log"
         self.ingest_key = self._key("ingest")

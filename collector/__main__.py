@@ -26,6 +26,9 @@ from collector.api.paging import iter_events
 from collector.api.server import serve
 from collector.app import ListenError, create_app, open_storage, start_storage
 from collector.config import CollectorConfig
+from collector.integrity import cli as integrity_cli
+from collector.integrity import export_cli
+from collector.integrity.signing import SigningKeyError
 from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
@@ -163,6 +166,11 @@ def _keys_revoke(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.integrity:
+        export_cli.run_export(args, _load_config(args.config), _with_storage)
+        return
+    if args.from_position is not None or args.to_position is not None:
+        raise CliError("--from-position and --to-position go with --integrity")
     filters = []
     for item in args.filter or []:
         name, sep, value = item.partition("=")
@@ -244,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", metavar="TIME", help="RFC 3339, exclusive")
     export.add_argument("--filter", action="append", metavar="NAME=VALUE", help="a filter as in the API (repeatable)")
     export.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
+    export_cli.add_export_options(export)
     export.set_defaults(func=_export)
+    export_cli.add_commands(commands)
+    integrity_cli.add_commands(commands, with_config, _load_config, _with_storage)
     return parser
 
 
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
-    except (CliError, StorageUnavailable) as exc:
+    except (CliError, StorageUnavailable, SigningKeyError, integrity_cli.VerifyFailed, export_cli.ExportFailed) as exc:
         print(f"sidetrail-collector: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

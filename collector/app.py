@@ -9,6 +9,7 @@ limit mean the same on every listener."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,8 +24,9 @@ from collector.api.jwt_auth import JWT_VERIFIER, JwtVerifier
 from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
 from collector.api.mount import mount, mount_beside, mount_compat
 from collector.api.server import ApiRunner
-from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, LIMITER, METRICS, STORAGE
+from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, INTEGRITY_KEYS, LIMITER, METRICS, STORAGE
 from collector.config import CollectorConfig, PostgresStorageConfig, split_listen
+from collector.integrity.service import checkpoint_loop, final_checkpoints, key_ring, open_signer
 from collector.metrics import CollectorMetrics
 from collector.self_audit import self_event
 from collector.storage.base import RetentionRun, Storage, StorageUnavailable
@@ -44,9 +46,10 @@ class ListenError(Exception):
 
 def open_storage(config: CollectorConfig) -> Storage:
     """The storage backend the config names (not yet started)."""
+    queued, chain = config.ingest.queue_max_events, config.integrity.enabled
     if isinstance(config.storage, PostgresStorageConfig):
-        return PostgresStorage(config.storage, queue_max_events=config.ingest.queue_max_events)
-    return SqliteStorage(config.storage, queue_max_events=config.ingest.queue_max_events)
+        return PostgresStorage(config.storage, queue_max_events=queued, chain=chain)
+    return SqliteStorage(config.storage, queue_max_events=queued, chain=chain)
 
 
 @web.middleware
@@ -111,18 +114,33 @@ async def start_storage(storage: Storage, config: CollectorConfig) -> None:
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     storage = app[STORAGE]
     config = app[CONFIG]
+    metrics = app[METRICS]
     await start_storage(storage, config)
+    try:  # a key that cannot be used stops the start (SigningKeyError: one line naming it)
+        storage.signer = await open_signer(storage, config)
+    except BaseException:
+        await storage.close()
+        raise
+    app[INTEGRITY_KEYS] = key_ring(config.integrity, storage.signer)
     app[CURSOR_SECRET] = await storage.get_secret("cursor")
-    app[METRICS].watch_queue(storage.queue_depth, config.ingest.queue_max_events)
-    storage.on_commit = app[METRICS].observe_commit
+    metrics.watch_queue(storage.queue_depth, config.ingest.queue_max_events)
+    storage.on_commit = metrics.observe_commit
     tasks = [
         asyncio.create_task(_retention_loop(app), name="retention"),
         asyncio.create_task(_storage_gauges_loop(app), name="storage-gauges"),
     ]
+    if storage.signer is not None:
+        made = metrics.checkpoints.inc
+        tasks.append(asyncio.create_task(checkpoint_loop(storage, config.integrity, made), name="checkpoints"))
     yield
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if storage.signer is not None:  # the tail up to now is provable after a clean stop
+        try:
+            metrics.checkpoints.inc(await final_checkpoints(storage))
+        except StorageUnavailable as exc:
+            log.warning("integrity: no checkpoints at shutdown: %s", exc)
     await storage.close()
     metrics = app[METRICS]
     log.info(
@@ -142,6 +160,8 @@ async def _storage_gauges_loop(app: web.Application) -> None:
             pass
         else:
             metrics.stored_events.set(stats.events)
+            with contextlib.suppress(StorageUnavailable):
+                metrics.integrity.update(await storage.chain_heads())
             metrics.database_bytes.set(stats.database_bytes)
             if stats.free_bytes is not None and stats.filesystem_bytes is not None:
                 metrics.storage_free_bytes.set(stats.free_bytes)
@@ -206,6 +226,7 @@ def listener_app(main: web.Application, dialect: Dialect) -> web.Application:
         main[CONFIG], main[STORAGE], main[METRICS], main[LIMITER], main[FAILED_AUTH], main.get(JWT_VERIFIER)
     )
     app[CURSOR_SECRET] = main[CURSOR_SECRET]
+    app[INTEGRITY_KEYS] = main[INTEGRITY_KEYS]
     mount(app, dialect)
     return app
 

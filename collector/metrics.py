@@ -1,6 +1,7 @@
 """Prometheus self-metrics of the collector, on a registry of its own (one per app instance).
 
-Labels stay bounded: route templates and status codes, never tenants, actors, IPs or raw paths.
+Labels stay bounded: route templates and status codes, never actors, IPs or raw paths; tenants only on the
+integrity series (:class:`IntegrityMetrics`: one each per tenant with a chain, as issue 16 asks).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import operator
 import platform
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,7 +24,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from core import __version__
 
@@ -132,6 +134,13 @@ class CollectorMetrics:
             registry=r,
         )
 
+        self.checkpoints = Counter(
+            "sidetrail_collector_integrity_checkpoints_total",
+            "Signed checkpoints of tenants' hash chains this collector wrote.",
+            registry=r,
+        )
+        self.integrity = IntegrityMetrics(r)
+
     def observe_commit(self, events: int, seconds: float) -> None:
         self.commit_events.observe(events)
         self.commit_duration.observe(seconds)
@@ -179,3 +188,50 @@ class LagHistogram:
             buckets=list(zip(bounds, cumulative, strict=True)),
             sum_value=total_ms / 1000,
         )
+
+
+class IntegrityMetrics:
+    """Per tenant, from the store's ``chain_heads`` (refreshed with the storage gauges and after each
+    verification through the API): so runs of ``sidetrail-collector verify`` count too."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._rows: list[tuple[str, int, int | None, int | None, int]] = []
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def update(self, heads: Iterable[Any]) -> None:
+        """``heads``: :class:`~collector.storage.chain.ChainHeadRecord` rows."""
+        rows = [(h.tenant, h.position, h.verified_position, h.verified_at, h.verify_failures) for h in heads]
+        with self._lock:
+            self._rows = rows
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            rows = list(self._rows)
+        head = GaugeMetricFamily(
+            "sidetrail_collector_integrity_chain_position",
+            "Last position of the tenant's hash chain.",
+            labels=["tenant"],
+        )
+        verified = GaugeMetricFamily(
+            "sidetrail_collector_integrity_verified_position",
+            "Last position the latest verification of the tenant's chain reached.",
+            labels=["tenant"],
+        )
+        verified_at = GaugeMetricFamily(
+            "sidetrail_collector_integrity_verified_timestamp_seconds",
+            "When the tenant's chain was last verified (Unix time).",
+            labels=["tenant"],
+        )
+        failures = CounterMetricFamily(
+            "sidetrail_collector_integrity_verify_failures",
+            "Verifications of the tenant's chain that found a problem (by any collector or the CLI).",
+            labels=["tenant"],
+        )
+        for tenant, position, verified_position, verified_ms, failed in rows:
+            head.add_metric([tenant], position)
+            failures.add_metric([tenant], failed)
+            if verified_position is not None and verified_ms is not None:
+                verified.add_metric([tenant], verified_position)
+                verified_at.add_metric([tenant], verified_ms / 1000)
+        yield from (head, verified, verified_at, failures)

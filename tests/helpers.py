@@ -27,6 +27,7 @@ from collector.api.server import ApiRunner
 from collector.api.state import STORAGE
 from collector.app import create_app
 from collector.config import CollectorConfig
+from collector.integrity.signing import create_key_file
 from collector.keys import mint_key
 from core.config import load_mapping
 from core.zstd import compress as zstd_compress
@@ -90,6 +91,8 @@ class ThreadedCollector:
 
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         document = {"listen": "127.0.0.1:0", "storage": {"path": str(tmp_path / "audit.db")}, **overrides}
+        if "integrity" not in overrides:  # a signing key of its own, under tmp_path on every backend
+            document["integrity"] = {"signing_key": str(signing_key(tmp_path / "signing.key"))}
         self.storage_config = document["storage"]
         self.config = load_mapping(CollectorConfig, document)
         self.loop = asyncio.new_event_loop()
@@ -126,6 +129,13 @@ class ThreadedCollector:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+def signing_key(path: Path) -> Path:
+    """An integrity signing key file at ``path``, created unless it is there."""
+    if not path.exists():
+        create_key_file(path)
+    return path
 
 
 class Background:

@@ -23,10 +23,11 @@ from collector.api.paging import DEFAULT_LIMIT, iter_events, request_page
 from collector.api.params import reject_unknown
 from collector.api.routes import json_response
 from collector.api.state import CONFIG, STORAGE
+from collector.integrity import export as integrity
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery
 from core.config import parse_duration
-from core.event import format_ms
+from core.event import format_ms, now_ms
 
 log = logging.getLogger("sidetrail.collector.api")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -44,7 +45,13 @@ async def list_events(request: web.Request, principal: Principal) -> web.Respons
 
 
 async def export(request: web.Request, principal: Principal) -> web.StreamResponse:
-    """Any filtered range as NDJSON or CSV, streamed in constant memory, oldest first by default."""
+    """Any filtered range as NDJSON or CSV, streamed in constant memory, oldest first by default; with
+    ``integrity=true`` a segment of the hash chain instead (:func:`integrity_export`)."""
+    if params.INTEGRITY.parse(request) == "true":
+        return await integrity_export(request, principal)
+    for name in (params.FROM_POSITION.name, params.TO_POSITION.name):
+        if name in request.query:
+            raise invalid_parameter(name, "only with integrity=true")
     app = request.app
     export_format = params.FORMAT.parse(request) or "ndjson"
     filters = params.filters(request, params.EXPORT_PARAMS)
@@ -85,6 +92,46 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
                 await response.write(buffer)
                 buffer = b""
         await response.write(buffer)
+    except Exception:
+        _cut(request)
+        return response
+    await response.write_eof()
+    return response
+
+
+_INTEGRITY_ALLOWED = frozenset({params.FORMAT.name, *(p.name for p in params.INTEGRITY_EXPORT)})
+
+
+async def integrity_export(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """The tenant's chain between two signed checkpoints (``collector.integrity.export``), widened around
+    ``from_position``..``to_position``: a whole segment, so filters, times and order do not apply; 404 when
+    no signed checkpoint covers it yet."""
+    reject_unknown(request, _INTEGRITY_ALLOWED)
+    if (params.FORMAT.parse(request) or "ndjson") != "ndjson":
+        raise invalid_parameter("format", "an integrity export is NDJSON")
+    first, last = params.FROM_POSITION.parse(request), params.TO_POSITION.parse(request)
+    if first is not None and last is not None and first > last:
+        raise invalid_parameter("to_position", f"must be at least from_position ({first})")
+    app, tenant = request.app, principal.tenant_id
+    storage = app[STORAGE]
+    try:
+        segment = integrity.plan(tenant, await integrity.stored_checkpoints(storage, tenant), first, last)
+    except integrity.NothingSigned as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    await storage.insert_events(
+        [self_event(tenant, "sidetrail.export.started", principal.key_id, "api_key", format="ndjson",
+                    integrity=True, first_position=segment.first, last_position=segment.last)]
+    )  # fmt: skip
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": CONTENT_TYPES["ndjson"],
+            "Content-Disposition": 'attachment; filename="audit-log-integrity.ndjson"',
+        }
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in integrity.stream(storage, segment, now_ms(), app[CONFIG].limits.query_timeout):
+            await response.write(chunk)
     except Exception:
         _cut(request)
         return response

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from collector.api.limits import FailedAuthLimiter, RateLimiter
 from collector.config import CollectorConfig
+from collector.integrity.signing import KeyRing
 from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
 
@@ -15,3 +16,4 @@ METRICS = web.AppKey("metrics", CollectorMetrics)
 CURSOR_SECRET = web.AppKey("cursor_secret", bytes)
 LIMITER = web.AppKey("limiter", RateLimiter)
 FAILED_AUTH = web.AppKey("failed_auth", FailedAuthLimiter)
+INTEGRITY_KEYS = web.AppKey("integrity_keys", KeyRing)  # the public keys checkpoints verify with

@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from core.event import now_ms
 from core.schema import FIELDS
+
+if TYPE_CHECKING:
+    from collector.integrity.checkpoints import Checkpoint
+    from collector.integrity.signing import Signer
+    from collector.storage.chain import ChainHeadRecord
 
 # The event's columns, all derived from the one declaration in core/schema.py.
 INSERT_COLUMNS = tuple(field.name for field in FIELDS if field.set_by != "database")
@@ -196,3 +201,34 @@ class Storage(Protocol):
 
     def queue_depth(self) -> int:
         """Events waiting for the writer."""
+
+    # -- the hash chain (collector/storage/chain.py, collector/integrity/) ----------------------------
+
+    signer: Signer | None
+    """Signs checkpoints and retention tombstones; set once the collector loaded its key."""
+
+    async def chain_heads(self) -> list[ChainHeadRecord]:
+        """Every tenant's chain head (with its last checkpoint and verification), by tenant."""
+
+    async def chain_rows(
+        self, tenant: str, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """Chained rows past ``after`` = (position, seq) in position order: (position, stored hash, event)."""
+
+    async def chain_hash_at(self, tenant: str, position: int) -> bytes | None:
+        """The hash stored at ``position`` (``None``: no such row)."""
+
+    async def unchained(self, tenant: str) -> tuple[int, str | None]:
+        """How many of the tenant's rows carry no chain position, and the oldest one's id."""
+
+    async def checkpoints_page(self, tenant: str, after_id: int, limit: int) -> list[Checkpoint]:
+        """The tenant's checkpoints and tombstones with ``id`` above ``after_id``, oldest first."""
+
+    async def verify_checkpoints(self, tenant: str, first: int, last: int) -> list[Checkpoint]:
+        """The checkpoints verifying positions ``first..last`` needs (there, every tombstone, the latest)."""
+
+    async def write_checkpoints(self, every_events: int, older_than_ms: int) -> list[Checkpoint]:
+        """Sign and store the checkpoints that are due (none without :attr:`signer`)."""
+
+    async def record_verification(self, tenant: str, position: int, at_ms: int, failed: bool) -> None:
+        """Remember a verification run (for the metrics)."""

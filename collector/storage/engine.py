@@ -36,6 +36,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
+from collector.storage.chain import ChainAccess, ChainStatements, Tombstoner
 from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
 from collector.storage.sql import Dialect, build_changes, build_get_event, build_query, build_stats
@@ -45,6 +46,10 @@ from core.event import now_ms
 J = TypeVar("J")
 Write = Callable[[J], Awaitable[Any]]
 """Submit a job to the group-commit writer and await its result."""
+Tombstones = Tombstoner
+"""``tombstones.before_delete(tenant, cutoff)``: before retention deletes a tenant's events created before
+``cutoff``, sign and store the tombstone of their chain positions; return the last position it covers
+(deletion must not go past it: a late event stored meanwhile waits for the next run)."""
 
 RETENTION_CHUNK = 5000  # rows per expiry delete: ingest never waits behind more than one chunk
 
@@ -53,6 +58,8 @@ class Database(Protocol[J]):
     """What a backend supplies to :class:`SqlStorage`: its SQL and its connection handling."""
 
     dialect: Dialect
+    chain: bool
+    """Inserts link events into the hash chain (``integrity.enabled``)."""
     drain_timeout: float | None
     readers: int
     """How many reads can run at once (reader threads, pool connections)."""
@@ -75,6 +82,12 @@ class Database(Protocol[J]):
     def statement_job(self, sql: str, params: Sequence[Any]) -> J:
         """A job running one statement; its result is the number of rows it changed."""
 
+    def statements_job(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> J:
+        """A job running several statements in order; its result is each one's changed-row count."""
+
+    def decode_event(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A row of ``EVENT_COLUMNS`` (as read by :meth:`fetch`) as an event."""
+
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """Rows of one read, on a read connection; failures raise :class:`StorageUnavailable`."""
 
@@ -88,10 +101,10 @@ class Database(Protocol[J]):
         """See :meth:`Storage.stats`."""
 
     async def expire(
-        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[J]
+        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[J], tombstones: Tombstones
     ) -> list[RetentionRun]:
         """See :meth:`Storage.expire`; ``write`` reaches the group-commit writer, for backends whose expiry
-        must queue with ingest. Built on :func:`expire_tenants`."""
+        must queue with ingest. Built on :func:`expire_tenants`, which calls ``tombstones`` first."""
 
     def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
         """``retention_runs.partitions_dropped`` as stored, as a tuple of names."""
@@ -119,7 +132,16 @@ class Statements:
 
     def numbered(self) -> Statements:
         """The same statements with PostgreSQL's ``$1, $2, …`` placeholders."""
-        return Statements(**{f.name: _number(getattr(self, f.name)) for f in dataclasses.fields(self)})
+        return numbered(self)
+
+
+S = TypeVar("S")
+
+
+def numbered(statements: S) -> S:
+    """A dataclass of statements with PostgreSQL's ``$1, $2, …`` placeholders instead of ``?``."""
+    fields = dataclasses.fields(statements)  # type: ignore[arg-type]
+    return type(statements)(**{f.name: _number(getattr(statements, f.name)) for f in fields})
 
 
 def _number(sql: str) -> str:
@@ -157,23 +179,27 @@ async def expire_tenants(
     tenants: list[str],
     default_cutoff: int | None,
     tenant_cutoffs: dict[str, int],
-    delete_chunk: Callable[[str, int], Awaitable[int]],
+    delete_chunk: Callable[[str, int, int], Awaitable[int]],
     record: Callable[[RetentionRun], Awaitable[Any]],
+    tombstones: Tombstones,
 ) -> list[RetentionRun]:
     """Expire each tenant past its cutoff (its own, else the default; none: kept forever).
 
-    ``delete_chunk(tenant, cutoff)`` deletes at most :data:`RETENTION_CHUNK` of the tenant's events created
-    before ``cutoff`` and returns how many; a shorter chunk ends the tenant. A tenant that lost events gets
-    one :class:`RetentionRun`, passed to ``record`` (stored, so expiry can be told apart from tampering).
+    ``tombstones.before_delete(tenant, cutoff)`` first signs what is about to go (see :data:`Tombstones`);
+    ``delete_chunk(tenant, cutoff, through)`` deletes at most :data:`RETENTION_CHUNK` of the tenant's events
+    created before ``cutoff`` (chained no later than position ``through``) and returns how many; a shorter
+    chunk ends the tenant. A tenant that lost events gets one :class:`RetentionRun`, passed to ``record``
+    (stored, so expiry can be told apart from tampering).
     """
     runs = []
     for tenant in tenants:
         cutoff = tenant_cutoffs.get(tenant, default_cutoff)
         if cutoff is None:
             continue
+        through = await tombstones.before_delete(tenant, cutoff)
         deleted = 0
         while True:
-            chunk = await delete_chunk(tenant, cutoff)
+            chunk = await delete_chunk(tenant, cutoff, through)
             deleted += chunk
             if chunk < RETENTION_CHUNK:
                 break
@@ -182,6 +208,14 @@ async def expire_tenants(
             await record(run)
             runs.append(run)
     return runs
+
+
+def first_of_each(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` without a (tenant, id) seen earlier in the list: one request may repeat an event."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        first.setdefault((event["tenant_id"], event["id"]), event)
+    return list(first.values()) if len(first) < len(events) else events
 
 
 class TenantSlots:
@@ -205,13 +239,16 @@ class TenantSlots:
                 del self._tenants[tenant_id]
 
 
-class SqlStorage(Generic[J]):
-    """The :class:`Storage` protocol over one :class:`Database`; backends subclass it only to build theirs."""
+class SqlStorage(ChainAccess, Generic[J]):
+    """The :class:`Storage` protocol over one :class:`Database`; backends subclass it only to build theirs.
+    The hash chain's reads and checkpoints come from :class:`~collector.storage.chain.ChainAccess`."""
 
     def __init__(self, database: Database[J], queue_max_events: int) -> None:
         self.database = database
         self.queue_max_events = queue_max_events
         self._sql = Statements() if database.dialect == "sqlite" else Statements().numbered()
+        self._chain_sql = ChainStatements() if database.dialect == "sqlite" else numbered(ChainStatements())
+        self.tombstones = Tombstoner(self)
         self._writer: GroupCommit[J] = GroupCommit(database.commit, queue_max_events, database.drain_timeout)
         self._started = False
         self._closed = False
@@ -272,7 +309,7 @@ class SqlStorage(Generic[J]):
 
     async def expire(self, default_cutoff: int | None, tenant_cutoffs: dict[str, int]) -> list[RetentionRun]:
         self._check_open()
-        return await self.database.expire(default_cutoff, tenant_cutoffs, self._writer.submit)
+        return await self.database.expire(default_cutoff, tenant_cutoffs, self._writer.submit, self.tombstones)
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         return await self._writer.submit(self.database.statement_job(sql, params))

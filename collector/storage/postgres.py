@@ -9,7 +9,10 @@ may share the database:
 - each transaction first takes an advisory lock, so ``seq`` values are drawn, and become visible, in
   commit order across every collector - the changes feed never has a hole to skip;
 - gap detection locks the streams it touches (``FOR UPDATE``, in a fixed order), so each stream's stored
-  position stays straight.
+  position stays straight;
+- the hash chain's heads (``chain_heads``) are read and moved under that same advisory lock, for the events
+  ``_admitted`` found new, so a tenant's chain stays one line across collectors; rows are moved from
+  staging in chain order, which keeps ``seq`` order equal to chain order.
 
 Expiry runs on its own pooled connection (MVCC: ingest goes on beside it): whole monthly partitions that
 every tenant's retention has passed are dropped, then the rest is deleted per tenant in chunks. A
@@ -34,20 +37,36 @@ import asyncpg
 import orjson
 
 from collector.config import PostgresStorageConfig
+from collector.integrity.chain import Head, Linker
+from collector.integrity.checkpoints import Cut
 from collector.storage.base import EVENT_COLUMNS, INSERT_COLUMNS, RetentionRun, StorageStats, StorageUnavailable
-from collector.storage.engine import RETENTION_CHUNK, GapTracking, SqlStorage, Write, expire_tenants
+from collector.storage.chain import CHAIN_COLUMNS, MAX_CUTS, ChainStatements, checkpoint_values
+from collector.storage.engine import (
+    RETENTION_CHUNK,
+    GapTracking,
+    SqlStorage,
+    Tombstones,
+    Write,
+    expire_tenants,
+    numbered,
+)
 from collector.storage.postgres_schema import ensure_partitions, migrate
 from core.event import now_ms
 from core.schema import FIELD
 
+_CHAIN_NAMES = [name for name, *_ in CHAIN_COLUMNS]
+_STAGED = [*INSERT_COLUMNS, *_CHAIN_NAMES]
 _STAGING = (  # the insert's columns, typed as in events, behind the job that staged them
     "CREATE TEMP TABLE IF NOT EXISTS staging (job integer, "
-    f"{', '.join(f'{name} {FIELD[name].postgres_type}' for name in INSERT_COLUMNS)}) ON COMMIT DELETE ROWS"
+    f"{', '.join(f'{name} {FIELD[name].postgres_type}' for name in INSERT_COLUMNS)}, "
+    f"{', '.join(f'{name} {pg_type}' for name, _, pg_type in CHAIN_COLUMNS)}) ON COMMIT DELETE ROWS"
 )
+# In chain order: seq values are drawn in the order rows are inserted, so seq order stays chain order.
 _MOVE = (
-    f"INSERT INTO events ({', '.join(INSERT_COLUMNS)}) SELECT {', '.join(INSERT_COLUMNS)} FROM staging "
-    "WHERE job = $1 ON CONFLICT DO NOTHING"
+    f"INSERT INTO events ({', '.join(_STAGED)}) SELECT {', '.join(_STAGED)} FROM staging "
+    "WHERE job = $1 ORDER BY chain_position ON CONFLICT DO NOTHING"
 )
+_CHAIN = numbered(ChainStatements())
 _SELECT_STREAM = (
     "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = $1 AND agent_id = $2 AND source = $3 "
     "AND stream = $4 FOR UPDATE"
@@ -67,9 +86,11 @@ _ADMIT = (
 )
 # Expiry forgets the ids it removes (as SQLite's unique index does), or event_ids would grow forever.
 _FORGET_PARTITION = 'DELETE FROM event_ids e USING "{name}" p WHERE e.tenant_id = p.tenant_id AND e.id = p.id'
-_DELETE_CHUNK = (
+_SELECT_HEADS = "SELECT tenant_id, position, hash FROM chain_heads WHERE tenant_id = ANY($1::text[])"
+_DELETE_CHUNK = (  # never past the position a retention tombstone covers: late events wait for the next run
     "WITH gone AS (DELETE FROM events WHERE (tenant_id, created_at, id) IN (SELECT tenant_id, created_at, id "
-    f"FROM events WHERE tenant_id = $1 AND created_at < $2 LIMIT {RETENTION_CHUNK}) RETURNING tenant_id, id), "
+    "FROM events WHERE tenant_id = $1 AND created_at < $2 AND (chain_position <= $3 OR chain_position IS NULL) "
+    f"LIMIT {RETENTION_CHUNK}) RETURNING tenant_id, id), "
     "forgotten AS (DELETE FROM event_ids e USING gone g WHERE e.tenant_id = g.tenant_id AND e.id = g.id) "
     "SELECT count(*) FROM gone"
 )
@@ -98,8 +119,9 @@ class PostgresDatabase:
     dialect: Literal["postgres"] = "postgres"
     drain_timeout = 10.0  # a server that went away must not hold the shutdown
 
-    def __init__(self, config: PostgresStorageConfig) -> None:
+    def __init__(self, config: PostgresStorageConfig, chain: bool = True) -> None:
         self.config = config
+        self.chain = chain
         self._pool: asyncpg.Pool | None = None
         self.readers = config.pool_max
         self._maintenance: asyncio.Task[None] | None = None
@@ -181,14 +203,33 @@ class PostgresDatabase:
             if updates := gaps.apply(known):
                 await conn.executemany(_UPSERT_STREAM, updates)
             job = next(_job_numbers)
+            fresh = await _admitted(conn, events)
+            if self.chain:  # under the advisory lock: one line per tenant across collectors
+                tenants = sorted({event["tenant_id"] for event in fresh})
+                rows = await conn.fetch(_SELECT_HEADS, tenants) if tenants else []
+                linker = Linker({row[0]: Head(row[1], bytes(row[2])) for row in rows})
+                links = linker.chain(fresh)
+                if heads := linker.updates():
+                    await conn.executemany(_CHAIN.upsert_head, heads)
+            else:
+                links = [(None, None)] * len(fresh)
             await conn.copy_records_to_table(
                 "staging",
-                records=[(job, *to_row(e)) for e in await _admitted(conn, events)],
-                columns=["job", *INSERT_COLUMNS],
+                records=[(job, *to_row(e), *link) for e, link in zip(fresh, links, strict=True)],
+                columns=["job", *_STAGED],
             )
             return _rowcount(await conn.execute(_MOVE, job)), gaps.stats
 
         return insert
+
+    def statements_job(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> Job:
+        async def run(conn: asyncpg.Connection) -> list[int]:
+            return [_rowcount(await conn.execute(sql, *params)) for sql, params in statements]
+
+        return run
+
+    def decode_event(self, row: Sequence[Any]) -> dict[str, Any]:
+        return from_row(row)
 
     def statement_job(self, sql: str, params: Sequence[Any]) -> Job:
         async def run(conn: asyncpg.Connection) -> int:
@@ -197,7 +238,7 @@ class PostgresDatabase:
         return run
 
     async def expire(
-        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[Job]
+        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[Job], tombstones: Tombstones
     ) -> list[RetentionRun]:
         """Drop whole monthly partitions that every tenant's retention has passed, then delete what
         remains past a tenant's cutoff (shorter overrides, the default partition) in small chunks.
@@ -207,13 +248,18 @@ class PostgresDatabase:
         try:
             async with self._acquire() as conn:
 
-                async def delete_chunk(tenant: str, cutoff: int) -> int:
-                    return await conn.fetchval(_DELETE_CHUNK, tenant, cutoff)
+                async def delete_chunk(tenant: str, cutoff: int, through: int) -> int:
+                    return await conn.fetchval(_DELETE_CHUNK, tenant, cutoff, through)
 
-                runs = await _drop_partitions(conn, self.config.schema, drop_before)
+                runs = await _drop_partitions(conn, self.config.schema, drop_before, tombstones)
                 tenants = [r[0] for r in await conn.fetch("SELECT DISTINCT tenant_id FROM events")]
                 runs += await expire_tenants(
-                    tenants, default_cutoff, tenant_cutoffs, delete_chunk, lambda run: _record_run(conn, run)
+                    tenants,
+                    default_cutoff,
+                    tenant_cutoffs,
+                    delete_chunk,
+                    lambda run: _record_run(conn, run),
+                    tombstones,
                 )
         except _UNAVAILABLE as exc:
             raise StorageUnavailable(f"retention failed: {exc}") from exc
@@ -251,8 +297,8 @@ class PostgresDatabase:
 class PostgresStorage(SqlStorage[Job]):
     """The scale-out storage backend: :class:`SqlStorage` over :class:`PostgresDatabase`."""
 
-    def __init__(self, config: PostgresStorageConfig, queue_max_events: int = 200_000) -> None:
-        super().__init__(PostgresDatabase(config), queue_max_events)
+    def __init__(self, config: PostgresStorageConfig, queue_max_events: int = 200_000, chain: bool = True) -> None:
+        super().__init__(PostgresDatabase(config, chain), queue_max_events)
 
 
 async def migrate_in_schema(conn: asyncpg.Connection, schema: str) -> None:
@@ -291,13 +337,19 @@ async def _record_run(conn: asyncpg.Connection, run: RetentionRun) -> None:
     )
 
 
-async def _drop_partitions(conn: asyncpg.Connection, schema: str, drop_before: int | None) -> list[RetentionRun]:
-    """Drop every monthly partition wholly before ``drop_before`` (none when it is ``None``), each recorded."""
+async def _drop_partitions(
+    conn: asyncpg.Connection, schema: str, drop_before: int | None, tombstones: Tombstones
+) -> list[RetentionRun]:
+    """Drop every monthly partition wholly before ``drop_before`` (none when it is ``None``), each recorded,
+    after a signed tombstone per tenant of the chain positions it held (in the same transaction, with the
+    partition locked against inserts)."""
     runs = []
     for name, upper in await _partitions(conn, schema):
         if drop_before is None or upper is None or upper > drop_before:
             continue
         async with conn.transaction():
+            await conn.execute(f'LOCK TABLE "{name}" IN SHARE MODE')
+            await _partition_tombstones(conn, name, tombstones)
             count = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
             await conn.execute(_FORGET_PARTITION.format(name=name))
             await conn.execute(f'DROP TABLE "{name}"')
@@ -305,6 +357,26 @@ async def _drop_partitions(conn: asyncpg.Connection, schema: str, drop_before: i
             await _record_run(conn, run)
         runs.append(run)
     return runs
+
+
+async def _partition_tombstones(conn: asyncpg.Connection, name: str, tombstones: Tombstones) -> None:
+    islands = await conn.fetch(
+        "SELECT tenant_id, min(p), max(p), (array_agg(h ORDER BY p DESC))[1] FROM (SELECT tenant_id, "
+        "chain_position AS p, chain_hash AS h, chain_position - row_number() OVER (PARTITION BY tenant_id "
+        f'ORDER BY chain_position) AS grp FROM "{name}" WHERE chain_position IS NOT NULL) AS d '
+        "GROUP BY tenant_id, grp ORDER BY 1, 2"
+    )
+    by_tenant: dict[str, list[Cut]] = {}
+    for tenant, first, last, last_hash in islands:
+        by_tenant.setdefault(tenant, []).append(Cut(first, last, bytes(last_hash)))
+    for tenant, cuts in by_tenant.items():
+        head = await conn.fetchrow(_CHAIN.select_head, tenant)
+        if head is None:
+            continue
+        for start in range(0, len(cuts), MAX_CUTS):
+            tombstone = tombstones.sign(tenant, head[0], bytes(head[1]), cuts[start : start + MAX_CUTS])
+            if tombstone is not None:
+                await conn.execute(_CHAIN.insert_checkpoint, *checkpoint_values(tombstone))
 
 
 async def _admitted(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,9 +14,14 @@ holds the migrated table to the declaration.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
+
+from collector.integrity.chain import Linker
+from collector.storage.base import EVENT_COLUMNS
+from collector.storage.chain import CHAIN_COLUMNS
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -97,7 +102,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
     # The changes feed (and a long-poll's "anything after seq N?") seeks here instead of scanning the tenant.
     (5, "CREATE INDEX events_tenant_seq ON events (tenant_id, seq)"),
+    # The hash chain (collector/storage/chain.py); events stored before it are chained by _chain_existing.
+    (
+        6,
+        f"""
+        ALTER TABLE events {", ".join(f"ADD COLUMN {name} {pg_type}" for name, _, pg_type in CHAIN_COLUMNS)};
+        CREATE INDEX events_tenant_chain ON events (tenant_id, chain_position);
+        CREATE TABLE chain_heads (
+            tenant_id text PRIMARY KEY,
+            position bigint NOT NULL,
+            hash bytea NOT NULL,
+            checkpoint_position bigint NOT NULL DEFAULT 0,
+            checkpoint_at bigint NOT NULL DEFAULT 0,
+            verified_position bigint,
+            verified_at bigint,
+            verify_failures bigint NOT NULL DEFAULT 0
+        );
+        CREATE TABLE checkpoints (
+            id bigserial PRIMARY KEY,
+            tenant_id text NOT NULL,
+            position bigint NOT NULL,
+            head_hash bytea NOT NULL,
+            time bigint NOT NULL,
+            key_id text NOT NULL,
+            signature bytea NOT NULL,
+            cuts text
+        );
+        CREATE INDEX checkpoints_tenant ON checkpoints (tenant_id, position);
+        """,
+    ),
 )
+_AFTER: dict[int, Callable[[asyncpg.Connection], Awaitable[None]]] = {}  # version: a step in Python after its SQL
 
 
 async def migrate(conn: asyncpg.Connection, schema: str) -> int:
@@ -113,10 +148,36 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> int:
         for version, sql in MIGRATIONS:
             if version not in applied:
                 await conn.execute(sql)
+                if version in _AFTER:
+                    await _AFTER[version](conn)
                 await conn.execute(
                     "INSERT INTO schema_migrations VALUES ($1, $2)", version, int(datetime.now(UTC).timestamp() * 1000)
                 )
     return MIGRATIONS[-1][0]
+
+
+async def _chain_existing(conn: asyncpg.Connection) -> None:
+    """Chain the events stored before version 6, per tenant in seq (commit) order."""
+    from collector.storage.postgres import from_row, init_connection  # the backend imports this module
+
+    await init_connection(conn)
+    select = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT 5000"
+    for (tenant,) in await conn.fetch("SELECT DISTINCT tenant_id FROM events"):
+        linker, after = Linker({}), 0
+        while rows := await conn.fetch(select, tenant, after):
+            events = [from_row(row) for row in rows]
+            links = linker.chain(events)
+            await conn.executemany(
+                "UPDATE events SET chain_position = $1, chain_hash = $2 WHERE tenant_id = $3 AND seq = $4",
+                [(p, digest, tenant, event["seq"]) for (p, digest), event in zip(links, events, strict=True)],
+            )
+            after = events[-1]["seq"]
+        await conn.executemany(
+            "INSERT INTO chain_heads (tenant_id, position, hash) VALUES ($1, $2, $3)", linker.updates()
+        )
+
+
+_AFTER[6] = _chain_existing
 
 
 def month_start(year: int, month: int) -> int:

@@ -4,6 +4,8 @@ Connections:
 - one writer connection, used only by the group-commit writer thread (:mod:`collector.storage.groupcommit`),
   which runs each batch of write jobs in one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction; a failure rolls
   it back and fails the whole batch. One writer assigns ``seq`` as it commits: ``seq`` order is commit order.
+  Inside the same transaction it links the events it really inserts into their tenants' hash chains
+  (``chain_heads`` is read there: another process writing the file, such as ``keys create``, is seen).
 - reads run in a small thread pool, each thread with its own read-only connection (WAL lets readers run
   beside the writer without blocking it); a read whose caller stops waiting (the query timeout) is
   interrupted. Key lookups run on a thread and connection of their own, never behind a query.
@@ -32,6 +34,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from collector.config import SqliteStorageConfig
+from collector.integrity.chain import Head, Linker
 from collector.storage.base import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
@@ -40,7 +43,16 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
-from collector.storage.engine import RETENTION_CHUNK, GapTracking, SqlStorage, Write, expire_tenants
+from collector.storage.chain import CHAIN_COLUMNS, ChainStatements
+from collector.storage.engine import (
+    RETENTION_CHUNK,
+    GapTracking,
+    SqlStorage,
+    Tombstones,
+    Write,
+    expire_tenants,
+    first_of_each,
+)
 from collector.storage.sql import ip_in_network
 from collector.storage.sqlite_schema import migrate
 
@@ -56,6 +68,11 @@ INSERT_SQL = (
     "ON CONFLICT (tenant_id, id) DO NOTHING"
 )
 """The ingest path's insert: takes a :func:`to_row` row; a stored (tenant_id, id) is skipped."""
+_INSERT_CHAINED = INSERT_SQL.replace(
+    ") VALUES (", f", {', '.join(name for name, *_ in CHAIN_COLUMNS)}) VALUES (" + "?, " * len(CHAIN_COLUMNS), 1
+)
+"""The insert with integrity on: a :func:`to_row` row followed by (chain_position, chain_hash)."""
+_CHAIN = ChainStatements()
 _SELECT_STREAM = (
     "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? AND stream = ?"
 )
@@ -64,8 +81,9 @@ _UPSERT_STREAM = (
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_seq = excluded.last_seq, "
     "last_end = excluded.last_end"
 )
-_DELETE_CHUNK = (
-    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE tenant_id = ? AND created_at < ? LIMIT ?)"
+_DELETE_CHUNK = (  # never past the position a retention tombstone covers: late events wait for the next run
+    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE tenant_id = ? AND created_at < ? "
+    "AND (chain_position <= ? OR chain_position IS NULL) LIMIT ?)"
 )
 _RECORD_RUN = (
     "INSERT INTO retention_runs (ran_at, tenant_id, cutoff, deleted, partitions_dropped) VALUES (?, ?, ?, ?, '')"
@@ -94,8 +112,9 @@ class SqliteDatabase:
     dialect: Literal["sqlite"] = "sqlite"
     drain_timeout = None  # a local file: closing waits for every queued write
 
-    def __init__(self, config: SqliteStorageConfig) -> None:
+    def __init__(self, config: SqliteStorageConfig, chain: bool = True) -> None:
         self.config = config
+        self.chain = chain
         self.path = Path(config.path)
         self.readers = config.read_connections
         self._readers = ThreadPoolExecutor(config.read_connections, thread_name_prefix="sqlite-reader")
@@ -146,6 +165,8 @@ class SqliteDatabase:
             gaps = GapTracking(events)
             known = {key: row for key in gaps.keys if (row := conn.execute(_SELECT_STREAM, key).fetchone())}
             conn.executemany(_UPSERT_STREAM, gaps.apply(known))
+            if self.chain:  # after the gap marks: they are part of what the hash covers
+                return _insert_chained(conn, first_of_each(events)), gaps.stats
             rows = [to_row(event) for event in events]  # after the gap marks
             before = conn.total_changes
             conn.executemany(INSERT_SQL, rows)
@@ -153,20 +174,23 @@ class SqliteDatabase:
 
         return insert
 
+    def statements_job(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> Job:
+        return lambda conn: [conn.execute(sql, params).rowcount for sql, params in statements]
+
     def statement_job(self, sql: str, params: Sequence[Any]) -> Job:
         return lambda conn: conn.execute(sql, params).rowcount
 
     async def expire(
-        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[Job]
+        self, default_cutoff: int | None, tenant_cutoffs: dict[str, int], write: Write[Job], tombstones: Tombstones
     ) -> list[RetentionRun]:
-        async def delete_chunk(tenant: str, cutoff: int) -> int:
-            return await write(self.statement_job(_DELETE_CHUNK, (tenant, cutoff, RETENTION_CHUNK)))
+        async def delete_chunk(tenant: str, cutoff: int, through: int) -> int:
+            return await write(self.statement_job(_DELETE_CHUNK, (tenant, cutoff, through, RETENTION_CHUNK)))
 
         async def record(run: RetentionRun) -> None:
             await write(self.statement_job(_RECORD_RUN, (run.ran_at, run.tenant_id, run.cutoff, run.deleted)))
 
         tenants = [row[0] for row in await self.fetch("SELECT DISTINCT tenant_id FROM events", ())]
-        return await expire_tenants(tenants, default_cutoff, tenant_cutoffs, delete_chunk, record)
+        return await expire_tenants(tenants, default_cutoff, tenant_cutoffs, delete_chunk, record, tombstones)
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -178,6 +202,9 @@ class SqliteDatabase:
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return await self._read(lambda conn: [from_row(row) for row in conn.execute(sql, params)])
+
+    def decode_event(self, row: Sequence[Any]) -> dict[str, Any]:
+        return from_row(tuple(row))
 
     async def stats(self) -> StorageStats:
         events = (await self.fetch("SELECT count(*) FROM events", ()))[0][0]
@@ -210,6 +237,38 @@ class SqliteDatabase:
             raise StorageUnavailable(f"database read failed: {exc}") from exc
 
 
+def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> int:
+    """Insert ``events`` (no id twice) and chain those really stored; return how many that was.
+
+    Resends are rare, so the rows are first inserted as if all were new (one ``executemany``); only when
+    some id was already stored does a savepoint undo that and the stored ids get looked up, so that
+    duplicates never take a position.
+    """
+    tenants = {event["tenant_id"] for event in events}
+    heads = {t: Head(row[0], row[1]) for t in tenants if (row := conn.execute(_CHAIN.select_head, (t,)).fetchone())}
+    conn.execute("SAVEPOINT chain")
+    for attempt in range(2):
+        linker = Linker(heads)
+        links = linker.chain(events)
+        before = conn.total_changes
+        conn.executemany(_INSERT_CHAINED, [(*to_row(e), *link) for e, link in zip(events, links, strict=True)])
+        inserted = conn.total_changes - before
+        if inserted == len(events) or attempt:
+            break
+        conn.execute("ROLLBACK TO chain")
+        events = [event for event in events if not _stored(conn, event)]
+    conn.execute("RELEASE chain")
+    conn.executemany(_CHAIN.upsert_head, linker.updates())
+    return inserted
+
+
+def _stored(conn: sqlite3.Connection, event: dict[str, Any]) -> bool:
+    return conn.execute(_STORED, (event["tenant_id"], event["id"])).fetchone() is not None
+
+
+_STORED = "SELECT 1 FROM events WHERE tenant_id = ? AND id = ?"
+
+
 class _Running:
     """The connection one read runs on, while it runs: :meth:`interrupt` stops that read and no other."""
 
@@ -240,8 +299,8 @@ class _Running:
 class SqliteStorage(SqlStorage[Job]):
     """The embedded storage backend: :class:`SqlStorage` over :class:`SqliteDatabase`."""
 
-    def __init__(self, config: SqliteStorageConfig, queue_max_events: int = 200_000) -> None:
-        super().__init__(SqliteDatabase(config), queue_max_events)
+    def __init__(self, config: SqliteStorageConfig, queue_max_events: int = 200_000, chain: bool = True) -> None:
+        super().__init__(SqliteDatabase(config, chain), queue_max_events)
 
 
 _SCALARS = operator.itemgetter(*_SCALAR_COLUMNS)

@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from collector.integrity.chain import Linker
+from collector.storage.base import EVENT_COLUMNS
+from collector.storage.chain import CHAIN_COLUMNS
 from core.event import now_ms
 
 
@@ -104,6 +107,63 @@ def _v6_changes_index(db: sqlite_utils.Database) -> None:
     db.table("events").create_index(["tenant_id", "seq"], index_name="events_tenant_seq")
 
 
+def _v7_chain(db: sqlite_utils.Database) -> None:
+    # The hash chain (collector/storage/chain.py): its columns on events, heads, checkpoints. Events stored
+    # before this version are chained here, per tenant in seq (commit) order: tamper evidence from now on.
+    for name, sqlite_type, _ in CHAIN_COLUMNS:
+        db.execute(f"ALTER TABLE events ADD COLUMN {name} {sqlite_type}")
+    db.execute("CREATE INDEX events_tenant_chain ON events (tenant_id, chain_position)")
+    db.execute(
+        """
+        CREATE TABLE chain_heads (
+            tenant_id TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            checkpoint_position INTEGER NOT NULL DEFAULT 0,
+            checkpoint_at INTEGER NOT NULL DEFAULT 0,
+            verified_position INTEGER,
+            verified_at INTEGER,
+            verify_failures INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            head_hash BLOB NOT NULL,
+            time INTEGER NOT NULL,
+            key_id TEXT NOT NULL,
+            signature BLOB NOT NULL,
+            cuts TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX checkpoints_tenant ON checkpoints (tenant_id, position)")
+    _chain_existing(db.conn)
+
+
+def _chain_existing(conn: sqlite3.Connection) -> None:
+    from collector.storage.sqlite import from_row  # the backend imports this module
+
+    columns = ", ".join(EVENT_COLUMNS)
+    for (tenant,) in conn.execute("SELECT DISTINCT tenant_id FROM events").fetchall():
+        linker, after = Linker({}), 0
+        while rows := conn.execute(
+            f"SELECT {columns} FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT 5000", (tenant, after)
+        ).fetchall():
+            events = [from_row(row) for row in rows]
+            links = linker.chain(events)
+            conn.executemany(
+                "UPDATE events SET chain_position = ?, chain_hash = ? WHERE seq = ?",
+                [(position, digest, event["seq"]) for (position, digest), event in zip(links, events, strict=True)],
+            )
+            after = events[-1]["seq"]
+        conn.executemany("INSERT INTO chain_heads (tenant_id, position, hash) VALUES (?, ?, ?)", linker.updates())
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
@@ -111,6 +171,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (4, _v4_key_expiry),
     (5, _v5_filter_indexes),
     (6, _v6_changes_index),
+    (7, _v7_chain),
 )
 
 

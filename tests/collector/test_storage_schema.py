@@ -1,5 +1,6 @@
-"""The events table that each backend's migrations create matches the one declaration in core/schema.py:
-adding a field there without a migration per backend (or the reverse) fails here."""
+"""The events table that each backend's migrations create matches the one declaration in core/schema.py
+(plus the hash chain's columns, declared in collector/storage/chain.py): adding a field there without a
+migration per backend (or the reverse) fails here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
+from collector.storage.chain import CHAIN_COLUMNS
 from collector.storage.postgres import migrate_in_schema
 from collector.storage.sqlite_schema import migrate
 from core.schema import FIELDS
@@ -26,7 +28,8 @@ def test_sqlite_events_table_matches_the_declaration(tmp_path: Path) -> None:
         conn.close()
     # (cid, name, type, notnull, default, pk); an INTEGER PRIMARY KEY is the rowid, never NULL
     stored: Columns = {name: (kind, bool(notnull or pk)) for _, name, kind, notnull, _, pk in rows}
-    assert stored == {field.name: (field.sqlite_type, not field.nullable) for field in FIELDS}
+    chain = {name: (sqlite_type, False) for name, sqlite_type, _ in CHAIN_COLUMNS}
+    assert stored == {field.name: (field.sqlite_type, not field.nullable) for field in FIELDS} | chain
 
 
 def test_postgres_events_table_matches_the_declaration(pg_dsn: str) -> None:
@@ -45,4 +48,5 @@ def test_postgres_events_table_matches_the_declaration(pg_dsn: str) -> None:
             await conn.close()
         return {row["column_name"]: (row["data_type"], row["is_nullable"] == "NO") for row in rows}
 
-    assert asyncio.run(columns()) == {field.name: (field.postgres_type, not field.nullable) for field in FIELDS}
+    chain = {name: (pg_type, False) for name, _, pg_type in CHAIN_COLUMNS}
+    assert asyncio.run(columns()) == {field.name: (field.postgres_type, not field.nullable) for field in FIELDS} | chain

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+import tests.helpers
 from tests.helpers import BIN, free_port, request, run_cli, wait_until
 
 SELF_EVENTS = "sidetrail.key.created,sidetrail.key.revoked,sidetrail.export.started"
@@ -21,7 +22,7 @@ SELF_EVENTS = "sidetrail.key.created,sidetrail.key.revoked,sidetrail.export.star
 class CollectorProcess:
     """``sidetrail-collector serve`` on a SQLite file under ``root``; keys are created with the CLI."""
 
-    def __init__(self, root: Path, storage: dict[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, storage: dict[str, Any] | None = None, signing_key: Path | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = free_port()
@@ -29,7 +30,11 @@ class CollectorProcess:
         self.db = root / "audit.db"
         self.config = root / "collector.yaml"
         settings = storage or {"backend": "sqlite", "path": str(self.db)}
-        self.config.write_text(f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(settings).decode()}\n")
+        self.signing_key = tests.helpers.signing_key(signing_key or root / "signing.key")
+        integrity = orjson.dumps({"signing_key": str(self.signing_key)}).decode()
+        self.config.write_text(
+            f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(settings).decode()}\nintegrity: {integrity}\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = False
 

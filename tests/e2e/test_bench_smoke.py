@@ -30,3 +30,4 @@ def test_bench_quick_runs_and_reports_every_section() -> None:
     assert report["agent"]["agent_to_sink"]["valid"] and report["agent"]["agent_to_collector"]["valid"]
     assert report["collector"]["sqlite_http"]["valid"]
     assert report["e2e"]["latency_ms"]["valid"]
+    assert "ingest with hash chain on vs off (sqlite)" in result.stdout and report["integrity"]["verify"]["clean"]

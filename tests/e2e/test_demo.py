@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.helpers import REPO, free_port, request, wait_until
+from tests.helpers import REPO, free_port, request, run_cli, wait_until
 
 LOGS = ("collector", "agent")  # the demo's logs; each run appends after a "--- scripts/demo started" line
 
@@ -218,3 +218,39 @@ def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
         accepted = re.search(r"(\d+) events accepted, (\d+) duplicates", collector_stopped["msg"])
         assert events is not None and accepted is not None
         assert int(events.group(1)) == int(accepted.group(1)) > 0 and accepted.group(2) == "0"
+
+    # The demo's store verifies clean: every event chained, every checkpoint signed by the demo's key.
+    config = str(REPO / "config" / "demo" / "collector.yaml")
+    verified = run_cli("sidetrail-collector", "verify", "--config", config, "--tenant", "demo",
+                       env={"SIDETRAIL_DEMO_DIR": str(data)})  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert re.search(r"tenant demo: positions 1\.\.\d+ \([\d,]+ events\) checked against [1-9][\d,]* signed "
+                     r"checkpoints: clean", verified.stdout), verified.stdout  # fmt: skip
+
+
+def test_verify_on_the_running_demo_database_prints_a_clean_report(demo: tuple[Callable[[], Terminal], Path]) -> None:
+    """Issue 16: ``verify`` on the demo's database prints a clean report while the demo writes - once its
+    collector signed a checkpoint of the running chain (at most ``integrity.checkpoint_interval``, a minute,
+    after the first events; polled, bounded). After Ctrl-C (which signs the tail) the test above checks it."""
+    start, data = demo
+    terminal = start()
+    keys = dict(line.split("=", 1) for line in (data / "keys.env").read_text().split())
+    printed = re.search(rb"API:\s+(http://\S+)/v1/audit-log", terminal.output)
+    assert printed is not None
+    api = printed.group(1).decode()
+
+    def signed_positions() -> list[int]:
+        reply = request("GET", f"{api}/v1/audit-log/checkpoints", key=keys["SIDETRAIL_READ_KEY"])
+        return [c["position"] for c in reply.json()["data"]] if reply.status == 200 else []
+
+    wait_until(lambda: any(p >= 100 for p in signed_positions()), timeout=180, interval=0.5,
+               message="a signed checkpoint of the demo's first 100 events")  # fmt: skip
+    config = str(REPO / "config" / "demo" / "collector.yaml")
+    running = run_cli("sidetrail-collector", "verify", "--config", config, "--tenant", "demo", "--json",
+                      env={"SIDETRAIL_DEMO_DIR": str(data)})  # fmt: skip
+    assert running.returncode == 0, running.stdout + running.stderr
+    report = orjson.loads(running.stdout)
+    assert report["clean"] and report["complete"] and report["findings"] == [], report
+    assert report["checkpoints"] >= 1 and report["events"] >= 100, report
+    terminal.type(b"\x03")
+    assert terminal.wait() == 0

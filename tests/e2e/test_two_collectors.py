@@ -1,5 +1,6 @@
 """Two collector processes on one PostgreSQL, an agent on each, queries on both while they ingest:
-the results are identical, and a cursor issued by one collector is valid on the other."""
+the results are identical, a cursor issued by one collector is valid on the other, and each tenant's
+hash chain stays one line (verified through both collectors and by the CLI after they stopped)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.processes import AgentProcess, CollectorProcess, append_lines, nginx_line, settle
-from tests.helpers import request
+from tests.helpers import request, run_cli, signing_key
 
 pytestmark = pytest.mark.e2e
 
@@ -19,8 +20,9 @@ PER_AGENT = 3000
 
 
 def test_two_collectors_one_database(tmp_path: Path, pg_storage: dict[str, Any]) -> None:
-    first = CollectorProcess(tmp_path / "c1", storage=pg_storage)
-    second = CollectorProcess(tmp_path / "c2", storage=pg_storage)
+    key = signing_key(tmp_path / "signing.key")  # one signing key shared by both collectors
+    first = CollectorProcess(tmp_path / "c1", storage=pg_storage, signing_key=key)
+    second = CollectorProcess(tmp_path / "c2", storage=pg_storage, signing_key=key)
     first.start()
     second.start()  # both run the migrations: the advisory lock lets one do it, once
     ingest_key, read_key = first.key("acme", "ingest"), second.key("acme", "read")
@@ -68,6 +70,19 @@ def test_two_collectors_one_database(tmp_path: Path, pg_storage: dict[str, Any])
         assert [e["id"] for e in page["data"] + following.json()["data"]] == [e["id"] for e in direct["data"]]
         for agent in agents:
             assert agent.stop() == 0
+
+        admin_key = first.key("acme", "admin")
+        for collector in (first, second):  # one chain, written by both, verifies through either
+            reply = request("GET", f"{collector.url}/v1/audit-log/verify", key=admin_key)
+            assert reply.status == 200, reply.body
+            report = reply.json()
+            assert report["clean"] and report["complete"], report
+            assert report["events"] >= 2 * PER_AGENT and report["last_position"] == report["events"]
+        first.stop()
+        second.stop()  # each signs a last checkpoint of the tails it has not covered yet
+        verified = run_cli("sidetrail-collector", "verify", "--config", str(first.config), "--tenant", "acme")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "clean" in verified.stdout
     finally:
         stop_queries.set()
         if querier.is_alive():

@@ -20,6 +20,8 @@ NUMERIC = {
     "/v1/audit-log/changes": ["after_seq", "limit", "wait"],
     "/v1/audit-log/stats": ["interval", "status_code"],
     "/v1/audit-log/export": ["status_code"],
+    "/v1/audit-log/checkpoints": ["after", "limit"],
+    "/v1/audit-log/verify": ["from", "limit"],
 }
 TEXT = {
     "/v1/audit-log": ["cursor", "order", "sort_by", "from", "to", "after", "before", "startDate", "endDate", "action",
@@ -37,6 +39,9 @@ ROUTES = [
     ("GET", "/v1/audit-log/changes", "read", None),
     ("GET", "/v1/audit-log/stats", "read", None),
     ("GET", "/v1/audit-log/export", "read", None),
+    ("GET", "/v1/audit-log/checkpoints", "read", None),
+    ("GET", "/v1/audit-log/checkpoints/keys", "read", None),
+    ("GET", "/v1/audit-log/verify", "admin", None),
     ("GET", "/v1/audit-log/{id}", "read", None),
     ("POST", "/v1/ingest", "ingest", b'{"events": []}'),
     ("GET", "/v1/keys", "admin", None),
@@ -62,7 +67,8 @@ def test_huge_and_odd_numbers_in_every_numeric_parameter(collector: ThreadedColl
         for name in names:
             for value in HUGE_NUMBERS:
                 for shown in (value, f"gte:{value}", f"neq:{value}") if name == "status_code" else (value,):
-                    reply = raw_request(collector, "GET", _target(path, name, shown), [bearer(keys["read"])])
+                    key = keys["admin"] if path == "/v1/audit-log/verify" else keys["read"]
+                    reply = raw_request(collector, "GET", _target(path, name, shown), [bearer(key)])
                     assert_refused_cleanly(reply, f"{path} {name}={shown[:20]}")
 
 

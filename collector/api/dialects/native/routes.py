@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from collector.api import health, ingest, key_routes, query
+from collector.api import health, ingest, integrity_routes, key_routes, query
 from collector.api.dialects.base import ERROR_REF, Dialect
 from collector.api.dialects.native import items, params
 from collector.api.errors import error_response
 from collector.api.formats import CONTENT_TYPES
 from collector.api.openapi import document_route
 from collector.api.routes import Response, Route
+from collector.integrity.verify import KINDS
 from collector.keys import SCOPES
 
 _TIME = {"type": "string", "format": "date-time"}
@@ -102,6 +103,34 @@ _NEW_KEY = {
         "expires_at": _TIME,
     },
 }
+_HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
+_CHECKPOINT = {
+    **_object(tenant={"type": "string"}, position={"type": "integer"}, head_hash=_HEX, time=_TIME,
+              key_id={"type": "string"}, signature={"type": "string", "contentEncoding": "base64"},
+              kind={"type": "string", "enum": ["checkpoint", "tombstone"]}),
+    "description": "Signed: see docs/tamper-evidence.md for the exact bytes. A tombstone also has cuts.",
+}  # fmt: skip
+_CHECKPOINT["properties"] = {**_CHECKPOINT["properties"], "cuts": {"type": "array", "items": {"type": "array"}}}
+_CHECKPOINTS_PAGE = _object(
+    data={"type": "array", "items": _CHECKPOINT}, has_more={"type": "boolean"}, next_after={"type": "integer"}
+)
+_PUBLIC_KEY = _object(
+    key_id={"type": "string"}, algorithm={"type": "string", "enum": ["Ed25519"]},
+    public_key={"type": "string", "contentEncoding": "base64"}, signing={"type": "boolean"},
+)  # fmt: skip
+_FINDING = _object(
+    kind={"type": "string", "enum": list(KINDS)}, position={"type": ["integer", "null"]},
+    detail={"type": "string"}, count={"type": "integer"},
+)  # fmt: skip
+_VERIFY_REPORT = {
+    **_object(
+        tenant={"type": "string"}, clean={"type": "boolean"}, complete={"type": "boolean"},
+        from_position={"type": "integer"}, last_position={"type": "integer"}, events={"type": "integer"},
+        checkpoints={"type": "integer"}, findings={"type": "array", "items": _FINDING},
+        more_findings={"type": "integer"}, retention_cuts={"type": "array", "items": {"type": "array"}},
+    ),
+}  # fmt: skip
+_VERIFY_REPORT["properties"] = {**_VERIFY_REPORT["properties"], "next_from": {"type": "integer"}}
 # Media types without parameters ("text/csv", not "text/csv; charset=utf-8"), as OpenAPI keys them.
 _EXPORT_MEDIA = {kind.split(";")[0]: {"type": "string"} for kind in CONTENT_TYPES.values()}
 _STATUS = Response("OK", _object(status={"type": "string"}))
@@ -127,7 +156,7 @@ ROUTES = (
     ),
     Route(
         "GET", "/v1/audit-log/export", query.export, "Every matching event as NDJSON or CSV, streamed",
-        scope="read", params=(params.FORMAT, params.ORDER, params.SORT_BY, *params.SELECTION),
+        scope="read", params=(params.FORMAT, params.ORDER, params.SORT_BY, *params.SELECTION, *params.INTEGRITY_EXPORT),
         responses={200: Response("The events", media=_EXPORT_MEDIA)},
         errors=_READ_ERRORS,
     ),
@@ -135,6 +164,27 @@ ROUTES = (
         "GET", "/v1/audit-log/stats", query.stats, "Counts per time bucket and group", scope="read",
         params=(params.INTERVAL, params.GROUP_BY, *params.SELECTION),
         responses={200: Response("OK", _STATS)}, errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/checkpoints", integrity_routes.list_checkpoints,
+        "The tenant's signed checkpoints and retention tombstones, oldest first", scope="read",
+        params=integrity_routes.CHECKPOINT_PARAMS,
+        responses={200: Response("OK", _CHECKPOINTS_PAGE)}, errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/checkpoints/keys", integrity_routes.public_keys,
+        "The public keys checkpoints are signed with (Ed25519, base64 of the raw 32 bytes)", scope="read",
+        responses={200: Response("OK", _object(data={"type": "array", "items": _PUBLIC_KEY}))}, errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/verify", integrity_routes.verify,
+        "Verify the tenant's hash chain against its signed checkpoints (bounded work; continue at next_from)",
+        scope="admin", params=integrity_routes.VERIFY_PARAMS,
+        responses={
+            200: Response("The report (clean, findings with kind and position)", _VERIFY_REPORT),
+            409: Response("integrity_disabled", ERROR_REF),
+        },
+        errors=_READ_ERRORS,
     ),
     Route(
         "GET", "/v1/audit-log/{event_id}", query.get_event, "One event by id", scope="read",

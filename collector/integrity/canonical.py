@@ -1,0 +1,116 @@
+"""The canonical form of a stored event: the bytes its chain hash covers.
+
+Contract: :func:`canonical` is RFC 8785 (JSON Canonicalization Scheme) applied to a JSON object holding
+every stored field of the event (:data:`HASHED_FIELDS`: all of ``core.schema.FIELDS`` but ``seq``; absent
+values as ``null``, ``source`` and ``metadata`` as objects, times as integer epoch milliseconds), with
+every number taken as an IEEE double, as RFC 8785 section 3.2.2.3 defines it. So PostgreSQL's ``jsonb``
+(which keeps ``1.0`` or turns ``1e2`` into ``100``) and SQLite's JSON text canonicalise alike, and any
+RFC 8785 implementation reproduces the bytes. Known limit of that rule: integers beyond +-(2^53 - 1) that
+differ only past a double's 53 bits hash alike (keep such values in strings).
+
+Two paths give the same bytes:
+
+- fast: ``orjson.dumps(..., OPT_SORT_KEYS)`` for documents with no floats, no integers beyond +-(2^53 - 1)
+  and only ASCII object keys. There it equals RFC 8785: integers print alike, orjson escapes strings as
+  RFC 8785 does (``\\b \\t \\n \\f \\r``, other controls as lowercase ``\\u00xx``, ``"`` and ``\\``, all else
+  literal UTF-8), and for ASCII keys code-point order is UTF-16 order. ``tests/collector/test_integrity_canonical.py``
+  checks this against ``rfc8785`` with Hypothesis and the RFC's published examples.
+- otherwise ``rfc8785`` (Trail of Bits, pure Python).
+
+Measured here (a typical agent event, ``timeit``, 2 shared cores): fast path 4 us (of which sorting
+``orjson`` 0.9 us, the float/key walk 1.8 us), ``rfc8785`` 45 us: 10x. With SHA-256 (1.2 us) and the
+bookkeeping the chain costs about 7 us an event, some 7 % of HTTP ingest at the ~10k events/s of
+``bench/results``; through ``rfc8785`` alone it would cost about half of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import rfc8785
+
+from collector.storage.base import INSERT_COLUMNS
+
+HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
+"""The fields a chain hash covers: every stored field but ``seq`` (the database's row number)."""
+_HASHED = frozenset(HASHED_FIELDS)
+_HASHED_AND_SEQ = _HASHED | {"seq"}
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """The RFC 8785 bytes of ``event``'s :data:`HASHED_FIELDS` (extra keys, such as ``seq``, are ignored)."""
+    # An event on its way into the store holds exactly the hashed fields, one read back also ``seq``: no
+    # field-by-field copy for either (saves ~1 us).
+    keys = event.keys()
+    if keys == _HASHED:
+        document = event
+    elif keys == _HASHED_AND_SEQ:
+        document = event.copy()
+        del document["seq"]
+    else:
+        document = {name: event.get(name) for name in HASHED_FIELDS}
+    source, metadata = document["source"], document["metadata"]
+    if type(source) is dict and type(metadata) is dict and _plain(source) and _plain(metadata):
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 of any JSON value, every number as a double (the slow path; also for checkpoint payloads)."""
+    return rfc8785.dumps(_as_doubles(value))
+
+
+def _plain(value: dict[str, Any]) -> bool:
+    """Whether orjson's sorted output of the object ``value`` is already RFC 8785 (see the module
+    docstring). Agents' sources and most metadata are flat objects of scalars: those are checked in one
+    loop here (measured 2x faster than a recursive walk), anything nested by :func:`_nested_plain`."""
+    if not all(map(str.isascii, value)):
+        return False
+    for item in value.values():
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if (kind is dict or kind is list) and _nested_plain(item):
+            continue
+        return False  # a float, or anything JSON does not hold
+    return True
+
+
+def _nested_plain(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                continue
+            return False
+        if kind is dict:
+            if not all(map(str.isascii, item)):
+                return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
+def _as_doubles(value: Any) -> Any:
+    """``value`` with integers beyond the double-exact range as doubles (RFC 8785 numbers are doubles)."""
+    kind = type(value)
+    if kind is int:
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
+    if kind is dict:
+        return {key: _as_doubles(item) for key, item in value.items()}
+    if kind is list:
+        return [_as_doubles(item) for item in value]
+    return value

@@ -1,0 +1,59 @@
+"""The per-tenant hash chain: positions from 1, ``hash_p = SHA-256(hash_{p-1} || canonical(event_p))``,
+``hash_0`` = :data:`GENESIS` (32 zero bytes). Only events actually stored join it, in commit order.
+
+:class:`Linker` is the chain step of an insert transaction, for both backends: given each tenant's head
+(position, hash) as stored in ``chain_heads`` and the events the transaction really inserts, in order, it
+returns their (position, hash) and the new heads to store. It never touches a connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from collector.integrity.canonical import canonical
+
+GENESIS = bytes(32)
+"""The hash before position 1."""
+
+
+def link(previous: bytes, event: dict[str, Any]) -> bytes:
+    """The chain hash of ``event`` following ``previous``."""
+    return hashlib.sha256(previous + canonical(event)).digest()
+
+
+@dataclass(frozen=True)
+class Head:
+    """A tenant's last chained event: its position (0: none yet) and hash."""
+
+    position: int = 0
+    hash: bytes = GENESIS
+
+
+class Linker:
+    """Chains one transaction's fresh events onto their tenants' heads (see the module docstring)."""
+
+    def __init__(self, heads: dict[str, Head]) -> None:
+        self.heads = dict(heads)
+        self.changed: set[str] = set()
+
+    def chain(self, events: Iterable[dict[str, Any]]) -> list[tuple[int, bytes]]:
+        """(position, hash) of each event, in order; advances :attr:`heads`."""
+        links = []
+        heads = self.heads
+        sha256 = hashlib.sha256
+        for event in events:
+            tenant = event["tenant_id"]
+            head = heads.get(tenant) or Head()
+            position = head.position + 1
+            digest = sha256(head.hash + canonical(event)).digest()
+            heads[tenant] = Head(position, digest)
+            self.changed.add(tenant)
+            links.append((position, digest))
+        return links
+
+    def updates(self) -> list[tuple[str, int, bytes]]:
+        """``(tenant_id, position, hash)`` of every head this transaction moved."""
+        return [(tenant, self.heads[tenant].position, self.heads[tenant].hash) for tenant in sorted(self.changed)]

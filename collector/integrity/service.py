@@ -1,0 +1,157 @@
+"""The collector's integrity duties, over a :class:`~collector.storage.base.Storage`: the signing key at
+start, checkpoints while serving and at shutdown, and verifying the stored chain (the CLI's ``verify``
+and ``GET /v1/audit-log/verify`` both call :func:`verify_stored`, which feeds the stored rows to
+:class:`~collector.integrity.verify.Verifier`), with each run recorded in the tenant's own trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from collector.config import CollectorConfig, IntegrityConfig
+from collector.integrity.signing import KeyRing, Signer, SigningKeyError, create_key_file, decode_public, encode_public
+from collector.integrity.signing import load_signing_key as _load
+from collector.integrity.verify import Report, Verifier
+from collector.self_audit import self_event
+from collector.storage.base import Storage, StorageUnavailable
+from core.event import now_ms
+
+log = logging.getLogger("sidetrail.collector.integrity")
+_PAGE = 5000  # rows per read while verifying
+_AFTER_EVERYTHING = 2**62
+Progress = Callable[[int], None]
+
+
+async def open_signer(storage: Storage, config: CollectorConfig) -> Signer | None:
+    """The signing key ``serve`` signs with (``None`` when integrity is off); :class:`SigningKeyError`
+    when it cannot be used. The default key is created on the first start of a store without checkpoints."""
+    integrity = config.integrity
+    if not integrity.enabled:
+        log.warning("integrity: off (integrity.enabled: false) - events are not hash-chained, tampering goes unseen")
+        return None
+    path = integrity.key_path(config.storage)
+    where = "integrity.signing_key" if integrity.signing_key is not None else "integrity.signing_key (default)"
+    try:
+        return _load(path)
+    except SigningKeyError as exc:
+        if integrity.signing_key is not None or await asyncio.to_thread(os.path.lexists, path):
+            raise SigningKeyError(f"{where}: {exc}") from None
+        heads = await storage.chain_heads()
+        if any(head.checkpoint_position for head in heads):
+            raise SigningKeyError(
+                f"{where}: {exc}; this database holds signed checkpoints, so a new key is not made silently"
+            ) from None
+    signer = create_key_file(path)
+    log.warning(
+        "integrity: created signing key %s (key id %s, public key %s); back it up away from the database",
+        path, signer.key_id, encode_public(signer.public),
+    )  # fmt: skip
+    await record_key_created(storage, signer, "sidetrail-collector", "service", [head.tenant for head in heads])
+    return signer
+
+
+async def record_key_created(storage: Storage, signer: Signer, actor: str, actor_type: str, tenants: list[str]) -> None:
+    """Record a new signing key in the trail of each tenant whose chain it will sign."""
+    if tenants:
+        await storage.insert_events(
+            [self_event(tenant, "sidetrail.signing_key.created", actor, actor_type, key_id=signer.key_id,
+                        public_key=encode_public(signer.public), path=signer.path) for tenant in tenants]
+        )  # fmt: skip
+
+
+def key_ring(integrity: IntegrityConfig, signer: Signer | None) -> KeyRing:
+    """The public keys checkpoints may carry: the signing key's and ``integrity.public_keys``."""
+    ring = KeyRing({key_id: decode_public(text) for key_id, text in integrity.public_keys.items()})
+    if signer is not None:
+        ring.add(signer.public)
+    return ring
+
+
+def public_key_ring(config: CollectorConfig) -> KeyRing:
+    """:func:`key_ring` for a command that only verifies: the signing key's public half when it can be read."""
+    signer = None
+    try:
+        signer = _load(config.integrity.key_path(config.storage))
+    except SigningKeyError as exc:
+        log.info("integrity: verifying without the signing key's public half: %s", exc)
+    return key_ring(config.integrity, signer)
+
+
+async def checkpoint_loop(storage: Storage, integrity: IntegrityConfig, made: Callable[[int], None]) -> None:
+    """Sign due checkpoints every second (see :class:`~collector.config.IntegrityConfig`) until cancelled."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            older_than = now_ms() - int(integrity.checkpoint_interval * 1000)
+            made(len(await storage.write_checkpoints(integrity.checkpoint_every, older_than)))
+        except StorageUnavailable as exc:
+            log.warning("integrity: checkpoints skipped: %s", exc)
+
+
+async def final_checkpoints(storage: Storage) -> int:
+    """At shutdown: a checkpoint of every tenant whose chain moved since its last one."""
+    return len(await storage.write_checkpoints(1, now_ms() + 1))
+
+
+async def verify_stored(
+    storage: Storage,
+    keys: KeyRing,
+    tenant: str,
+    start: int = 1,
+    max_events: int | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Verify ``tenant``'s stored chain from position ``start`` (at most ``max_events`` positions; then the
+    report is not ``complete`` and the tail is not checked). Reads run one page ahead of the hashing."""
+    start = max(1, start)
+    last = start + max_events - 1 if max_events else _AFTER_EVERYTHING
+    heads = {head.tenant: head for head in await storage.chain_heads()}
+    checkpoints = await storage.verify_checkpoints(tenant, start, last)
+    start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
+    verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
+    complete, seen = True, 0
+    page = asyncio.ensure_future(storage.chain_rows(tenant, (start - 1, _AFTER_EVERYTHING), _PAGE))
+    while True:
+        rows = await page
+        if len(rows) == _PAGE:
+            position, _, event = rows[-1]
+            page = asyncio.ensure_future(storage.chain_rows(tenant, (position, event["seq"]), _PAGE))
+        for position, stored, event in rows:
+            if position > last:
+                complete = False
+                break
+            verifier.feed(position, stored, event)
+        seen += len(rows)
+        if progress is not None:
+            progress(verifier.report.last_position)
+        if not complete or len(rows) < _PAGE:
+            break
+    if not page.done():
+        page.cancel()
+    if complete:
+        verifier.unchained(*await storage.unchained(tenant))
+    head = heads.get(tenant)
+    return verifier.finish(complete, head.position if head is not None else None)
+
+
+async def record_verification(storage: Storage, report: Report, actor: str, actor_type: str) -> None:
+    """Remember a run for the metrics, and record it in the tenant's own trail."""
+    await storage.record_verification(report.tenant, report.last_position, now_ms(), not report.clean)
+    first = report.findings[0] if report.findings else None
+    details: dict[str, Any] = {
+        "from_position": report.from_position,
+        "last_position": report.last_position,
+        "events": report.events,
+        "complete": report.complete,
+        "clean": report.clean,
+        "problems": len(report.findings) + report.more_findings,
+    }
+    if first is not None:
+        details["first_problem"] = {"kind": first.kind, "position": first.position}
+    await storage.insert_events(
+        [self_event(report.tenant, "sidetrail.integrity.verified", actor, actor_type, **details)]
+    )

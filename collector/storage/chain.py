@@ -1,0 +1,223 @@
+"""The hash chain's tables and statements, written once for both backends (``?`` placeholders, numbered
+for PostgreSQL like :class:`~collector.storage.engine.Statements`); the algorithm is
+:mod:`collector.integrity`'s.
+
+Tables (each backend's ``_schema`` creates them):
+
+- ``events.chain_position`` / ``events.chain_hash``: the row's place in its tenant's chain and its hash
+  (NULL on a row that never joined the chain: stored with integrity off, or written around the collector);
+- ``chain_heads``: per tenant, the last position and hash (read and moved inside every insert transaction,
+  under the writer's lock: SQLite's one writer, PostgreSQL's advisory lock), the last checkpointed position
+  and its time, and the last verification (position, time, failed runs so far) for the metrics;
+- ``checkpoints``: signed checkpoints and retention tombstones (``cuts`` as JSON text), in creation order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from collector.integrity.checkpoints import Checkpoint, Cut, decode_cuts, encode_cuts, sign
+from collector.integrity.signing import Signer
+from collector.storage.base import EVENT_COLUMNS
+from core.event import now_ms
+
+CHAIN_COLUMNS = (("chain_position", "INTEGER", "bigint"), ("chain_hash", "BLOB", "bytea"))
+"""The chain's columns on ``events``: (name, SQLite type, PostgreSQL type); both nullable."""
+_CHECKPOINT_COLUMNS = "id, tenant_id, position, head_hash, time, key_id, signature, cuts"
+_ROW_COLUMNS = f"chain_position, chain_hash, {', '.join(EVENT_COLUMNS)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainStatements:
+    select_head: str = "SELECT position, hash FROM chain_heads WHERE tenant_id = ?"
+    upsert_head: str = (
+        "INSERT INTO chain_heads (tenant_id, position, hash) VALUES (?, ?, ?) "
+        "ON CONFLICT (tenant_id) DO UPDATE SET position = excluded.position, hash = excluded.hash"
+    )
+    heads: str = (
+        "SELECT tenant_id, position, hash, checkpoint_position, checkpoint_at, verified_position, verified_at, "
+        "verify_failures FROM chain_heads ORDER BY tenant_id"
+    )
+    # Heads past their last checkpoint by at least ? events, or since a checkpoint older than ? (epoch ms).
+    due_heads: str = (
+        "SELECT tenant_id, position, hash FROM chain_heads WHERE position > checkpoint_position "
+        "AND (position - checkpoint_position >= ? OR checkpoint_at <= ?) ORDER BY tenant_id"
+    )
+    insert_checkpoint: str = (
+        "INSERT INTO checkpoints (tenant_id, position, head_hash, time, key_id, signature, cuts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    mark_checkpoint: str = (
+        "UPDATE chain_heads SET checkpoint_position = ?, checkpoint_at = ? "
+        "WHERE tenant_id = ? AND checkpoint_position < ?"
+    )
+    page_checkpoints: str = (
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
+    )
+    # What verifying positions ? to ? needs: the checkpoints there, every tombstone, and the latest one.
+    verify_checkpoints: str = (
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND ((position >= ? AND position <= ?) "
+        "OR cuts IS NOT NULL OR id = (SELECT max(id) FROM checkpoints WHERE tenant_id = ?)) ORDER BY id"
+    )
+    rows: str = (
+        f"SELECT {_ROW_COLUMNS} FROM events WHERE tenant_id = ? AND chain_position IS NOT NULL "
+        "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
+    )
+    hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
+    unchained_count: str = "SELECT count(*) FROM events WHERE tenant_id = ? AND chain_position IS NULL"
+    unchained_first: str = "SELECT id FROM events WHERE tenant_id = ? AND chain_position IS NULL ORDER BY seq LIMIT 1"
+    record_verification: str = (
+        "UPDATE chain_heads SET verified_position = ?, verified_at = ?, verify_failures = verify_failures + ? "
+        "WHERE tenant_id = ?"
+    )
+    # Retention: the position ranges of a tenant's rows created before ? (up to position ?), each with the
+    # hash at its end ("gaps and islands": consecutive positions share position - row_number()).
+    islands: str = (
+        "SELECT i.first, i.last, e.chain_hash FROM (SELECT min(p) AS first, max(p) AS last FROM (SELECT "
+        "chain_position AS p, chain_position - row_number() OVER (ORDER BY chain_position) AS grp FROM events "
+        "WHERE tenant_id = ? AND created_at < ? AND chain_position <= ?) AS d GROUP BY grp) AS i "
+        "JOIN events e ON e.tenant_id = ? AND e.chain_position = i.last ORDER BY i.first"
+    )
+
+
+def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
+    """A ``checkpoints`` row (``_CHECKPOINT_COLUMNS`` order) as a :class:`Checkpoint`."""
+    row_id, tenant, position, head_hash, time, key_id, signature, cuts = row
+    return Checkpoint(tenant, position, bytes(head_hash), time, key_id, bytes(signature), decode_cuts(cuts), row_id)
+
+
+def checkpoint_values(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """The parameters of ``insert_checkpoint``."""
+    c = checkpoint
+    return (c.tenant, c.position, c.head_hash, c.time, c.key_id, c.signature, encode_cuts(c.cuts))
+
+
+MAX_CUTS = 10_000  # position ranges per tombstone; a retention run past that deletes the rest next time
+ALL_POSITIONS = 2**62  # a deletion bound that holds nothing back (integrity off, or no signing key here)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainHeadRecord:
+    """A tenant's row of ``chain_heads``."""
+
+    tenant: str
+    position: int
+    hash: bytes
+    checkpoint_position: int
+    checkpoint_at: int
+    verified_position: int | None
+    verified_at: int | None
+    verify_failures: int
+
+
+class Tombstoner:
+    """Signs retention tombstones: ``before_delete`` is :data:`~collector.storage.engine.Tombstones`;
+    ``sign`` serves a backend that computes its cuts itself (PostgreSQL's partition drops)."""
+
+    def __init__(self, storage: ChainAccess) -> None:
+        self._storage = storage
+
+    def sign(self, tenant: str, position: int, head_hash: bytes, cuts: list[Cut]) -> Checkpoint | None:
+        signer = self._storage.signer
+        if signer is None or not cuts:
+            return None
+        return sign(signer, Checkpoint(tenant, position, head_hash, now_ms(), "", cuts=tuple(cuts[:MAX_CUTS])))
+
+    async def before_delete(self, tenant: str, cutoff: int) -> int:
+        storage = self._storage
+        sql = storage._chain_sql
+        heads = await storage.database.fetch(sql.select_head, (tenant,))
+        if not storage.database.chain or storage.signer is None or not heads:
+            return ALL_POSITIONS
+        position, head_hash = heads[0][0], bytes(heads[0][1])
+        rows = await storage.database.fetch(sql.islands, (tenant, cutoff, position, tenant))
+        cuts = [Cut(first, last, bytes(last_hash)) for first, last, last_hash in rows]
+        tombstone = self.sign(tenant, position, head_hash, cuts)
+        if tombstone is None:
+            return position
+        await storage._writer.submit(
+            storage.database.statements_job([(sql.insert_checkpoint, checkpoint_values(tombstone))])
+        )
+        return cuts[MAX_CUTS - 1].last if len(cuts) > MAX_CUTS else position
+
+
+class ChainAccess:
+    """The chain's side of :class:`~collector.storage.engine.SqlStorage` (mixed into it)."""
+
+    database: Any
+    _writer: Any
+    _chain_sql: ChainStatements
+    signer: Signer | None = None
+    """Signs checkpoints and tombstones; set by the collector once its key is loaded (``None``: no signing)."""
+
+    def _check_open(self) -> None: ...
+
+    async def chain_heads(self) -> list[ChainHeadRecord]:
+        """Every tenant's chain head, by tenant."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.heads, ())
+        return [ChainHeadRecord(r[0], r[1], bytes(r[2]), *r[3:]) for r in rows]
+
+    async def chain_rows(
+        self, tenant: str, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """Up to ``limit`` chained rows of ``tenant`` past ``after`` = (position, seq), in position order,
+        as (position, stored hash, event with ``seq``)."""
+        self._check_open()
+        position, seq = after
+        rows = await self.database.fetch(self._chain_sql.rows, (tenant, position, position, seq, limit))
+        decode = self.database.decode_event
+        return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
+
+    async def chain_hash_at(self, tenant: str, position: int) -> bytes | None:
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.hash_at, (tenant, position))
+        return bytes(rows[0][0]) if rows else None
+
+    async def unchained(self, tenant: str) -> tuple[int, str | None]:
+        """How many of the tenant's rows carry no chain position, and the oldest one's id."""
+        self._check_open()
+        count = (await self.database.fetch(self._chain_sql.unchained_count, (tenant,)))[0][0]
+        first = await self.database.fetch(self._chain_sql.unchained_first, (tenant,)) if count else []
+        return count, (str(first[0][0]) if first else None)
+
+    async def checkpoints_page(self, tenant: str, after_id: int, limit: int) -> list[Checkpoint]:
+        """The tenant's checkpoints (tombstones too) with ``id`` above ``after_id``, oldest first."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.page_checkpoints, (tenant, after_id, limit))
+        return [checkpoint_from_row(row) for row in rows]
+
+    async def verify_checkpoints(self, tenant: str, first: int, last: int) -> list[Checkpoint]:
+        """What verifying positions ``first..last`` needs: the checkpoints there, every tombstone, the latest."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.verify_checkpoints, (tenant, first, last, tenant))
+        return [checkpoint_from_row(row) for row in rows]
+
+    async def write_checkpoints(self, every_events: int, older_than_ms: int) -> list[Checkpoint]:
+        """Sign and store a checkpoint of each tenant whose head moved at least ``every_events`` past its last
+        checkpoint, or moved at all since a checkpoint made before ``older_than_ms`` (epoch ms). Two
+        collectors on one database rarely both sign the same head; a second checkpoint is harmless."""
+        if self.signer is None:
+            return []
+        self._check_open()
+        sql = self._chain_sql
+        due = await self.database.fetch(sql.due_heads, (every_events, older_than_ms))
+        now = now_ms()
+        made = [sign(self.signer, Checkpoint(t, position, bytes(h), now, "")) for t, position, h in due]
+        if made:
+            statements = []
+            for checkpoint in made:
+                statements.append((sql.insert_checkpoint, checkpoint_values(checkpoint)))
+                statements.append(
+                    (sql.mark_checkpoint, (checkpoint.position, now, checkpoint.tenant, checkpoint.position))
+                )
+            await self._writer.submit(self.database.statements_job(statements))
+        return made
+
+    async def record_verification(self, tenant: str, position: int, at_ms: int, failed: bool) -> None:
+        """Remember a verification run of ``tenant`` (for the metrics)."""
+        self._check_open()
+        job = self.database.statement_job(self._chain_sql.record_verification, (position, at_ms, int(failed), tenant))
+        await self._writer.submit(job)

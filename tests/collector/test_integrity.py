@@ -1,0 +1,232 @@
+"""Tamper evidence, on both backends: the database is edited behind the collector's back as an attacker
+with write access would, and verification names each problem's kind and first position. An untouched
+store verifies clean."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.integrity.chain import link
+from collector.integrity.checkpoints import payload
+from collector.integrity.signing import KeyRing, Signer, create_key_file
+from collector.storage.base import INSERT_COLUMNS, Storage
+from tests.collector.integrity_helpers import BASE, RawDb, checkpoint_now, kinds, run_signed, stored_event, verify
+
+FLOATS = {"ratio": 1.5, "hundred": 1e2, "tenth": 0.1, "big": 2**60, "text": "é\u2028😀\x1f", "ü": [1, 2.5, None]}
+
+
+async def populate(storage: Storage, count: int = 20) -> None:
+    """``count`` events of acme (two of them with float-bearing metadata), globex's interleaved, then a
+    checkpoint of both."""
+    for n in range(1, count + 1):
+        extra = {"metadata": {"n": n, **FLOATS}} if n in (3, 11) else {}
+        await storage.insert_events([stored_event(n, **extra), stored_event(n, tenant="globex")])
+    await checkpoint_now(storage)
+
+
+def tampered(backend: dict[str, Any], tmp_path: Path, edit: Any, count: int = 20) -> list[tuple[str, int | None]]:
+    """Populate, apply ``edit(db, storage, signer)`` through a raw connection, verify acme."""
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> list[tuple[str, int | None]]:
+        await populate(storage, count)
+        assert (await verify(storage, keys)).clean
+        async with RawDb(backend) as db:
+            await edit(db, storage, signer)
+        report = await verify(storage, keys)
+        assert (await verify(storage, keys, tenant="globex")).clean  # the other tenant is untouched
+        return kinds(report)
+
+    return run_signed(backend, tmp_path, body)
+
+
+def test_untouched_store_verifies_clean_floats_duplicates_and_all(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        await populate(storage)
+        batch = [stored_event(n) for n in (5, 6, 21, 21, 22)]  # resends and an in-batch repeat
+        result = await storage.insert_events(batch)
+        assert (result.accepted, result.duplicates) == (2, 3)
+        await asyncio.gather(*(storage.insert_events([stored_event(n) for n in range(s, s + 30)]) for s in (23, 40)))
+        report = await verify(storage, keys)
+        assert report.clean, report.findings
+        assert report.complete and report.events == report.last_position == 69
+        assert report.checkpoints == 1
+        heads = {head.tenant: head for head in await storage.chain_heads()}
+        assert heads["acme"].position == 69 and heads["globex"].position == 20
+        assert (await verify(storage, keys, start=30)).clean  # from a later position on
+
+    run_signed(backend, tmp_path, body)
+
+
+def test_one_changed_field_is_modified_at_its_position(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("UPDATE events SET actor_id = 'mallory' WHERE tenant_id = 'acme' AND chain_position = 7")
+
+    assert tampered(backend, tmp_path, edit) == [("modified", 7)]
+
+
+def test_changed_metadata_only_is_modified(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute(
+            "UPDATE events SET metadata = ? WHERE tenant_id = 'acme' AND chain_position = 11",
+            '{"n": 11, "ratio": 1.5, "hundred": 100, "tenth": 0.1, "big": 1152921504606846976, "plan": "free"}',
+        )
+
+    assert tampered(backend, tmp_path, edit) == [("modified", 11)]
+
+
+def test_a_changed_stored_hash_is_one_modified_row(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("UPDATE events SET chain_hash = ? WHERE tenant_id = 'acme' AND chain_position = 7", bytes(32))
+
+    assert tampered(backend, tmp_path, edit) == [("modified", 7)]
+
+
+def test_a_row_deleted_in_the_middle_is_deleted(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 10")
+
+    assert tampered(backend, tmp_path, edit) == [("deleted", 10)]
+
+
+def test_newest_rows_gone_before_the_latest_checkpoint_are_a_truncated_tail(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position >= 18")
+        await db.execute("UPDATE chain_heads SET position = 17 WHERE tenant_id = 'acme'")  # covering its tracks
+
+    assert tampered(backend, tmp_path, edit) == [("truncated_tail", 18)]
+
+
+def test_newest_rows_gone_after_the_last_checkpoint_are_a_truncated_tail(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await storage.insert_events([stored_event(n) for n in range(21, 26)])  # after the checkpoint at 20
+        await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position >= 24")
+
+    assert tampered(backend, tmp_path, edit) == [("truncated_tail", 24)]  # against the chain's head record
+
+
+def test_a_forged_row_with_the_chain_recomputed_after_it_is_caught_by_the_signed_checkpoint(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    columns = ", ".join(INSERT_COLUMNS)
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("UPDATE events SET chain_position = chain_position + 1 WHERE tenant_id = 'acme' "
+                         "AND chain_position >= 8")  # fmt: skip
+        (row,) = await db.fetch(f"SELECT {columns} FROM events WHERE tenant_id = 'acme' AND chain_position = 9")
+        forged = dict(zip(INSERT_COLUMNS, row, strict=True)) | {"id": str(uuid.uuid4()), "action": "forged"}
+        await db.execute(
+            f"INSERT INTO events ({columns}, chain_position, chain_hash) "
+            f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))}, 8, ?)",
+            *forged.values(), bytes(32),
+        )  # fmt: skip
+        previous = await storage.chain_hash_at("acme", 7)
+        assert previous is not None
+        for position, _, event in await storage.chain_rows("acme", (7, 2**62), 100):  # the attacker's rehash
+            previous = link(previous, event)
+            await db.execute("UPDATE events SET chain_hash = ? WHERE tenant_id = 'acme' AND chain_position = ? "
+                             "AND id = ?", previous, position, event["id"])  # fmt: skip
+        await db.execute("UPDATE chain_heads SET position = 21, hash = ? WHERE tenant_id = 'acme'", previous)
+
+    assert tampered(backend, tmp_path, edit) == [("inserted", 8)]
+
+
+@pytest.mark.parametrize("pair", [(5, 9), (5, 6)])
+def test_two_rows_with_swapped_contents_are_reordered(
+    backend: dict[str, Any], tmp_path: Path, pair: tuple[int, int]
+) -> None:
+    names = [name for name in INSERT_COLUMNS if name != "tenant_id"]
+    where = "WHERE tenant_id = 'acme' AND chain_position = ?"
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        first, second = pair
+        (one,) = await db.fetch(f"SELECT {', '.join(names)} FROM events {where}", first)
+        (other,) = await db.fetch(f"SELECT {', '.join(names)} FROM events {where}", second)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        await db.execute(f"UPDATE events SET id = ? {where}", str(uuid.uuid4()), first)  # ids are unique
+        await db.execute(f"UPDATE events SET {assignments} {where}", *one, second)
+        await db.execute(f"UPDATE events SET {assignments} {where}", *other, first)
+
+    assert tampered(backend, tmp_path, edit) == [("reordered", pair[0])]
+
+
+@pytest.mark.parametrize("claimed", ["same key id", "own key id"])
+def test_a_checkpoint_signed_with_another_key_is_forged(backend: dict[str, Any], tmp_path: Path, claimed: str) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        other = create_key_file(tmp_path / "attacker.key")
+        (checkpoint,) = await storage.checkpoints_page("acme", 0, 10)
+        key_id = signer.key_id if claimed == "same key id" else other.key_id
+        forged = type(checkpoint)(checkpoint.tenant, checkpoint.position, checkpoint.head_hash, checkpoint.time, key_id)
+        await db.execute("UPDATE checkpoints SET key_id = ?, signature = ? WHERE id = ?", key_id,
+                         other.sign(payload(forged)), checkpoint.id)  # fmt: skip
+
+    assert tampered(backend, tmp_path, edit) == [("forged_checkpoint", 20)]
+
+
+def test_a_row_without_a_chain_position_is_inserted(backend: dict[str, Any], tmp_path: Path) -> None:
+    columns = ", ".join(INSERT_COLUMNS)
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        (row,) = await db.fetch(f"SELECT {columns} FROM events WHERE tenant_id = 'acme' AND chain_position = 4")
+        forged = dict(zip(INSERT_COLUMNS, row, strict=True)) | {"id": str(uuid.uuid4())}
+        await db.execute(f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
+                         *forged.values())  # fmt: skip
+
+    assert tampered(backend, tmp_path, edit) == [("inserted", None)]
+
+
+def test_retention_leaves_a_signed_tombstone_and_the_rest_verifies(backend: dict[str, Any], tmp_path: Path) -> None:
+    day = 86_400_000
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        # Old events with late ones among them: what retention removes is not a prefix of the chain.
+        ages = [40, 40, 1, 40, 40, 40, 1, 1, 40, 1, 1, 1]
+        for n, age in enumerate(ages, start=1):
+            await storage.insert_events([stored_event(n, ms=BASE_NOW - age * day)])
+        await checkpoint_now(storage)
+        runs = await storage.expire(BASE_NOW - 30 * day, {})
+        assert [run.deleted for run in runs] == [6]
+        report = await verify(storage, keys)
+        assert report.clean, report.findings
+        assert report.retention_cuts == [(1, 2), (4, 6), (9, 9)]
+        (tombstone,) = [c for c in await storage.checkpoints_page("acme", 0, 100) if c.tombstone]
+        assert [(cut.first, cut.last) for cut in tombstone.cuts or ()] == [(1, 2), (4, 6), (9, 9)]
+
+        async with RawDb(backend) as db:  # a deletion retention did not sign is still a deletion
+            await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 8")
+        assert kinds(await verify(storage, keys)) == [("deleted", 8)]
+
+    run_signed(backend, tmp_path, body, retention=None)
+
+
+BASE_NOW = BASE  # the retention test's "now"
+
+
+def test_a_dropped_postgres_partition_leaves_signed_tombstones(pg_storage: dict[str, Any], tmp_path: Path) -> None:
+    from collector.storage.postgres_schema import month_start
+
+    january = month_start(2020, 1)
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        async with RawDb(pg_storage) as db:  # a partition for January 2020, long past any retention
+            await db.execute(f"CREATE TABLE events_202001 PARTITION OF events FOR VALUES FROM ({january}) "
+                             f"TO ({month_start(2020, 2)})")  # fmt: skip
+        times = [january + 1, january + 2, january + 3, BASE, january + 5, january + 6, BASE + 7, BASE + 8]
+        for n, at in enumerate(times, start=1):
+            await storage.insert_events([stored_event(n, ms=at), stored_event(n, tenant="globex", ms=at)])
+        runs = await storage.expire(BASE - 400 * 86_400_000, {})
+        assert [(run.tenant_id, run.deleted) for run in runs] == [(None, 10)]
+        for tenant in ("acme", "globex"):
+            report = await verify(storage, keys, tenant=tenant)
+            assert report.clean, report.findings
+            assert report.retention_cuts == [(1, 3), (5, 6)] and report.events == 3
+
+    run_signed(pg_storage, tmp_path, body)
