@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from core.config import Duration, Size
 from core.event import EVENT_FIELDS
+from core.rules import DefaultRuleConfig, RuleConfig  # the rule language is shared with the collector
 
 LogFormat = Literal[
     "nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined", "json", "regex", "nginx"
@@ -39,41 +40,6 @@ DEFAULT_REDACTED_QUERY_KEYS = (
     "X-Amz-Signature",
     "code",
 )
-
-
-@dataclass(frozen=True)
-class RuleConfig:
-    """One extraction rule: when every condition in ``match`` holds, ``drop`` the line or ``set`` fields.
-
-    ``match`` maps a field (event field, parsed field, JSON dot-path) to a value spec: a scalar, a list
-    (any of), ``{regex: ...}``, ``{not: ...}``, ``2xx``..``5xx``, ``{gte/gt/lte/lt: n}``, a CIDR block, or
-    for ``path`` a route template such as ``/api/v1/users/{user_id}``. See README "Writing rules".
-    """
-
-    name: str
-    match: dict[str, Any] = field(default_factory=dict)
-    set: dict[str, str] | None = None
-    drop: bool = False
-
-    def validate(self) -> list[tuple[str, str]]:
-        if self.drop and self.set:
-            return [("", "a rule has either drop: true or set:, not both")]
-        if not self.drop and not self.set:
-            return [("", "a rule needs drop: true or a set: block")]
-        return []
-
-
-@dataclass(frozen=True)
-class DefaultRuleConfig:
-    """What happens to lines no rule matched: kept with the built-in defaults, ``drop``ped, or ``set``."""
-
-    drop: bool = False
-    set: dict[str, str] | None = None
-
-    def validate(self) -> list[tuple[str, str]]:
-        if self.drop and self.set:
-            return [("", "either drop: true or set:, not both")]
-        return []
 
 
 @dataclass(frozen=True)

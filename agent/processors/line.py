@@ -18,8 +18,8 @@ import orjson
 from agent.processors.event import EventBuilder
 from agent.processors.parse import LineParser
 from agent.processors.redact import Redactor
-from agent.processors.rules import Decision, RuleProcessor
 from agent.stages import Chunk, FileRef
+from core.rules import Decision, RuleProcessor
 
 
 @dataclass
