@@ -10,20 +10,12 @@ from urllib.parse import urlsplit
 
 from core.config import Duration, Size
 from core.event import EVENT_FIELDS
-from core.rules import DefaultRuleConfig, RuleConfig  # the rule language is shared with the collector
+from core.rules import DEFAULT_VERBS, DefaultRuleConfig, RuleConfig  # the rule language, shared with the collector
 
 LogFormat = Literal[
     "nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined", "json", "regex", "nginx"
 ]
 
-DEFAULT_VERBS = {
-    "POST": "created",
-    "PUT": "updated",
-    "PATCH": "updated",
-    "DELETE": "deleted",
-    "GET": "read",
-    "HEAD": "read",
-}
 DEFAULT_REDACTED_QUERY_KEYS = (
     "token",
     "access_token",

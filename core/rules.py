@@ -44,6 +44,16 @@ _SPEC_OPS = frozenset({"regex", "not", "eq", *_RANGE_OPS})
 
 Predicate = Callable[[Any], bool]
 
+DEFAULT_VERBS = {
+    "POST": "created",
+    "PUT": "updated",
+    "PATCH": "updated",
+    "DELETE": "deleted",
+    "GET": "read",
+    "HEAD": "read",
+}
+"""What ``{verb}`` in a set template becomes for each method (``verbs:`` in a config replaces the map)."""
+
 
 @dataclass(frozen=True)
 class RuleConfig:
