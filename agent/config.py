@@ -226,13 +226,24 @@ class BatchConfig:
         return errors
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+
+
 @dataclass(frozen=True)
 class ExporterConfig:
-    """Where and how batches are shipped."""
+    """Where and how batches are shipped.
+
+    ``protocol``: ``sidetrail`` posts JSON events to ``<endpoint>/v1/ingest``; ``otlp`` posts OTLP/HTTP
+    protobuf ``ExportLogsServiceRequest``s to ``<endpoint>/v1/logs`` (a sidetrail collector or any
+    OpenTelemetry Collector), where ``api_key`` may be empty (no ``Authorization`` header is sent).
+    ``headers`` are added to every request (e.g. a tenant header your OTel Collector wants).
+    """
 
     endpoint: str
     api_key: str
     type: Literal["http"] = "http"
+    protocol: Literal["sidetrail", "otlp"] = "sidetrail"
+    headers: dict[str, str] = field(default_factory=dict)
     batch: BatchConfig = field(default_factory=BatchConfig)
     compression: Literal["zstd", "gzip", "none"] = "zstd"
     timeout: Duration = 10.0
@@ -245,8 +256,13 @@ class ExporterConfig:
         url = urlsplit(self.endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             errors.append(("endpoint", f"must be an http:// or https:// URL, got {self.endpoint!r}"))
-        if not self.api_key:
+        if not self.api_key and self.protocol == "sidetrail":
             errors.append(("api_key", "must not be empty"))
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.match(name):
+                errors.append((f"headers.{name}", "is not a valid HTTP header name"))
+            elif "\r" in value or "\n" in value:
+                errors.append((f"headers.{name}", "must not contain a line break"))
         if self.max_backoff < self.initial_backoff:
             errors.append(("max_backoff", "must be at least initial_backoff"))
         if not 1 <= self.max_in_flight_batches <= 64:

@@ -23,7 +23,10 @@ event field                  OpenTelemetry
                              ``sidetrail.resource_id``, ``sidetrail.request_id`` (no convention exists)
 ``source``                   resource ``service.name`` -> ``name``, ``host.name`` -> ``host``, the scope's
                              name -> ``scope``, other resource attributes -> ``resource``; a record whose
-                             ``sidetrail.source`` attribute is a map (what agents send) has that as its source
+                             ``sidetrail.source`` attribute is a JSON object (as text or a map: what agents
+                             send) has that as its source
+``id``                       ``sidetrail.event_id`` when set (agents send their own deterministic ids), else
+                             a hash of the record, its resource and its scope
 ``metadata``                 every other attribute under its own key; ``trace_id`` and ``span_id`` (hex),
                              ``severity`` (the severity text), ``body`` (when it is not the action)
 ===========================  =================================================================================
@@ -56,14 +59,16 @@ URL_QUERY: Final = "url.query"
 URL_FULL: Final = "url.full"
 OLD_PATH_ATTRIBUTES: Final = ("http.target", "http.url")
 EVENT_NAME: Final = "event.name"
+EVENT_ID: Final = "sidetrail.event_id"
+"""A record carrying a UUID here (what agents send: the line's own deterministic id) keeps it as its id."""
 SOURCE: Final = "sidetrail.source"
-"""A map attribute holding the agent's source stamp (``core/source.py``): the collector stores it as ``source``."""
+"""The agent's source stamp (``core/source.py``) as JSON text (or a map): the collector stores it as ``source``."""
 SERVICE_NAME: Final = "service.name"
 HOST_NAME: Final = "host.name"
 
 MAPPED: Final = frozenset(
     {name for _, names in EVENT_ATTRIBUTES for name in names}
-    | {URL_PATH, URL_QUERY, URL_FULL, *OLD_PATH_ATTRIBUTES, EVENT_NAME, SOURCE}
+    | {URL_PATH, URL_QUERY, URL_FULL, *OLD_PATH_ATTRIBUTES, EVENT_NAME, EVENT_ID, SOURCE}
 )
 """Attributes that become event fields (or the source) and so are not repeated in ``metadata``."""
 

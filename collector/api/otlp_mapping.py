@@ -10,9 +10,10 @@ Per record (the table is ``core/otel.py``):
    the record or ``set`` fields, as they do for a log line in the agent;
 3. a kept record without a time, or with an attribute value over ``otlp.max_attribute_bytes``, is rejected
    (counted in the response's ``partial_success``), never stored in part;
-4. its id is a hash of the record as encoded, its resource and its scope (protobuf's deterministic
-   encoding: the same record sent as JSON or protobuf, or sent again by an SDK's retry, has the same id),
-   laid out time-ordered like every event id (``core.event.make_event_id``).
+4. its id is its ``sidetrail.event_id`` attribute when it has one (an agent's: the line's own id), else a
+   hash of the record as encoded, its resource and its scope (protobuf's deterministic encoding: the same
+   record sent as JSON or protobuf, or sent again by an SDK's retry, has the same id), laid out
+   time-ordered like every event id (``core.event.make_event_id``).
 """
 
 from __future__ import annotations
@@ -190,10 +191,13 @@ class _RecordMapper:
             event["outcome"] = "success" if event["status_code"] < 400 else "failure"
         if event.get("actor_type") not in ACTOR_TYPES:
             event["actor_type"] = "user" if event.get("actor_id") else "anonymous"
-        source = attributes.get(otel.SOURCE)
-        event["source"] = source if type(source) is dict else dict(context.source)
+        event["source"] = _source(attributes.get(otel.SOURCE)) or dict(context.source)
         event["metadata"] = metadata
-        event["id"] = make_event_id(created_ms, context.origin + record.SerializeToString(deterministic=True))
+        given = attributes.get(otel.EVENT_ID)
+        if type(given) is str:
+            event["id"] = given  # an agent's own id: the same line keeps it whatever else changed (its path)
+        else:
+            event["id"] = make_event_id(created_ms, context.origin + record.SerializeToString(deterministic=True))
         event["created_at"] = format_ms(created_ms)
         return event
 
@@ -228,6 +232,17 @@ def _path(attributes: dict[str, Any]) -> str | None:
         if type(value) is str:
             return value if value.startswith("/") else _path({otel.URL_FULL: value})
     return None
+
+
+def _source(value: Any) -> dict[str, Any] | None:
+    """An agent's source stamp: a map, or a JSON object as text (what agents send: one attribute, cheap to
+    encode); ``None`` for anything else."""
+    if type(value) is str and value.startswith("{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if type(value) is dict else None
 
 
 def _apply(values: dict[str, Any], event: dict[str, Any], metadata: dict[str, Any]) -> None:
