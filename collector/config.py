@@ -171,7 +171,7 @@ class OtlpConfig:
     rules: list[RuleConfig] = field(default_factory=_audit_records_only)
     default: DefaultRuleConfig = field(default_factory=DefaultRuleConfig)
     verbs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VERBS))
-    max_attribute_bytes: Size = 4096
+    max_attribute_bytes: Size = 8192
 
     @cached_property
     def processor(self) -> RuleProcessor:
