@@ -9,7 +9,7 @@ per event: ``time_unix_nano`` from ``created_at``, ``event_name`` and the body f
 attributes of ``core/otel.py``'s table (``url.path``/``url.query`` for the path, every metadata entry under
 its own key, the source stamp as JSON text in ``sidetrail.source``, the event's own id as
 ``sidetrail.event_id``). A ``partial_success`` in the answer counts its ``rejected_log_records`` in
-``sidetrail_agent_events_rejected_total{reason="otlp_partial_success"}``; those records are not resent.
+``sidetrail_agent_events_rejected_total{code="otlp_partial_success"}``; those records are not resent.
 """
 
 from __future__ import annotations
