@@ -5,6 +5,7 @@ records come back through the query API with every mapped field right."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ThreadedCollector, request, wait_until
+from tests.helpers import REPO, ThreadedCollector, request, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -93,3 +94,26 @@ def test_the_python_sdk_exports_into_the_collector(
     assert changed["metadata"]["severity"] == "WARN"  # the SDK's name for WARNING
     for event in found.values():
         assert event["created_at"] <= event["received_at"]  # the record's own time, not the receipt
+
+
+def test_the_readmes_example_works_as_written(
+    collector: ThreadedCollector, keys: dict[str, str], tmp_path: Path
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## OpenTelemetry") :]
+    example = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
+    assert len(example.strip().splitlines()) == 10  # the issue asks for a 10-line example
+    script = tmp_path / "example.py"
+    script.write_text(example.replace("http://127.0.0.1:8680", collector.url))
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "SIDETRAIL_INGEST_KEY": keys["ingest"]},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+
+    def refunds() -> list[dict[str, Any]]:
+        reply = request("GET", f"{collector.url}/v1/audit-log", key=keys["read"], params={"action": "order.refunded"})
+        return reply.json()["data"]
+
+    [event] = wait_until(refunds)
+    assert (event["actor_id"], event["path"], event["source"]["name"]) == ("alice", "/api/orders/9", "checkout")
