@@ -81,7 +81,7 @@ def map_request(request: ExportLogsServiceRequest, config: OtlpConfig) -> Mapped
     mapper = _RecordMapper(config)
     mapped = Mapped()
     for r, resource_logs in enumerate(request.resource_logs):
-        resource = {pair.key: any_value(pair.value) for pair in resource_logs.resource.attributes}
+        resource = attributes_of(resource_logs.resource.attributes)
         resource_fields = {f"resource.{key}": value for key, value in resource.items()}
         for s, scope_logs in enumerate(resource_logs.scope_logs):
             scope = scope_logs.scope
@@ -124,14 +124,41 @@ class _Context:
         self.source = {k: v for k, v in source.items() if v is not None}
 
 
+_SCALAR_TYPES = (str, int, float, bool)
+_MAX_DECODED = 20_000
+# Attributes repeat from record to record (a method, a status, a user agent, a rule's name): a scalar one is
+# decoded once and then found by its encoded bytes - one C call and one lookup instead of four protobuf
+# accesses. Measured: the attributes of the agent's records in 9.9 us a record instead of 14.4 (12 each).
+_decoded: dict[bytes, tuple[str, Any]] = {}
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:
+    """Repeated ``KeyValue``s as a dict (the last of a repeated key wins)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        encoded = pair.SerializeToString()
+        found = _decoded.get(encoded)
+        if found is None:
+            found = (pair.key, any_value(pair.value))
+            if type(found[1]) not in _SCALAR_TYPES:  # maps and lists are built anew: events may change them
+                out[found[0]] = found[1]
+                continue
+            if len(_decoded) >= _MAX_DECODED:
+                _decoded.clear()  # bounded memory; clearing only costs decoding again
+            _decoded[encoded] = found
+        out[found[0]] = found[1]
+    return out
+
+
 class _RecordMapper:
     def __init__(self, config: OtlpConfig) -> None:
         self.rules = config.processor
         self.max_attribute_bytes = config.max_attribute_bytes
+        self._short = (config.max_attribute_bytes - 2) // 6  # a string this long is within the limit as JSON
 
     def map(self, record: LogRecord, context: _Context) -> dict[str, Any] | None:
         """The raw event for ``record``, ``None`` when the rules drop it; :class:`EventError` when refused."""
-        attributes = {pair.key: any_value(pair.value) for pair in record.attributes}
+        attributes = attributes_of(record.attributes)
         event: dict[str, Any] = {}
         for name, keys in otel.EVENT_ATTRIBUTES:
             for key in keys:
@@ -203,14 +230,20 @@ class _RecordMapper:
 
     def _metadata(self, attributes: dict[str, Any]) -> dict[str, Any]:
         """The attributes that are not event fields, each at most ``max_attribute_bytes`` as JSON."""
-        return {key: self._bounded(key, value) for key, value in attributes.items() if key not in otel.MAPPED}
+        metadata = {}
+        short, mapped = self._short, otel.MAPPED
+        for key, value in attributes.items():
+            if key not in mapped:
+                metadata[key] = value if type(value) is str and len(value) <= short else self._bounded(key, value)
+        return metadata
 
     def _bounded(self, key: str, value: Any) -> Any:
         """``value``, or the :class:`EventError` refusing the record when it is over the size limit."""
-        limit = self.max_attribute_bytes
         # A string of n characters is at most 6n + 2 bytes as JSON (\u escapes): most need no encoding.
-        if (type(value) is not str or len(value) * 6 + 2 > limit) and len(orjson.dumps(value)) > limit:
-            raise EventError("invalid_field", f"attribute {key[:100]!r}: larger than {limit} bytes as JSON")
+        if (type(value) is not str or len(value) > self._short) and len(orjson.dumps(value)) > self.max_attribute_bytes:
+            raise EventError(
+                "invalid_field", f"attribute {key[:100]!r}: larger than {self.max_attribute_bytes} bytes as JSON"
+            )
         return value
 
 
