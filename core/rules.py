@@ -203,6 +203,8 @@ def compile_spec(key: str, spec: Any, path: str) -> tuple[Predicate, str]:
                         f"{op} {operand}",
                     )
                 )
+        if len(parts) == 1:  # the usual {regex: ...} or {not: ...}: its own test, without all() around it
+            return parts[0]
         tests = [t for t, _ in parts]
         return (lambda value: all(t(value) for t in tests)), " and ".join(d for _, d in parts)
     if key == "status_code" and isinstance(spec, str) and (klass := _STATUS_CLASS.match(spec)):
