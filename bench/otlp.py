@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
 from bench.agent import run_agent
@@ -32,10 +31,10 @@ def otlp_bodies(events: list[dict[str, Any]]) -> list[bytes]:
     from agent.exporters.otlp import OtlpExporter, RecordEncoder
 
     exporter = OtlpExporter.__new__(OtlpExporter)  # only its encoding is used: no queue, no session
-    exporter._records = RecordEncoder()
+    record = RecordEncoder().encode
     bodies = []
     for i in range(0, len(events), BATCH):
-        encoded = [orjson.dumps(event) + b"," for event in events[i : i + BATCH]]
+        encoded = [record(event) for event in events[i : i + BATCH]]
         bodies.append(zstd_compress(exporter.encode(encoded)[0], 1))
     return bodies
 
