@@ -32,6 +32,7 @@ PROTOBUF = "application/x-protobuf"
 _WRITTEN = tuple((name, keys[0]) for name, keys in otel.EVENT_ATTRIBUTES)  # the preferred attribute of each
 _NANOS_PER_MS = 1_000_000
 _INT64 = (-(2**63), 2**63 - 1)
+
 _RESOURCE = Resource(
     attributes=[
         KeyValue(key=key, value=AnyValue(string_value=value))
@@ -70,87 +71,93 @@ def set_value(target: AnyValue, value: Any) -> None:
             set_value(items.add(), item)
 
 
-# Event fields whose values rarely repeat: set on each record itself, never cached.
-_VARYING = frozenset({"resource_id", "client_ip", "request_id"})
-_MAX_FRAGMENTS = 50_000
+_FIELD_OF_TYPE = {str: "string_value", int: "int_value", bool: "bool_value", float: "double_value"}
+_MAX_SHAPES = 1_000
+
+
+class _Shape:
+    """A reusable record for events with the same attribute keys and value types: the keys are set once,
+    each event only overwrites the values (each ``AnyValue`` kept, with the field its type goes in)."""
+
+    __slots__ = ("body", "record", "slots")
+
+    def __init__(self, keys: tuple[str, ...], kinds: tuple[type, ...]) -> None:
+        self.record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
+        self.body = self.record.body
+        self.slots = []
+        for key, kind in zip(keys, kinds, strict=True):
+            pair = self.record.attributes.add()
+            pair.key = key
+            self.slots.append((pair.value, _FIELD_OF_TYPE[kind]))
 
 
 class RecordEncoder:
-    """Encodes events as serialized ``LogRecord``s.
+    """Encodes events as serialized ``LogRecord``s (:meth:`encode`).
 
-    A record is the concatenation of serialized partial ``LogRecord``s - protobuf's merge rule: repeated
-    fields (the attributes) append, scalars are set once each. The parts that repeat from event to event
-    (an action with its event name, body and severity; an attribute with its value: ``http.request.method``
-    ``PUT``, a rule's name, a user agent) are encoded once and kept by value; only the rest (time, id,
-    path, source stamp, ...) is built per event. Measured on the benchmark's events: 9.8 us per event
-    against 26.5 us building every attribute of every record (2-core machine, protobuf upb).
+    Events come in a few shapes (which attributes they have, and the type of each value), so each shape
+    gets one record that is reused: per event only the time, the action and the values are set, then it
+    is serialized. Measured on the benchmark's events (2-core machine, protobuf upb): 4.6 us an event,
+    against 10.2 us assembling cached per-attribute fragments and 26.5 us building every record anew.
     """
 
     def __init__(self) -> None:
-        self._fragments: dict[tuple[str, type, Any], bytes] = {}
+        self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
 
     def encode(self, event: dict[str, Any]) -> bytes:
-        parts = [self._fragment("", str, event["action"])]
-        record = LogRecord()
-        record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
-        add = record.attributes.add
-        pair = add()
-        pair.key = otel.EVENT_ID
-        pair.value.string_value = event["id"]
+        keys = [otel.EVENT_ID]
+        values = [event["id"]]
         for name, key in _WRITTEN:
             value = event.get(name)
-            if value is None:
-                continue
-            if name in _VARYING:
-                pair = add()
-                pair.key = key
-                set_value(pair.value, value)
-            else:
-                parts.append(self._fragment(key, type(value), value))
+            if value is not None:
+                keys.append(key)
+                values.append(value)
         path = event.get("path")
         if path is not None:
             bare, mark, query = path.partition("?")
-            pair = add()
-            pair.key = otel.URL_PATH
-            pair.value.string_value = bare
+            keys.append(otel.URL_PATH)
+            values.append(bare)
             if mark:
-                pair = add()
-                pair.key = otel.URL_QUERY
-                pair.value.string_value = query
-        for key, value in (event.get("metadata") or {}).items():
-            if type(value) is str:
-                parts.append(self._fragment(key, str, value))
-            else:
-                pair = add()
-                pair.key = key
-                set_value(pair.value, value)
+                keys.append(otel.URL_QUERY)
+                values.append(query)
+        metadata = event.get("metadata")
+        if metadata:
+            keys.extend(metadata)
+            values.extend(metadata.values())
         source = event.get("source")
         if source:
-            pair = add()
-            pair.key = otel.SOURCE
-            pair.value.string_value = orjson.dumps(source).decode()
-        parts.append(record.SerializeToString())
-        return b"".join(parts)
+            keys.append(otel.SOURCE)
+            values.append(orjson.dumps(source).decode())
+        kinds = tuple(map(type, values))
+        shape = self._shapes.get((tuple(keys), kinds))
+        if shape is None:
+            if not all(kind in _FIELD_OF_TYPE for kind in kinds):  # maps, lists: built whole, once
+                return _built(event, keys, values)
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()  # bounded memory; clearing only costs rebuilding
+            shape = self._shapes[(tuple(keys), kinds)] = _Shape(tuple(keys), kinds)
+        record = shape.record
+        record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
+        action = event["action"]
+        record.event_name = action
+        shape.body.string_value = action
+        try:
+            for (target, field), value in zip(shape.slots, values, strict=True):
+                setattr(target, field, value)
+        except ValueError:  # an integer beyond int64 (JSON allows it)
+            return _built(event, keys, values)
+        return record.SerializeToString()
 
-    def _fragment(self, key: str, kind: type, value: Any) -> bytes:
-        """The serialized partial record for one attribute (``key`` empty: the action's fields)."""
-        cache_key = (key, kind, value)  # the type too: True == 1 == 1.0
-        found = self._fragments.get(cache_key)
-        if found is None:
-            part = LogRecord()
-            if key:
-                pair = part.attributes.add()
-                pair.key = key
-                set_value(pair.value, value)
-            else:
-                part.event_name = value
-                part.body.string_value = value
-                part.severity_number = SEVERITY_NUMBER_INFO
-            found = part.SerializeToString()
-            if len(self._fragments) >= _MAX_FRAGMENTS:
-                self._fragments.clear()  # bounded memory; a cleared cache only costs a rebuild
-            self._fragments[cache_key] = found
-        return found
+
+def _built(event: dict[str, Any], keys: list[str], values: list[Any]) -> bytes:
+    """The record built anew, for what a shape cannot hold."""
+    record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
+    record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
+    record.event_name = record.body.string_value = event["action"]
+    for key, value in zip(keys, values, strict=True):
+        pair = record.attributes.add()
+        pair.key = key
+        set_value(pair.value, value)
+    return record.SerializeToString()
 
 
 class OtlpExporter(HttpExporter):
