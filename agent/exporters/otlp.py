@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
@@ -182,6 +183,18 @@ class OtlpExporter(HttpExporter):
         for record in events:  # serialized log records (encode_event), parsed in place from C
             add().MergeFromString(record)
         return request.SerializeToString(), PROTOBUF
+
+    async def probe(self) -> bool:
+        """Whether the endpoint answers HTTP at all right now: an OpenTelemetry Collector has no /healthz on
+        its OTLP port, and answers a GET of /v1/logs with 405 (a sidetrail collector too)."""
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                self.reachable = response.status < 500
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self.reachable = False
+        return self.reachable
 
     def read_answer(self, payload: bytes, content_type: str) -> object:
         """An ``ExportLogsServiceResponse`` (protobuf, or OTLP/JSON), else the text of the answer."""

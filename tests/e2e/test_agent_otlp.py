@@ -94,6 +94,8 @@ def test_requests_are_otlp_protobuf_field_by_field(tmp_path: Path, sink: OtlpSin
         settle(lambda: agent.metric('sidetrail_agent_events_rejected_total{code="otlp_partial_success"}') == 2,
                message="partial_success counted")  # fmt: skip
         assert agent.metric('sidetrail_agent_batches_retried_total{reason="503"}') >= 1
+        ready = f"http://127.0.0.1:{agent.metrics_port}/readyz"  # the endpoint has no /healthz: any answer will do
+        settle(lambda: request("GET", ready).status == 200, message="the agent ready with an OTLP endpoint")
     finally:
         assert agent.stop() == 0
     headers, first = sink.requests[0]
