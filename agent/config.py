@@ -10,19 +10,12 @@ from urllib.parse import urlsplit
 
 from core.config import Duration, Size
 from core.event import EVENT_FIELDS
+from core.rules import DEFAULT_VERBS, DefaultRuleConfig, RuleConfig  # the rule language, shared with the collector
 
 LogFormat = Literal[
     "nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined", "json", "regex", "nginx"
 ]
 
-DEFAULT_VERBS = {
-    "POST": "created",
-    "PUT": "updated",
-    "PATCH": "updated",
-    "DELETE": "deleted",
-    "GET": "read",
-    "HEAD": "read",
-}
 DEFAULT_REDACTED_QUERY_KEYS = (
     "token",
     "access_token",
@@ -39,41 +32,6 @@ DEFAULT_REDACTED_QUERY_KEYS = (
     "X-Amz-Signature",
     "code",
 )
-
-
-@dataclass(frozen=True)
-class RuleConfig:
-    """One extraction rule: when every condition in ``match`` holds, ``drop`` the line or ``set`` fields.
-
-    ``match`` maps a field (event field, parsed field, JSON dot-path) to a value spec: a scalar, a list
-    (any of), ``{regex: ...}``, ``{not: ...}``, ``2xx``..``5xx``, ``{gte/gt/lte/lt: n}``, a CIDR block, or
-    for ``path`` a route template such as ``/api/v1/users/{user_id}``. See README "Writing rules".
-    """
-
-    name: str
-    match: dict[str, Any] = field(default_factory=dict)
-    set: dict[str, str] | None = None
-    drop: bool = False
-
-    def validate(self) -> list[tuple[str, str]]:
-        if self.drop and self.set:
-            return [("", "a rule has either drop: true or set:, not both")]
-        if not self.drop and not self.set:
-            return [("", "a rule needs drop: true or a set: block")]
-        return []
-
-
-@dataclass(frozen=True)
-class DefaultRuleConfig:
-    """What happens to lines no rule matched: kept with the built-in defaults, ``drop``ped, or ``set``."""
-
-    drop: bool = False
-    set: dict[str, str] | None = None
-
-    def validate(self) -> list[tuple[str, str]]:
-        if self.drop and self.set:
-            return [("", "either drop: true or set:, not both")]
-        return []
 
 
 @dataclass(frozen=True)
@@ -268,13 +226,24 @@ class BatchConfig:
         return errors
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+
+
 @dataclass(frozen=True)
 class ExporterConfig:
-    """Where and how batches are shipped."""
+    """Where and how batches are shipped.
+
+    ``protocol``: ``sidetrail`` posts JSON events to ``<endpoint>/v1/ingest``; ``otlp`` posts OTLP/HTTP
+    protobuf ``ExportLogsServiceRequest``s to ``<endpoint>/v1/logs`` (a sidetrail collector or any
+    OpenTelemetry Collector), where ``api_key`` may be empty (no ``Authorization`` header is sent).
+    ``headers`` are added to every request (e.g. a tenant header your OTel Collector wants).
+    """
 
     endpoint: str
     api_key: str
     type: Literal["http"] = "http"
+    protocol: Literal["sidetrail", "otlp"] = "sidetrail"
+    headers: dict[str, str] = field(default_factory=dict)
     batch: BatchConfig = field(default_factory=BatchConfig)
     compression: Literal["zstd", "gzip", "none"] = "zstd"
     timeout: Duration = 10.0
@@ -287,8 +256,13 @@ class ExporterConfig:
         url = urlsplit(self.endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             errors.append(("endpoint", f"must be an http:// or https:// URL, got {self.endpoint!r}"))
-        if not self.api_key:
+        if not self.api_key and self.protocol == "sidetrail":
             errors.append(("api_key", "must not be empty"))
+        for name, value in self.headers.items():
+            if not _HEADER_NAME.match(name):
+                errors.append((f"headers.{name}", "is not a valid HTTP header name"))
+            elif "\r" in value or "\n" in value:
+                errors.append((f"headers.{name}", "must not contain a line break"))
         if self.max_backoff < self.initial_backoff:
             errors.append(("max_backoff", "must be at least initial_backoff"))
         if not 1 <= self.max_in_flight_batches <= 64:

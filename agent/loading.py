@@ -13,8 +13,8 @@ from agent.processors.event import EventBuilder, SpooledEventBuilder
 from agent.processors.line import LineProcessor
 from agent.processors.parse import SpooledEventParser, build_parser, known_fields
 from agent.processors.redact import Redactor
-from agent.processors.rules import RuleError, RuleProcessor
 from core.config import ConfigError, load_file
+from core.rules import RuleError, RuleProcessor
 
 PRECHECK_FORMATS = frozenset({"nginx_combined", "apache_common", "apache_combined", "apache_vhost_combined"})
 

@@ -57,6 +57,9 @@ class Pipeline:
         self.redactor = Redactor(config.redaction)
         self.notifier = Notifier()
         processors = build_processors(config, self.redactor)
+        encode_event = getattr(self.exporter, "encode_event", None)  # an exporter that encodes events itself
+        for processor in processors.values():
+            processor.encode = encode_event
         self.sources: dict[str, _Source] = {}
         for name, source_config in config.sources.items():
             context = ReceiverContext(name, config.agent.data_dir, self.checkpoints, self.notifier, self.metrics)

@@ -15,6 +15,7 @@ from typing import Any
 from agent.checkpointer import Checkpointer
 from agent.config import ExporterConfig, FileSourceConfig, HttpSourceConfig
 from agent.exporters.http import HttpExporter
+from agent.exporters.otlp import OtlpExporter
 from agent.metrics import AgentMetrics
 from agent.receivers.file import FileReceiver
 from agent.receivers.http import HttpReceiver
@@ -48,7 +49,8 @@ def _http_receiver(config: HttpSourceConfig, context: ReceiverContext, consumer:
 def _http_exporter(
     config: ExporterConfig, metrics: AgentMetrics, queue: BatchQueue, on_ack: Callable[[Batch], None]
 ) -> Exporter:
-    return HttpExporter(config, metrics, queue, on_ack)
+    kind = OtlpExporter if config.protocol == "otlp" else HttpExporter  # the same delivery, another encoding
+    return kind(config, metrics, queue, on_ack)
 
 
 RECEIVERS: dict[str, Callable[[Any, ReceiverContext, Consumer], Receiver]] = {

@@ -87,7 +87,8 @@ class Position:
 @dataclass
 class Batch:
     """Events to send together. Each is its JSON followed by a comma, so the body's array is their join
-    less the last comma, and ``size`` (their total length) is the body's size to within a few bytes.
+    less the last comma, and ``size`` (their total length) is the body's size to within a few bytes - or,
+    when the exporter encodes events itself (its ``encode_event``; OTLP), in that encoding.
 
     ``positions`` holds, per file key, the position its acknowledgement advances to. A batch may hold
     positions and no events (every line was dropped); it is acknowledged without a send.

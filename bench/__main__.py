@@ -28,6 +28,7 @@ from bench.agent import bench_agent
 from bench.collector import bench_collector, bench_indexes
 from bench.e2e import bench_e2e
 from bench.integrity import bench_chain_cost, bench_verify
+from bench.otlp import bench_otlp
 from bench.queries import bench_queries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,6 +188,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
         out += _dialect_rows(queries.get("dialects"), verdict)
     out += _integrity_rows(results.get("integrity"), verdict)
+    out += _otlp_rows(results.get("otlp"), verdict)
     e2e = results.get("e2e")
     if e2e:
         latency = e2e["latency_ms"]
@@ -278,6 +280,32 @@ def _integrity_rows(
     return out
 
 
+def _otlp_rows(otlp: dict[str, Any] | None, verdict: Callable[[bool], str]) -> list[tuple[str, str, str, str, str]]:
+    """/v1/logs next to /v1/ingest (same events, same run), and the agent's otlp exporter next to sidetrail."""
+    if not otlp:
+        return []
+    ingest, agent = otlp["ingest"], otlp["agent"]
+    logs, native = ingest["logs"], ingest["ingest"]
+    otlp_cpu, sidetrail_cpu = agent["otlp"]["cpu_s_per_1m_lines"], agent["sidetrail"]["cpu_s_per_1m_lines"]
+    return [
+        (
+            "collector ingest via /v1/logs (OTLP protobuf, SQLite, 4 senders)",
+            f"{logs['events_per_s']:,.0f} events/s",
+            f"/v1/ingest {native['events_per_s']:,.0f} events/s (same events)",
+            f"{ingest['ratio']:.2f}x",
+            f">= 0.8x: {verdict(ingest['ratio'] >= 0.8)}; count {logs['accepted']:,}/{logs['events']:,}",
+        ),
+        (
+            "agent CPU per 1M lines, exporter.protocol otlp",
+            f"{otlp_cpu:.2f} s",
+            f"sidetrail {sidetrail_cpu:.2f} s",
+            f"{agent['ratio']:.2f}x",
+            f"<= 1.2x: {verdict(agent['ratio'] <= 1.2)}; count {agent['otlp']['events_received']:,}/"
+            f"{agent['otlp']['events_expected']:,}",
+        ),
+    ]
+
+
 def print_table(table: list[tuple[str, str, str, str, str]]) -> None:
     headers = ("measure", "value", "ceiling / reference", "ratio", "goal")
     widths = [max(len(str(row[i])) for row in [headers, *table]) for i in range(5)]
@@ -293,8 +321,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--only",
-        default="agent,collector,indexes,queries,integrity,e2e",
-        help="comma list of agent, collector, indexes, queries, integrity, e2e",
+        default="agent,collector,indexes,queries,integrity,otlp,e2e",
+        help="comma list of agent, collector, indexes, queries, integrity, otlp, e2e",
     )
     parser.add_argument(
         "--verify-events", type=int, help="events of the tenant whose chain is verified (default 5,000,000)"
@@ -346,6 +374,11 @@ def main() -> int:
             chain_cost = bench_chain_cost(workdir / "chain", log_file, count, postgres_dsn(args.pg_dsn))
             print(f"bench: verify a {verify_events:,}-event chain...", file=sys.stderr)
             results["integrity"] = {"chain_cost": chain_cost, "verify": bench_verify(workdir / "verify", verify_events)}
+        if "otlp" in only:
+            count = min(args.ingest_events or (10_000 if quick else 200_000), stats["non_get"])
+            print(f"bench: OpenTelemetry: /v1/logs vs /v1/ingest on {count:,} events, agent otlp vs sidetrail "
+                  f"on {lines:,} lines...", file=sys.stderr)  # fmt: skip
+            results["otlp"] = bench_otlp(workdir / "otlp", log_file, stats["non_get"], count)
         if "e2e" in only:
             seconds = args.e2e_seconds or (5.0 if quick else 60.0)
             idle = args.idle_seconds if args.idle_seconds is not None else (2.0 if quick else 600.0)

@@ -60,8 +60,11 @@ def floor_regex(path: Path) -> dict[str, float]:
     return {"lines_per_s": count / (time.perf_counter() - started)}
 
 
-def run_agent(workdir: Path, log_file: Path, endpoint: str, api_key: str, expected: int, count: Any) -> dict[str, Any]:
-    """Start an agent on ``log_file``; return its numbers once ``count()`` reaches ``expected``."""
+def run_agent(
+    workdir: Path, log_file: Path, endpoint: str, api_key: str, expected: int, count: Any, protocol: str = "sidetrail"
+) -> dict[str, Any]:
+    """Start an agent on ``log_file`` shipping in ``protocol``; return its numbers once ``count()`` reaches
+    ``expected``."""
     workdir.mkdir(parents=True, exist_ok=True)
     metrics_port = free_port()
     config = workdir / "agent.yaml"
@@ -70,7 +73,8 @@ def run_agent(workdir: Path, log_file: Path, endpoint: str, api_key: str, expect
 agent: {{id: bench, data_dir: {workdir / "state"}, metrics_listen: "127.0.0.1:{metrics_port}"}}
 sources:
   nginx: {{type: file, include: ["{log_file}"], format: nginx_combined, start_at: beginning}}
-exporter: {{endpoint: "{endpoint}", api_key: "{api_key}", batch: {{max_events: 1000, max_wait: 200ms}}}}
+exporter: {{endpoint: "{endpoint}", api_key: "{api_key}", protocol: {protocol},
+           batch: {{max_events: 1000, max_wait: 200ms}}}}
 log_level: warning
 {RULES}"""
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from collector.api.jwt_auth import JwtConfig
 from core.config import Duration, Size
+from core.rules import DEFAULT_VERBS, DefaultRuleConfig, RuleConfig, RuleProcessor
 
 MAX_FUTURE_SKEW = 366 * 86400.0
 
@@ -153,6 +155,37 @@ class AuthConfig:
     jwt: JwtConfig | None = None
 
 
+def _audit_records_only() -> list[RuleConfig]:
+    """The default selection: a record that carries an event name or an ``audit`` attribute is an audit event
+    (``{regex: "^"}`` holds for any value that is present), every other record is dropped."""
+    absent = {"not": {"regex": "^"}}
+    return [RuleConfig("not-an-audit-record", match={"event_name": absent, "audit": absent}, drop=True)]
+
+
+@dataclass(frozen=True)
+class OtlpConfig:
+    """``POST /v1/logs`` (OpenTelemetry logs): which records become audit events and what they set - the
+    agent's rule language (``rules``, ``default``, ``verbs``) over each record's fields (README
+    "OpenTelemetry") - and the largest attribute value kept in ``metadata`` (as JSON; a record with a
+    larger one is rejected)."""
+
+    rules: list[RuleConfig] = field(default_factory=_audit_records_only)
+    default: DefaultRuleConfig = field(default_factory=DefaultRuleConfig)
+    verbs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VERBS))
+    max_attribute_bytes: Size = 8192
+
+    @cached_property
+    def processor(self) -> RuleProcessor:
+        """The rules compiled once (records have open fields: any attribute may be matched or used)."""
+        return RuleProcessor(self.rules, "rules", [], self.default, "default", self.verbs, known_fields=None)
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = [(error.path, error.message) for error in self.processor.errors]
+        if not 16 <= self.max_attribute_bytes <= 16 * 1024:
+            errors.append(("max_attribute_bytes", "must be between 16B and 16KiB"))
+        return errors
+
+
 @dataclass(frozen=True)
 class IntegrityConfig:
     """Tamper evidence (``docs/tamper-evidence.md``): every stored event hash-chained per tenant, the chain
@@ -218,6 +251,7 @@ class CollectorConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     integrity: IntegrityConfig = field(default_factory=IntegrityConfig)
+    otlp: OtlpConfig = field(default_factory=OtlpConfig)
     retention: Duration | None = 400 * 86400.0
     tenant_retention: dict[str, Duration] = field(default_factory=dict)
     retention_interval: Duration = 3600.0

@@ -66,6 +66,11 @@ class CollectorMetrics:
             ["reason"],
             registry=r,
         )
+        self.otlp_records_dropped = Counter(
+            "sidetrail_collector_otlp_records_dropped_total",
+            "OpenTelemetry log records received on /v1/logs that the otlp rules did not keep as audit events.",
+            registry=r,
+        )
         self.source_gaps = Counter(
             "sidetrail_collector_source_gaps_total",
             "Places where an agent's file stream skipped events or bytes (see source.gap on the next event).",

@@ -10,7 +10,7 @@ Everything else that names the event's fields is derived from this table:
                                           collector's OpenAPI document serves
 ``collector/storage/base.py``             ``INSERT_COLUMNS``, ``EVENT_COLUMNS``, ``FILTER_COLUMNS``,
                                           ``JSON_COLUMNS``: the column lists both backends insert, select and stage
-``agent/processors/rules.py``             ``SETTABLE``: the fields an extraction rule may set
+``core/rules.py``                         ``SETTABLE``: the fields an extraction rule may set
 ========================================  =====================================================================
 
 Adding a field (say ``session_id``, a string of at most 256 characters, filterable):

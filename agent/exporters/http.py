@@ -1,7 +1,7 @@
 """HttpExporter: ships batches to the collector's ``POST /v1/ingest``, in order, one at a time.
 
 Delivery contract:
-- A batch is acknowledged (and its file positions handed to the checkpoints) only after a 200.
+- A batch is acknowledged (and its file positions handed to the checkpoints) only after a 2xx.
 - Connection errors, timeouts and 429/502/503/504 are retried forever with exponential backoff and
   jitter, honouring ``Retry-After``: while the collector is away, the queue fills and reading stops.
 - 401/403 keep the batch and retry at the slowest pace, logging loudly: a wrong or revoked key must
@@ -39,7 +39,10 @@ _AUTH_LOG_EVERY = 30.0
 
 class HttpExporter:
     """Sends the batches of ``queue`` from :meth:`start` until :meth:`stop`; ``on_ack`` gets each one
-    delivered (or permanently refused), in order."""
+    delivered (or permanently refused), in order. The body's encoding and the answer's reading are
+    :meth:`encode` and :meth:`read_answer` (``agent/exporters/otlp.py`` speaks OTLP through them)."""
+
+    PATH = "/v1/ingest"
 
     def __init__(
         self,
@@ -53,7 +56,7 @@ class HttpExporter:
         self.queue = queue
         self.on_ack = on_ack
         self._task: asyncio.Task[None] | None = None
-        self.url = config.endpoint.rstrip("/") + "/v1/ingest"
+        self.url = config.endpoint.rstrip("/") + self.PATH
         self._session: aiohttp.ClientSession | None = None
         self._last_auth_log = 0.0
         self._last_reject_log = 0.0
@@ -65,10 +68,9 @@ class HttpExporter:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        headers = {
-            "Authorization": f"Bearer {self.config.api_key}",
-            "User-Agent": f"sidetrail-agent/{__version__}",
-        }
+        headers = {"User-Agent": f"sidetrail-agent/{__version__}", **self.config.headers}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
         self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
         self._task = asyncio.create_task(self.run(self.queue), name="exporter")
 
@@ -113,7 +115,7 @@ class HttpExporter:
         while True:
             started = time.monotonic()
             status, retry_after, detail = await self._post(events)
-            if status == 200:
+            if status is not None and 200 <= status < 300:
                 self.reachable = True
                 self.metrics.batches_sent.inc()
                 self.metrics.export_duration.observe(time.monotonic() - started)
@@ -141,8 +143,8 @@ class HttpExporter:
 
     async def _post(self, events: list[bytes]) -> tuple[int | None, float | None, object]:
         assert self._session is not None, "start() first"
-        body = b'{"events":[' + b"".join(events)[:-1] + b"]}"  # each event ends with its comma
-        headers = {"Content-Type": "application/json"}
+        body, content_type = self.encode(events)
+        headers = {"Content-Type": content_type}
         if self.config.compression == "zstd":
             body = self._zstd.compress(body, ZstdCompressor.FLUSH_FRAME)
             headers["Content-Encoding"] = "zstd"
@@ -153,14 +155,21 @@ class HttpExporter:
             async with self._session.post(self.url, data=body, headers=headers) as response:
                 payload = await response.read()
                 retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-                try:
-                    detail: object = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    detail = payload[:200].decode("utf-8", "replace")
-                return response.status, retry_after, detail
+                return response.status, retry_after, self.read_answer(payload, response.content_type)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.debug("send failed: %r", exc)
             return None, None, str(exc)
+
+    def encode(self, events: list[bytes]) -> tuple[bytes, str]:
+        """The request body for ``events`` (each its JSON and a comma) and its content type."""
+        return b'{"events":[' + b"".join(events)[:-1] + b"]}", "application/json"
+
+    def read_answer(self, payload: bytes, content_type: str) -> object:
+        """The collector's answer as :meth:`_count_rejections` reads it (text when it is not JSON)."""
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return payload[:200].decode("utf-8", "replace")
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.max_backoff, self.config.initial_backoff * 2**attempt)
@@ -171,15 +180,19 @@ class HttpExporter:
         for item in rejected:
             self.metrics.events_rejected.labels(str(item.get("code", "unknown"))).inc()
         if rejected:
-            self._rejected_since_log += len(rejected)
-            now = time.monotonic()
-            if now - self._last_reject_log >= _AUTH_LOG_EVERY:  # counted always, logged at most twice a minute
-                log.warning(
-                    "collector rejected %d events since the last report (dropped); latest: %s",
-                    self._rejected_since_log,
-                    rejected[0].get("message"),
-                )
-                self._last_reject_log, self._rejected_since_log = now, 0
+            self._log_rejections(len(rejected), rejected[0].get("message"))
+
+    def _log_rejections(self, count: int, latest: object) -> None:
+        """Counted always, logged at most twice a minute."""
+        self._rejected_since_log += count
+        now = time.monotonic()
+        if now - self._last_reject_log >= _AUTH_LOG_EVERY:
+            log.warning(
+                "collector rejected %d events since the last report (dropped); latest: %s",
+                self._rejected_since_log,
+                latest,
+            )
+            self._last_reject_log, self._rejected_since_log = now, 0
 
     def _log_auth_failure(self, status: int, detail: object) -> None:
         now = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,8 +19,8 @@ import orjson
 from agent.processors.event import EventBuilder
 from agent.processors.parse import LineParser
 from agent.processors.redact import Redactor
-from agent.processors.rules import Decision, RuleProcessor
 from agent.stages import Chunk, FileRef
+from core.rules import Decision, RuleProcessor
 
 
 @dataclass
@@ -60,6 +61,9 @@ class LineProcessor:
     ) -> None:
         self.parser = parser
         self.builder = builder
+        # How each event is encoded for the exporter (see Batch): its JSON and a comma, unless the exporter
+        # encodes events itself (OTLP: a serialized log record; set by the pipeline).
+        self.encode: Callable[[dict[str, Any]], bytes] | None = None
         self.redactor = redactor
         self.rules = rules if rules is not None and rules.active else None
         self.precheck = precheck and self.rules is not None and bool(self.rules.drop_methods)
@@ -105,6 +109,7 @@ class LineProcessor:
         bounds = chunk.bounds()
         path, key = chunk.ref.path, chunk.ref.key
         parse, build, redact, dumps = self.parser.parse, self.builder.build, self.redactor.apply, orjson.dumps
+        encode = self.encode
         decide = rules.decide if rules is not None else None
         redact_every_event = self._redact_every_event
         encoded: list[bytes] = []
@@ -134,7 +139,7 @@ class LineProcessor:
             # The comma makes the exporter's JSON array a plain join, and the concatenation is an
             # exact-size copy: orjson's own result keeps its whole growth buffer (4-8 KiB an event here),
             # which for the thousands of events in flight was most of the agent's memory.
-            encoded.append(dumps(event) + b",")
+            encoded.append(dumps(event) + b"," if encode is None else encode(event))
             seq, last_end = seq + 1, end
         dropped = len(lines) - len(encoded) - unparsed
         return ChunkResult(encoded, dropped, unparsed, seq, last_end)

@@ -1,9 +1,13 @@
-"""``POST /v1/ingest``: validate each event on its own, store the good ones, answer after commit."""
+"""``POST /v1/ingest``: validate each event on its own, store the good ones, answer after commit.
+
+:func:`store` is that path for every route that ingests (``/v1/logs`` maps OpenTelemetry records onto it).
+"""
 
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import orjson
 from aiohttp import web
@@ -16,6 +20,14 @@ from collector.storage.base import InsertResult
 from core.event import EventError, now_ms, validate_event
 
 _CREATED_AT = operator.itemgetter("created_at")
+
+
+class Rejection(TypedDict):
+    """One refused event of a request: its position in the request, a code and a message naming the field."""
+
+    index: int
+    code: str
+    message: str
 
 
 def _decode_body(request: web.Request, body: bytes) -> list[Any]:
@@ -42,10 +54,21 @@ def _decode_body(request: web.Request, body: bytes) -> list[Any]:
 
 
 async def ingest(request: web.Request, principal: Principal) -> web.Response:
-    app = request.app
-    metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
     body = await read_body(request)
-    raw_events = _decode_body(request, body)
+    result, rejected = await store(request.app, principal.tenant_id, _decode_body(request, body))
+    body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def store(
+    app: web.Application, tenant_id: str, raw_events: Sequence[Any]
+) -> tuple[InsertResult, list[Rejection]]:
+    """The one way events enter storage from the API (``/v1/ingest``, ``/v1/logs``): validate each event on
+    its own (an :class:`EventError` in a slot is that slot's rejection), store the valid ones, count them.
+
+    Returns once the accepted events are committed, with the rejections by index; 413 past
+    ``ingest.max_events_per_request``; storage errors propagate (the error middleware answers 503)."""
+    metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
     if len(raw_events) > limits.max_events_per_request:
         raise ApiError(
             413,
@@ -55,12 +78,12 @@ async def ingest(request: web.Request, principal: Principal) -> web.Response:
     received_at = now_ms()
     latest_ms = received_at + int(limits.max_future_skew * 1000)
     valid: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
     for index, raw in enumerate(raw_events):
         try:
             if isinstance(raw, EventError):
                 raise raw
-            event = validate_event(raw, principal.tenant_id, latest_ms)
+            event = validate_event(raw, tenant_id, latest_ms)
         except EventError as exc:
             rejected.append({"index": index, "code": exc.code, "message": exc.message})
             metrics.events_rejected.labels(exc.code).inc()
@@ -75,5 +98,4 @@ async def ingest(request: web.Request, principal: Principal) -> web.Response:
         metrics.source_gaps.inc(result.gaps)
         metrics.source_missing_events.inc(result.missing_events)
         metrics.source_missing_bytes.inc(result.missing_bytes)
-    body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return result, rejected

@@ -67,8 +67,11 @@ def _operation(route: Route, dialect: Dialect, config: CollectorConfig) -> dict[
         operation["x-required-scope"] = route.scope
     if parameters:
         operation["parameters"] = parameters
+    media = dict(route.body_media or {})
     if route.body is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
+        media["application/json"] = route.body
+    if media:
+        operation["requestBody"] = {"required": True, "content": {kind: {"schema": s} for kind, s in media.items()}}
     responses = {str(status): _response(response) for status, response in route.responses.items()}
     for status in route.errors:
         responses.setdefault(str(status), _response(Response(dialect.error_statuses[status], ERROR_REF)))

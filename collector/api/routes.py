@@ -44,6 +44,7 @@ class Route:
     scope: Scope | None = None  # None: public, no key needed
     params: tuple[QueryParam, ...] = ()
     body: Schema | None = None  # a required JSON request body
+    body_media: Mapping[str, Schema] | None = None  # or a required body in any of these media types
     responses: Mapping[int, Response] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
 

@@ -92,6 +92,7 @@ def test_real_responses_match_the_documented_schemas(collector: ThreadedCollecto
     doomed = request("POST", f"{collector.url}/v1/keys", key=admin, json={"scope": "read"}).json()["key_id"]
     calls = [
         ("post", "/v1/ingest", ingest_key, {"json": {"events": [event(9)]}}, "200"),
+        ("post", "/v1/logs", ingest_key, {"json": {"resourceLogs": []}}, "200"),
         ("get", "/v1/audit-log", admin, {"params": {"limit": 2}}, "200"),
         ("get", "/v1/audit-log/changes", admin, {"params": {"after_seq": 0}}, "200"),
         ("get", "/v1/audit-log/stats", admin, {"params": {"group_by": "action"}}, "200"),

@@ -144,3 +144,29 @@ def test_agent_config_errors_name_nested_paths() -> None:
     assert "sources.nginx.fromat: unknown key (did you mean 'format'?)" in errors
     assert any(e.startswith("sources.other.type: must be one of file") for e in errors)
     assert any(e.startswith("exporter.batch.max_wait: must be a duration") for e in errors)
+
+
+def test_exporter_protocol_and_headers() -> None:
+    def exporter(**settings: object) -> dict[str, object]:
+        return {"sources": {"s": {"type": "file", "include": ["/x"]}}, "exporter": {"endpoint": "http://c", **settings}}
+
+    otlp = load_mapping(AgentConfig, exporter(api_key="", protocol="otlp", headers={"X-Scope-OrgID": "a"})).exporter
+    assert (otlp.protocol, otlp.api_key, otlp.headers) == ("otlp", "", {"X-Scope-OrgID": "a"})
+    assert load_mapping(AgentConfig, exporter(api_key="k")).exporter.protocol == "sidetrail"
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(AgentConfig, exporter(api_key="k", protocol="grpc"))
+    assert caught.value.errors[0].startswith("exporter.protocol: ") and "otlp" in caught.value.errors[0]
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(AgentConfig, exporter(api_key="", headers={"Bad Name": "x", "X-Ok": "a\r\nInjected: 1"}))
+    assert caught.value.errors == [
+        "exporter.api_key: must not be empty",  # only otlp may go without a key
+        "exporter.headers.Bad Name: is not a valid HTTP header name",
+        "exporter.headers.X-Ok: must not contain a line break",
+    ]
+
+
+def test_collector_otlp_defaults_keep_records_with_an_event_name_or_an_audit_attribute() -> None:
+    rules = load_mapping(CollectorConfig, {}).otlp.processor
+    assert rules.decide({"event_name": "x"}).dropped is False
+    assert rules.decide({"audit": False}).dropped is False  # carried, whatever its value
+    assert rules.decide({"body": "GET /healthz"}).dropped is True

@@ -96,7 +96,8 @@ class CollectorProcess:
 
 
 class AgentProcess:
-    """``sidetrail-agent run`` tailing ``logs/*.log`` under ``root`` and shipping to ``endpoint``."""
+    """``sidetrail-agent run`` tailing ``logs/*.log`` under ``root`` and shipping to ``endpoint`` (in
+    ``protocol``: ``sidetrail`` or ``otlp``)."""
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class AgentProcess:
         checkpoint_interval: str = "100ms",
         extra_sources: str = "",
         extra_config: str = "",
+        protocol: str = "sidetrail",
         **source: Any,
     ) -> None:
         self.root = root
@@ -131,6 +133,7 @@ exporter:
   batch: {{max_events: 500, max_wait: 50ms}}
   initial_backoff: 50ms
   max_backoff: 500ms
+  protocol: {protocol}
 checkpoint_interval: {checkpoint_interval}
 {extra_config}"""
         )

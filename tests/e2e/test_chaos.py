@@ -1,5 +1,6 @@
 """Chaos: 200,000 lines with rotations, the agent kill -9'd again and again, the collector stopped for a
-while. At the end the store holds exactly the lines written: same count, same content, no duplicates.
+while. At the end the store holds exactly the lines written: same count, same content, no duplicates -
+with the agent speaking either protocol (``sidetrail`` to /v1/ingest, ``otlp`` to /v1/logs).
 
 The faults fall at seeded points of the stream (events stored so far, failed sends), not after delays.
 The seed comes from ``SIDETRAIL_CHAOS_SEED`` (default 1) and is printed, so a failing run can be replayed.
@@ -52,8 +53,9 @@ def write(logs: Path, stopping: threading.Event) -> int:
     return written
 
 
+@pytest.mark.parametrize("protocol", ["sidetrail", "otlp"])
 def test_kill_9_rotation_and_collector_outage_store_each_line_exactly_once(
-    tmp_path: Path, background: Background
+    tmp_path: Path, background: Background, protocol: str
 ) -> None:
     seed = int(os.environ.get("SIDETRAIL_CHAOS_SEED", "1"))
     print(f"chaos seed {seed} (SIDETRAIL_CHAOS_SEED={seed} replays these faults)")  # shown when the test fails
@@ -68,7 +70,9 @@ def test_kill_9_rotation_and_collector_outage_store_each_line_exactly_once(
     ingest_key = collector.key("acme", "ingest")
     # app.log* keeps rotated files discoverable after a restart; checkpoints are saved only every second,
     # so every kill leaves acknowledged-but-unrecorded batches that the next run sends again.
-    agent = AgentProcess(tmp_path / "agent", collector.url, ingest_key, include="app.log*", checkpoint_interval="1s")
+    agent = AgentProcess(
+        tmp_path / "agent", collector.url, ingest_key, include="app.log*", checkpoint_interval="1s", protocol=protocol
+    )
     stored = functools.partial(_stored, collector.db)
     try:
         agent.start()

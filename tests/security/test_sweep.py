@@ -44,6 +44,7 @@ ROUTES = [
     ("GET", "/v1/audit-log/verify", "admin", None),
     ("GET", "/v1/audit-log/{id}", "read", None),
     ("POST", "/v1/ingest", "ingest", b'{"events": []}'),
+    ("POST", "/v1/logs", "ingest", b'{"resourceLogs": []}'),
     ("GET", "/v1/keys", "admin", None),
     ("POST", "/v1/keys", "admin", b'{"scope": "read"}'),
     ("DELETE", "/v1/keys/0123456789abcdef", "admin", None),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collector.api import health, ingest, integrity_routes, key_routes, query
+from collector.api import health, ingest, integrity_routes, key_routes, otlp, query
 from collector.api.dialects.base import ERROR_REF, Dialect
 from collector.api.dialects.native import items, params
 from collector.api.errors import error_response
@@ -61,7 +61,7 @@ ERRORS = {
     403: "insufficient_permissions or tenant_mismatch",
     413: "payload_too_large",
     414: "uri_too_long",
-    415: "unsupported_media_type: a Content-Encoding other than gzip, deflate, zstd",
+    415: "unsupported_media_type: a Content-Encoding other than gzip, deflate, zstd (/v1/logs: or Content-Type)",
     429: "rate_limit_exceeded (Retry-After is set)",
     431: "headers_too_large",
     503: "unavailable: storage down, writer queue full or query timed out (Retry-After is set)",
@@ -82,6 +82,15 @@ _INGEST_RESULT = _object(
         "items": _object(index={"type": "integer"}, code={"type": "string"}, message={"type": "string"}),
     },
 )
+_OTLP_RESPONSE = {  # ExportLogsServiceResponse in OTLP/JSON; partialSuccess only when records were refused
+    "type": "object",
+    "properties": {
+        "partialSuccess": _object(
+            rejectedLogRecords={"type": "string", "pattern": "^[0-9]+$"}, errorMessage={"type": "string"}
+        )
+    },
+}
+_OTLP_MEDIA = {otlp.PROTOBUF: {"type": "string", "format": "binary"}, otlp.JSON: _OTLP_RESPONSE}
 _STATS = _object(
     interval={"type": "string"},
     group_by={"type": ["string", "null"]},
@@ -140,6 +149,14 @@ ROUTES = (
         "POST", "/v1/ingest", ingest.ingest, "Store events; answered after commit", scope="ingest",
         body=_object(events={"type": "array", "items": {"type": "object"}}),
         responses={200: Response("OK", _INGEST_RESULT)}, errors=_WRITE_ERRORS,
+    ),
+    Route(
+        "POST", "/v1/logs", otlp.export_logs,
+        "OTLP/HTTP logs (OpenTelemetry): an ExportLogsServiceRequest as application/x-protobuf or application/json; "
+        "records become events per the collector's otlp rules (README: OpenTelemetry)", scope="ingest",
+        body_media=_OTLP_MEDIA | {otlp.JSON: {"type": "object"}},
+        responses={200: Response("ExportLogsServiceResponse, in the request's encoding", media=_OTLP_MEDIA)},
+        errors=_WRITE_ERRORS,
     ),
     Route(
         "GET", "/v1/audit-log", query.list_events, "A page of the tenant's events", scope="read",

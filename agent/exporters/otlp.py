@@ -1,0 +1,219 @@
+"""OtlpExporter (``exporter.protocol: otlp``): ships batches as OTLP/HTTP protobuf to ``<endpoint>/v1/logs`` -
+a sidetrail collector or any OpenTelemetry Collector - with the HTTP exporter's delivery contract unchanged
+(acknowledged only on a 2xx, 429/502/503/504 and connection errors retried with backoff honouring
+``Retry-After``, 413 split, other 4xx dropped and counted).
+
+Each batch is one ``ExportLogsServiceRequest``: one resource (``service.name`` ``sidetrail-agent``,
+``service.version``, ``host.name``), one scope (``sidetrail.agent``), one log record
+per event: ``time_unix_nano`` from ``created_at``, ``event_name`` and the body from ``action``, and the
+attributes of ``core/otel.py``'s table (``url.path``/``url.query`` for the path, every metadata entry under
+its own key, the source stamp as JSON text in ``sidetrail.source``, the event's own id as
+``sidetrail.event_id``). A ``partial_success`` in the answer counts its ``rejected_log_records`` in
+``sidetrail_agent_events_rejected_total{code="otlp_partial_success"}``; those records are not resent.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import aiohttp
+import orjson
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from agent.exporters.http import HttpExporter
+from core import __version__, otel
+from core.event import parse_rfc3339_ms
+
+PROTOBUF = "application/x-protobuf"
+_WRITTEN = tuple((name, keys[0]) for name, keys in otel.EVENT_ATTRIBUTES)  # the preferred attribute of each
+_NANOS_PER_MS = 1_000_000
+_INT64 = (-(2**63), 2**63 - 1)
+
+_RESOURCE = Resource(
+    attributes=[
+        KeyValue(key=key, value=AnyValue(string_value=value))
+        for key, value in (
+            (otel.SERVICE_NAME, "sidetrail-agent"),
+            ("service.version", __version__),
+            (otel.HOST_NAME, socket.gethostname()),
+        )
+    ]
+)
+
+
+def set_value(target: AnyValue, value: Any) -> None:
+    """Fill ``target`` with a JSON value (strings, numbers, booleans, lists, objects; ``None`` stays empty)."""
+    kind = type(value)
+    if kind is str:
+        target.string_value = value
+    elif kind is int:
+        if _INT64[0] <= value <= _INT64[1]:
+            target.int_value = value
+        else:
+            target.string_value = str(value)  # JSON allows what int64 cannot hold
+    elif kind is bool:
+        target.bool_value = value
+    elif kind is float:
+        target.double_value = value
+    elif kind is dict:
+        pairs = target.kvlist_value.values
+        for key, item in value.items():
+            pair = pairs.add()
+            pair.key = key
+            set_value(pair.value, item)
+    elif kind is list:
+        items = target.array_value.values
+        for item in value:
+            set_value(items.add(), item)
+
+
+_FIELD_OF_TYPE = {str: "string_value", int: "int_value", bool: "bool_value", float: "double_value"}
+_MAX_SHAPES = 1_000
+
+
+class _Shape:
+    """A reusable record for events with the same attribute keys and value types: the keys are set once,
+    each event only overwrites the values (each ``AnyValue`` kept, with the field its type goes in)."""
+
+    __slots__ = ("body", "record", "slots")
+
+    def __init__(self, keys: tuple[str, ...], kinds: tuple[type, ...]) -> None:
+        self.record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
+        self.body = self.record.body
+        self.slots = []
+        for key, kind in zip(keys, kinds, strict=True):
+            pair = self.record.attributes.add()
+            pair.key = key
+            self.slots.append((pair.value, _FIELD_OF_TYPE[kind]))
+
+
+class RecordEncoder:
+    """Encodes events as serialized ``LogRecord``s (:meth:`encode`).
+
+    Events come in a few shapes (which attributes they have, and the type of each value), so each shape
+    gets one record that is reused: per event only the time, the action and the values are set, then it
+    is serialized. Measured on the benchmark's events (2-core machine, protobuf upb): 4.6 us an event,
+    against 10.2 us assembling cached per-attribute fragments and 26.5 us building every record anew.
+    """
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape] = {}
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        keys = [otel.EVENT_ID]
+        values = [event["id"]]
+        for name, key in _WRITTEN:
+            value = event.get(name)
+            if value is not None:
+                keys.append(key)
+                values.append(value)
+        path = event.get("path")
+        if path is not None:
+            bare, mark, query = path.partition("?")
+            keys.append(otel.URL_PATH)
+            values.append(bare)
+            if mark:
+                keys.append(otel.URL_QUERY)
+                values.append(query)
+        metadata = event.get("metadata")
+        if metadata:
+            keys.extend(metadata)
+            values.extend(metadata.values())
+        source = event.get("source")
+        if source:
+            keys.append(otel.SOURCE)
+            values.append(orjson.dumps(source).decode())
+        kinds = tuple(map(type, values))
+        shape = self._shapes.get((tuple(keys), kinds))
+        if shape is None:
+            if not all(kind in _FIELD_OF_TYPE for kind in kinds):  # maps, lists: built whole, once
+                return _built(event, keys, values)
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()  # bounded memory; clearing only costs rebuilding
+            shape = self._shapes[(tuple(keys), kinds)] = _Shape(tuple(keys), kinds)
+        record = shape.record
+        record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
+        action = event["action"]
+        record.event_name = action
+        shape.body.string_value = action
+        try:
+            for (target, field), value in zip(shape.slots, values, strict=True):
+                setattr(target, field, value)
+        except ValueError:  # an integer beyond int64 (JSON allows it)
+            return _built(event, keys, values)
+        return record.SerializeToString()
+
+
+def _built(event: dict[str, Any], keys: list[str], values: list[Any]) -> bytes:
+    """The record built anew, for what a shape cannot hold."""
+    record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
+    record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
+    record.event_name = record.body.string_value = event["action"]
+    for key, value in zip(keys, values, strict=True):
+        pair = record.attributes.add()
+        pair.key = key
+        set_value(pair.value, value)
+    return record.SerializeToString()
+
+
+class OtlpExporter(HttpExporter):
+    """The HTTP exporter, speaking OTLP/HTTP protobuf (see the module docstring)."""
+
+    PATH = "/v1/logs"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The line processors encode each event straight into a log record (agent/pipeline.py hands them
+        # this): no JSON on the way. Measured: 4 us an event less than re-reading the JSON here.
+        self.encode_event = RecordEncoder().encode
+
+    def encode(self, events: list[bytes]) -> tuple[bytes, str]:
+        request = ExportLogsServiceRequest()
+        resource_logs = request.resource_logs.add()
+        resource_logs.resource.MergeFrom(_RESOURCE)
+        scope_logs = resource_logs.scope_logs.add()
+        scope_logs.scope.name = otel.SCOPE_NAME
+        scope_logs.scope.version = __version__
+        add = scope_logs.log_records.add
+        for record in events:  # serialized log records (encode_event), parsed in place from C
+            add().MergeFromString(record)
+        return request.SerializeToString(), PROTOBUF
+
+    async def probe(self) -> bool:
+        """Whether the endpoint answers HTTP at all right now: an OpenTelemetry Collector has no /healthz on
+        its OTLP port, and answers a GET of /v1/logs with 405 (a sidetrail collector too)."""
+        if self._session is None:
+            return False
+        try:
+            async with self._session.get(self.url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                self.reachable = response.status < 500
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            self.reachable = False
+        return self.reachable
+
+    def read_answer(self, payload: bytes, content_type: str) -> object:
+        """An ``ExportLogsServiceResponse`` (protobuf, or OTLP/JSON), else the text of the answer."""
+        if content_type == PROTOBUF:
+            try:
+                return ExportLogsServiceResponse.FromString(payload)
+            except DecodeError:
+                return payload[:200].decode("utf-8", "replace")
+        return super().read_answer(payload, content_type)
+
+    def _count_rejections(self, detail: object) -> None:
+        if isinstance(detail, ExportLogsServiceResponse):
+            rejected, message = detail.partial_success.rejected_log_records, detail.partial_success.error_message
+        elif isinstance(detail, dict) and isinstance(detail.get("partialSuccess"), dict):
+            partial = detail["partialSuccess"]
+            count = str(partial.get("rejectedLogRecords") or 0)  # int64: a string in OTLP/JSON
+            rejected, message = int(count) if count.isdigit() else 0, partial.get("errorMessage")
+        else:
+            return
+        if rejected > 0:
+            self.metrics.events_rejected.labels("otlp_partial_success").inc(rejected)
+            self._log_rejections(rejected, message)

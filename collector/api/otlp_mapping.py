@@ -1,0 +1,291 @@
+"""OpenTelemetry log records -> events in the ``/v1/ingest`` shape, which then take the one ingest path
+(``collector.api.ingest.store``: the same validation, storage, duplicates and metrics).
+
+Per record (the table is ``core/otel.py``):
+
+1. its attributes become Python values; the semantic-convention ones become event fields;
+2. the configured rules (``otlp:`` in the collector's YAML, the agent's rule language) see the record's
+   fields - every attribute under its own key, ``resource.<key>`` for resource attributes,
+   ``scope.name``, ``event_name``, ``body``, ``severity_text``, and the event fields of step 1 - and drop
+   the record or ``set`` fields, as they do for a log line in the agent;
+3. a kept record without a time, or with an attribute value over ``otlp.max_attribute_bytes``, is rejected
+   (counted in the response's ``partial_success``), never stored in part;
+4. its id is its ``sidetrail.event_id`` attribute when it has one (an agent's: the line's own id), else a
+   hash of the record as encoded, its resource and its scope (protobuf's deterministic encoding: the same
+   record sent as JSON or protobuf, or sent again by an SDK's retry, has the same id), laid out
+   time-ordered like every event id (``core.event.make_event_id``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from collector.config import OtlpConfig
+from core import otel
+from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, EventError, format_ms, make_event_id, normalize_ip
+
+_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+_ACTION_LIMIT = STRING_FIELD_LIMITS["action"]
+_STRING_FIELDS = frozenset(STRING_FIELD_LIMITS)
+
+
+def any_value(value: AnyValue) -> Any:
+    """An ``AnyValue`` as JSON-ready Python: scalars, lists, dicts; bytes as base64 text; empty as ``None``.
+
+    Nesting is bounded by protobuf's own decoding limit (100 levels), so the recursion is too."""
+    kind = value.WhichOneof("value")
+    if kind in _SCALARS:
+        return getattr(value, kind)
+    if kind == "kvlist_value":
+        return {pair.key: any_value(pair.value) for pair in value.kvlist_value.values}
+    if kind == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return None
+
+
+class Placed:
+    """Where a record sits in the request, for error messages: ``resourceLogs[0].scopeLogs[1].logRecords[2]``."""
+
+    __slots__ = ("record", "resource", "scope")
+
+    def __init__(self, resource: int, scope: int, record: int) -> None:
+        self.resource, self.scope, self.record = resource, scope, record
+
+    def __str__(self) -> str:
+        return f"resourceLogs[{self.resource}].scopeLogs[{self.scope}].logRecords[{self.record}]"
+
+
+class Mapped:
+    """A request's records as raw events (an :class:`EventError` in the slot of a record refused here),
+    where each came from, and how many records the rules dropped."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.places: list[Placed] = []
+        self.dropped = 0
+
+
+def map_request(request: ExportLogsServiceRequest, config: OtlpConfig) -> Mapped:
+    """Every log record of ``request`` mapped (see the module docstring)."""
+    mapper = _RecordMapper(config)
+    mapped = Mapped()
+    for r, resource_logs in enumerate(request.resource_logs):
+        resource = attributes_of(resource_logs.resource.attributes)
+        resource_fields = {f"resource.{key}": value for key, value in resource.items()}
+        for s, scope_logs in enumerate(resource_logs.scope_logs):
+            scope = scope_logs.scope
+            context = _Context(resource_logs.resource, resource, resource_fields, scope)
+            for n, record in enumerate(scope_logs.log_records):
+                try:
+                    event = mapper.map(record, context)
+                except EventError as exc:
+                    event = exc
+                if event is None:
+                    mapped.dropped += 1
+                    continue
+                mapped.events.append(event)
+                mapped.places.append(Placed(r, s, n))
+    return mapped
+
+
+class _Context:
+    """What the records of one scope share: the id's origin prefix, the rules' resource fields, the source."""
+
+    __slots__ = ("fields", "origin", "source")
+
+    def __init__(
+        self, resource: Resource, attributes: dict[str, Any], fields: dict[str, Any], scope: InstrumentationScope
+    ) -> None:
+        # Fixed-length digests, so no resource/scope pair can encode like another one.
+        self.origin = (
+            hashlib.blake2b(resource.SerializeToString(deterministic=True), digest_size=16).digest()
+            + hashlib.blake2b(scope.SerializeToString(deterministic=True), digest_size=16).digest()
+        )
+        self.fields = {**fields, "scope.name": scope.name} if scope.name else fields
+        rest = {k: v for k, v in attributes.items() if k not in (otel.SERVICE_NAME, otel.HOST_NAME)}
+        source = {
+            "protocol": "otlp",
+            "name": attributes.get(otel.SERVICE_NAME),
+            "host": attributes.get(otel.HOST_NAME),
+            "scope": scope.name or None,
+            "resource": rest or None,
+        }
+        self.source = {k: v for k, v in source.items() if v is not None}
+
+
+_SCALAR_TYPES = (str, int, float, bool)
+_MAX_DECODED = 20_000
+# Attributes repeat from record to record (a method, a status, a user agent, a rule's name): a scalar one is
+# decoded once and then found by its encoded bytes - one C call and one lookup instead of four protobuf
+# accesses. Measured: the attributes of the agent's records in 9.9 us a record instead of 14.4 (12 each).
+_decoded: dict[bytes, tuple[str, Any]] = {}
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:
+    """Repeated ``KeyValue``s as a dict (the last of a repeated key wins)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        encoded = pair.SerializeToString()
+        found = _decoded.get(encoded)
+        if found is None:
+            found = (pair.key, any_value(pair.value))
+            if type(found[1]) not in _SCALAR_TYPES:  # maps and lists are built anew: events may change them
+                out[found[0]] = found[1]
+                continue
+            if len(_decoded) >= _MAX_DECODED:
+                _decoded.clear()  # bounded memory; clearing only costs decoding again
+            _decoded[encoded] = found
+        out[found[0]] = found[1]
+    return out
+
+
+class _RecordMapper:
+    def __init__(self, config: OtlpConfig) -> None:
+        self.rules = config.processor
+        self.max_attribute_bytes = config.max_attribute_bytes
+        self._short = (config.max_attribute_bytes - 2) // 6  # a string this long is within the limit as JSON
+
+    def map(self, record: LogRecord, context: _Context) -> dict[str, Any] | None:
+        """The raw event for ``record``, ``None`` when the rules drop it; :class:`EventError` when refused."""
+        attributes = attributes_of(record.attributes)
+        event: dict[str, Any] = {}
+        for name, keys in otel.EVENT_ATTRIBUTES:
+            for key in keys:
+                value = attributes.get(key)
+                if value is not None:
+                    event[name] = str(value) if name in _STRING_FIELDS and type(value) in (int, float) else value
+                    break
+        path = _path(attributes)
+        if path is not None:
+            event["path"] = path
+        status = event.get("status_code")
+        if type(status) is str and status.isdigit():
+            event["status_code"] = int(status)
+        body = any_value(record.body) if record.HasField("body") else None
+        event_name = record.event_name or attributes.get(otel.EVENT_NAME)
+        fields = {**context.fields, **attributes, **event}
+        if event_name:
+            fields["event_name"] = event_name
+        if body is not None:
+            fields["body"] = body
+        if record.severity_text:
+            fields["severity_text"] = record.severity_text
+        if record.severity_number:
+            fields["severity_number"] = record.severity_number
+        decision = self.rules.decide(fields)
+        if decision.dropped:
+            return None
+
+        nanos = record.time_unix_nano or record.observed_time_unix_nano
+        if not nanos:
+            raise EventError("missing_field", "time_unix_nano: not set, and neither is observed_time_unix_nano")
+        created_ms = nanos // 1_000_000
+        metadata = self._metadata(attributes)
+        if event_name:
+            event["action"] = event_name
+        elif type(body) is str and body:
+            event["action"] = body[:_ACTION_LIMIT]
+        if body is not None and body != event.get("action"):
+            metadata["body"] = self._bounded("body", body)
+        if record.trace_id:
+            metadata["trace_id"] = record.trace_id.hex()
+        if record.span_id:
+            metadata["span_id"] = record.span_id.hex()
+        if record.severity_text:
+            metadata["severity"] = record.severity_text
+        client = event.get("client_ip")
+        if client is not None:
+            ip = normalize_ip(client) if type(client) is str else None
+            if ip is None:
+                del event["client_ip"]
+                metadata["client"] = str(client)[:256]
+            else:
+                event["client_ip"] = ip
+        _apply(decision.values, event, metadata)
+        event.setdefault("action", "otel.log")
+        if event.get("outcome") not in OUTCOMES and type(event.get("status_code")) is int:
+            event["outcome"] = "success" if event["status_code"] < 400 else "failure"
+        if event.get("actor_type") not in ACTOR_TYPES:
+            event["actor_type"] = "user" if event.get("actor_id") else "anonymous"
+        event["source"] = _source(attributes.get(otel.SOURCE)) or dict(context.source)
+        event["metadata"] = metadata
+        given = attributes.get(otel.EVENT_ID)
+        if type(given) is str:
+            event["id"] = given  # an agent's own id: the same line keeps it whatever else changed (its path)
+        else:
+            event["id"] = make_event_id(created_ms, context.origin + record.SerializeToString(deterministic=True))
+        event["created_at"] = format_ms(created_ms)
+        return event
+
+    def _metadata(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The attributes that are not event fields, each at most ``max_attribute_bytes`` as JSON."""
+        metadata = {}
+        short, mapped = self._short, otel.MAPPED
+        for key, value in attributes.items():
+            if key not in mapped:
+                metadata[key] = value if type(value) is str and len(value) <= short else self._bounded(key, value)
+        return metadata
+
+    def _bounded(self, key: str, value: Any) -> Any:
+        """``value``, or the :class:`EventError` refusing the record when it is over the size limit."""
+        # A string of n characters is at most 6n + 2 bytes as JSON (\u escapes): most need no encoding.
+        if (type(value) is not str or len(value) > self._short) and len(orjson.dumps(value)) > self.max_attribute_bytes:
+            raise EventError(
+                "invalid_field", f"attribute {key[:100]!r}: larger than {self.max_attribute_bytes} bytes as JSON"
+            )
+        return value
+
+
+def _path(attributes: dict[str, Any]) -> str | None:
+    """``url.path`` (+ ``?url.query``), else the path and query of ``url.full``, else the older names."""
+    path = attributes.get(otel.URL_PATH)
+    if type(path) is str:
+        query = attributes.get(otel.URL_QUERY)
+        return f"{path}?{query}" if type(query) is str and query else path
+    full = attributes.get(otel.URL_FULL)
+    if type(full) is str:
+        try:
+            parts = urlsplit(full)
+        except ValueError:
+            return None
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    for key in otel.OLD_PATH_ATTRIBUTES:
+        value = attributes.get(key)
+        if type(value) is str:
+            return value if value.startswith("/") else _path({otel.URL_FULL: value})
+    return None
+
+
+def _source(value: Any) -> dict[str, Any] | None:
+    """An agent's source stamp: a map, or a JSON object as text (what agents send: one attribute, cheap to
+    encode); ``None`` for anything else."""
+    if type(value) is str and value.startswith("{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if type(value) is dict else None
+
+
+def _apply(values: dict[str, Any], event: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """What a matching rule set, over the mapped values (as the agent's event builder applies them)."""
+    for name, value in values.items():
+        if name.startswith("metadata."):
+            metadata[name[9:]] = value
+        elif name in ("outcome", "actor_type"):
+            event[name] = value
+        elif value is not None and value != "":
+            text = str(value)
+            limit = STRING_FIELD_LIMITS.get(name, 512)
+            event[name] = text[:limit]

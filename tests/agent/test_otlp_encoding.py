@@ -1,0 +1,104 @@
+"""The agent's OTLP record encoding (``RecordEncoder``), decoded with ``opentelemetry-proto``: every event
+field and metadata value becomes the right attribute with the right value type, and a record reused for
+events of one shape never carries a value of the event before it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
+
+from agent.exporters.otlp import RecordEncoder
+from core.event import parse_rfc3339_ms
+
+
+def decoded(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "kvlist_value":
+        return {pair.key: decoded(pair.value) for pair in value.kvlist_value.values}
+    if kind == "array_value":
+        return [decoded(item) for item in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def attributes(encoded: bytes) -> tuple[LogRecord, dict[str, Any]]:
+    record = LogRecord.FromString(encoded)
+    return record, {pair.key: decoded(pair.value) for pair in record.attributes}
+
+
+def event(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": f"0190a000-0000-7000-8000-{n:012d}",
+        "created_at": f"2026-11-22T05:00:{n % 60:02d}.{n % 1000:03d}Z",
+        "action": "user.updated",
+        "method": "PUT",
+        "path": f"/api/v1/users/{n}?page=2",
+        "status_code": 200,
+        "client_ip": f"203.0.113.{n % 250}",
+        "actor_id": f"user-{n}",
+        "actor_type": "user",
+        "outcome": "success",
+        "metadata": {"rule": "users", "body_bytes": n},
+        "source": {"agent_id": "a", "name": "web", "offset": n * 10, "seq": n, "range": [n, n + 1]},
+        **fields,
+    }
+
+
+def test_every_field_becomes_its_attribute() -> None:
+    record, found = attributes(RecordEncoder().encode(event(7, user_agent="curl/8", resource_type="user")))
+    assert record.time_unix_nano == parse_rfc3339_ms("2026-11-22T05:00:07.007Z") * 1_000_000
+    assert (record.event_name, record.body.string_value) == ("user.updated", "user.updated")
+    assert record.severity_number == SEVERITY_NUMBER_INFO
+    source = orjson.loads(found.pop("sidetrail.source"))
+    assert source == {"agent_id": "a", "name": "web", "offset": 70, "seq": 7, "range": [7, 8]}
+    assert found == {
+        "sidetrail.event_id": "0190a000-0000-7000-8000-000000000007",
+        "http.request.method": "PUT",
+        "url.path": "/api/v1/users/7",
+        "url.query": "page=2",
+        "http.response.status_code": 200,
+        "client.address": "203.0.113.7",
+        "user_agent.original": "curl/8",
+        "enduser.id": "user-7",
+        "sidetrail.actor_type": "user",
+        "sidetrail.outcome": "success",
+        "sidetrail.resource_type": "user",
+        "rule": "users",
+        "body_bytes": 7,
+    }
+
+
+def test_odd_values_take_the_general_path() -> None:
+    encoder = RecordEncoder()
+    odd = {"nested": {"a": [1, "b", True, 2.5]}, "huge": 2**70, "flag": False, "ratio": 0.25}
+    _, found = attributes(encoder.encode(event(1, metadata=odd)))
+    assert found["nested"] == {"a": [1, "b", True, 2.5]}
+    assert found["huge"] == str(2**70)  # beyond int64: sent as its decimal text
+    assert (found["flag"], found["ratio"]) == (False, 0.25)
+    _, found = attributes(encoder.encode(event(2, metadata={"huge": 2**70, "flag": True, "ratio": 1.5})))
+    assert (found["huge"], found["flag"], found["ratio"]) == (str(2**70), True, 1.5)
+    _, found = attributes(encoder.encode(event(3, metadata={"huge": 5, "flag": True, "ratio": 1.5})))
+    assert found["huge"] == 5  # the shape's record took the value after a refused one
+
+
+metadata_values = st.one_of(st.text(max_size=20), st.integers(-(2**63), 2**63 - 1), st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.dictionaries(st.sampled_from("abc"), metadata_values)), max_size=8)
+)
+def test_a_reused_record_never_keeps_a_value_of_the_event_before(events: list[tuple[int, dict[str, Any]]]) -> None:
+    encoder = RecordEncoder()
+    for n, metadata in events:
+        sent = event(n, metadata=metadata)
+        if n % 3 == 0:
+            del sent["client_ip"]  # another shape
+        _, found = attributes(encoder.encode(sent))
+        assert found["sidetrail.event_id"] == sent["id"] and found["url.path"] == f"/api/v1/users/{n}"
+        assert found.get("client.address") == sent.get("client_ip")
+        assert {key: found[key] for key in metadata} == metadata
+        assert set(found) - set(metadata) >= {"sidetrail.event_id", "enduser.id", "sidetrail.source"}
