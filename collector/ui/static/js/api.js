@@ -28,11 +28,11 @@ export function apiUrl(path, params = {}) {
 }
 
 /** fetch() with the key; resolves to the Response when it is 2xx, else throws ApiError. */
-export async function call(path, params = {}, { signal, key = session.key } = {}) {
+export async function call(path, params = {}, { signal, key = session.key, headers = {} } = {}) {
   let response;
   try {
     response = await fetch(apiUrl(path, params), {
-      headers: { Authorization: `Bearer ${key}`, Accept: "application/json" },
+      headers: { ...headers, Authorization: `Bearer ${key}`, Accept: "application/json" },
       signal,
       cache: "no-store",
       credentials: "omit",

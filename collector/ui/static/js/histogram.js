@@ -59,6 +59,7 @@ export class Histogram {
       total += n;
     }
     const ranked = [...totals.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    const rank = new Map(ranked.map(([name], index) => [name, index])); // the same stacking order in every bar
     const classOf = new Map();
     ranked.forEach(([name], index) => {
       if (group === "outcome") classOf.set(name, name === "failure" ? "k-failure" : name === "success" ? "k-success" : "k-none");
@@ -71,8 +72,8 @@ export class Histogram {
     for (const [at, keys] of buckets) {
       let y = HEIGHT;
       const barWidth = Math.max(1, x(at + width) - x(at) - 1);
-      for (const [name, n] of [...keys.entries()].sort((a, b) => b[1] - a[1])) {
-        const h = (n / peak) * (HEIGHT - 8);
+      for (const [name, n] of [...keys.entries()].sort((a, b) => rank.get(a[0]) - rank.get(b[0]))) {
+        const h = (n / peak) * (HEIGHT - 16);
         y -= h;
         bars.push(svg("rect", { x: x(at), y, width: barWidth, height: h, class: classOf.get(name) },
           svg("title", {}, `${axisLabel(at, 0)}: ${name} ${count(n)}`)));

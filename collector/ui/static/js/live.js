@@ -5,7 +5,9 @@
 
 import { ApiError, getJson } from "./api.js";
 
-const WAIT_SECONDS = 25; // under the collector's default limits.max_wait (60 s) and common proxy timeouts
+// Asked as "Prefer: wait=25", which the collector caps at its limits.max_wait (the wait parameter would be
+// refused above it); 25 s stays under common proxy idle timeouts.
+const WAIT = { Prefer: "wait=25" };
 const PAGE = 200;
 const MAX_MATCH_PAGES = 20;
 
@@ -50,7 +52,7 @@ export class LiveTail {
       try {
         if (after === null) after = await this.head(knownSeq, signal);
         this.onState("Live: waiting for new events…");
-        const page = await getJson("/v1/audit-log/changes", { after_seq: after, limit: PAGE, wait: WAIT_SECONDS }, { signal });
+        const page = await getJson("/v1/audit-log/changes", { after_seq: after, limit: PAGE }, { signal, headers: WAIT });
         after = page.next_after_seq;
         failures = 0;
         if (page.data.length) {
