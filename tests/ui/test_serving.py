@@ -102,7 +102,9 @@ def test_the_page_has_no_inline_script_style_or_handlers() -> None:
 
 
 # What would turn text into markup or code. dom.js's comment names the rule; this keeps it.
-_FORBIDDEN = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|setAttribute\(\s*['\"]on")
+_FORBIDDEN = re.compile(
+    r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|setAttribute\(\s*['\"]on"
+)
 
 
 def test_scripts_never_parse_text_as_html_or_code() -> None:
