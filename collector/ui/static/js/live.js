@@ -51,7 +51,7 @@ export class LiveTail {
     while (!signal.aborted) {
       try {
         if (after === null) after = await this.head(knownSeq, signal);
-        this.onState("Live: waiting for new events…");
+        this.onState("Live: following new events.");
         const page = await getJson("/v1/audit-log/changes", { after_seq: after, limit: PAGE }, { signal, headers: WAIT });
         after = page.next_after_seq;
         failures = 0;

@@ -23,7 +23,7 @@ const ui = {
   viewer: $("viewer"), sessionActions: $("session-actions"), signOut: $("sign-out"),
   filters: $("filters"), filterError: $("filter-error"), range: $("f-range"), from: $("f-from"), to: $("f-to"),
   metadata: $("f-metadata"), clear: $("clear"), groupBy: $("group-by"), status: $("status"),
-  newEvents: $("new-events"), grid: $("grid"), rows: $("rows"),
+  newEvents: $("new-events"), liveState: $("live-state"), grid: $("grid"), rows: $("rows"),
   detail: $("detail"), detailTitle: $("detail-title"), detailBody: $("detail-body"), detailClose: $("detail-close"),
   live: $("live"), exportCsv: $("export-csv"), exportNdjson: $("export-ndjson"),
 };
@@ -47,7 +47,7 @@ const histogram = new Histogram($("histogram"), {
 const live = new LiveTail({
   view: () => ({ params: apiParams(state, range), range }),
   onEvents: (events) => admitLive(events),
-  onState: (text) => { if (!load?.busy) showStatus(text); },
+  onState: (text) => setText(ui.liveState, text),
   onAuthError: (error) => signOut(authMessage(error)),
 });
 
@@ -336,6 +336,7 @@ function maxSeq() {
 function setLive(on) {
   ui.live.setAttribute("aria-pressed", String(on));
   ui.live.classList.toggle("on", on);
+  if (!on) setText(ui.liveState, "");
 }
 
 ui.live.addEventListener("click", () => {
