@@ -4,13 +4,16 @@ and what the viewer's own files may not contain (no HTML parsing of data, no inl
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from collector.ui.serve import load_assets
-from tests.helpers import ThreadedCollector, request
+from tests.helpers import REPO, ThreadedCollector, request
 
 STATIC = Path(__file__).resolve().parents[2] / "collector" / "ui" / "static"
 ASSET_BUDGET_BYTES = 200 * 1024
@@ -115,3 +118,16 @@ def test_scripts_never_parse_text_as_html_or_code() -> None:
         if _FORBIDDEN.search(line) and not line.lstrip().startswith("//")
     ]
     assert found == []
+
+
+@pytest.mark.e2e
+def test_a_built_wheel_carries_every_file_the_viewer_serves(tmp_path: Path) -> None:
+    """``pip install`` of the package (not only this checkout) serves the viewer: package-data ships static/."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("sidetrail-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"collector/ui/static/{name}" for name in load_assets()} <= names
