@@ -5,10 +5,10 @@
 import { el, link, setText } from "./dom.js";
 import { invisibleCharacters, localTime } from "./format.js";
 
-// INTEGRITY POSITION (issue 16, tamper evidence): events will carry their position in the tenant's hash
-// chain and their hash. The section below shows whichever of these fields an event has, and is left out
-// while it has none; rename here if the chain's field names differ.
-export const INTEGRITY_FIELDS = ["position", "hash", "prev_hash", "integrity"];
+// INTEGRITY POSITION (issue 16, tamper evidence): stored events get their place in the tenant's hash chain
+// (chain_position, chain_hash in storage). Once the API shows them, the section below shows whichever of
+// these fields an event has; while it has none, the section is left out. Rename here if the API's differ.
+export const INTEGRITY_FIELDS = ["chain_position", "chain_hash", "position", "hash", "integrity"];
 const TIMES = new Set(["created_at", "received_at"]);
 
 /** Text for a copy button's clipboard; navigator.clipboard needs a secure context, else a selection. */

@@ -253,7 +253,7 @@ function countStatus() {
   if (!load) return;
   const loaded = table.rows.length;
   if (!loaded && !load.hasMore) return showStatus("No events match this view.");
-  const of = load.total !== null ? ` of ${count(load.total + pending.length)}` : "";
+  const of = load.total !== null ? ` of ${count(load.total)}` : "";
   showStatus(load.hasMore ? `${count(loaded)}${of} events loaded; scroll for more.` : `All ${count(loaded)} events.`);
 }
 
@@ -353,8 +353,7 @@ ui.live.addEventListener("click", () => {
 
 function admitLive(events) {
   if (table.atTop && !pending.length) {
-    table.insert(events, !load.hasMore);
-    countStatus();
+    counted(table.insert(events, !load.hasMore));
     return;
   }
   pending.push(...events); // paused: the user is reading further down
@@ -368,9 +367,15 @@ function showNewEvents() {
 
 function flushPending() {
   if (!pending.length) return;
-  table.insert(pending, !load.hasMore);
+  const added = table.insert(pending, !load.hasMore);
   pending = [];
   showNewEvents();
+  counted(added);
+}
+
+/** Live events joined the table: the view's total grows with them. */
+function counted(added) {
+  if (load && load.total !== null) load.total += added;
   countStatus();
 }
 
