@@ -104,9 +104,10 @@ class Viewer:
         )
 
     def wait_loaded(self) -> None:
-        """Until the view's first page and chart are in (the status line says how many events)."""
+        """Until the view's rows and chart are in: neither is busy (aria-busy, set while a request is out)."""
+        expect(self.page.locator("#grid")).to_have_attribute("aria-busy", "false")
+        expect(self.page.locator("#histogram")).to_have_attribute("aria-busy", "false")
         expect(self.page.locator("#status")).to_have_text(re.compile(r"events|No events match"))
-        expect(self.page.locator("#histogram svg")).to_be_visible()
 
     def violations(self) -> list[str]:
         return self.page.evaluate("window.__cspViolations")

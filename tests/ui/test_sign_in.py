@@ -60,6 +60,7 @@ def test_a_revoked_key_returns_to_sign_in_with_the_reason(ui_collector: Threaded
     read_key = ui_collector.key("acme", "read")
     viewer = viewers(ui_collector, key=read_key)
     viewer.open("?range=all")
+    viewer.wait_loaded()  # the rows and the chart: no request of the page is still on its way
     expect(viewer.rows()).to_have_count(3)
     key_id = parse_key_id(read_key)
     assert key_id is not None

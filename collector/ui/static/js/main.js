@@ -15,6 +15,8 @@ import {
 import { EventTable } from "./table.js";
 
 const FIRST_PAGE = 100;
+const MORE_FILTERS = ["actor_name", "actor_email", "actor_type", "request_id", "user_agent"]; // under "More filters"
+const NARROW = window.matchMedia("(max-width: 640px)"); // phones: the filter panel starts folded
 const PAGE = 200;
 const $ = (id) => document.getElementById(id);
 
@@ -22,8 +24,9 @@ const ui = {
   signIn: $("sign-in"), signInForm: $("sign-in-form"), key: $("key"), signInError: $("sign-in-error"),
   viewer: $("viewer"), sessionActions: $("session-actions"), signOut: $("sign-out"),
   filters: $("filters"), filterError: $("filter-error"), range: $("f-range"), from: $("f-from"), to: $("f-to"),
+  filterPanel: $("filter-panel"), filterSummary: $("filter-summary"), moreFilters: $("more-filters"),
   metadata: $("f-metadata"), clear: $("clear"), groupBy: $("group-by"), status: $("status"),
-  newEvents: $("new-events"), liveState: $("live-state"), grid: $("grid"), rows: $("rows"),
+  newEvents: $("new-events"), liveState: $("live-state"), grid: $("grid"), rows: $("rows"), chart: $("histogram"),
   detail: $("detail"), detailTitle: $("detail-title"), detailBody: $("detail-body"), detailClose: $("detail-close"),
   live: $("live"), exportCsv: $("export-csv"), exportNdjson: $("export-ndjson"),
 };
@@ -115,6 +118,9 @@ function fillForm() {
     input.value = value;
   }
   ui.metadata.value = state.metadata ? `${state.metadata.key}=${state.metadata.value}` : "";
+  const active = Object.keys(state.filters).filter((name) => name !== "q").length + (state.metadata ? 1 : 0);
+  setText(ui.filterSummary, active ? `Filters (${active} active)` : "Filters");
+  if (MORE_FILTERS.some((name) => state.filters[name])) ui.moreFilters.open = true; // a bookmarked one shows
   ui.range.value = state.range;
   ui.from.value = toLocalInput(range.from);
   ui.to.value = toLocalInput(range.to);
@@ -215,6 +221,7 @@ function startLoad() {
   showNewEvents();
   table.reset();
   showStatus("Loading…");
+  ui.chart.setAttribute("aria-busy", "true");
   loadPage();
   drawChart(load);
   if (state.event) openById(state.event);
@@ -224,6 +231,7 @@ async function loadPage() {
   const current = load;
   if (!current || current.busy || !current.hasMore) return;
   current.busy = true;
+  ui.grid.setAttribute("aria-busy", "true"); // screen readers (and the tests) know when a page is on its way
   const { signal } = current.controller;
   try {
     const params = { ...apiParams(state, range), limit: current.first ? FIRST_PAGE : PAGE, cursor: current.cursor };
@@ -247,6 +255,7 @@ async function loadPage() {
       failed(error);
     }
   }
+  if (current === load && !current.busy) ui.grid.setAttribute("aria-busy", "false");
 }
 
 function countStatus() {
@@ -288,6 +297,7 @@ async function drawChart(current) {
   } catch (error) {
     if (current === load) failed(error);
   }
+  if (current === load) ui.chart.setAttribute("aria-busy", "false");
 }
 
 // ---- detail -------------------------------------------------------------------------------------------
@@ -427,6 +437,8 @@ document.addEventListener("keydown", (key) => {
 });
 
 // ---- start --------------------------------------------------------------------------------------------
+
+if (NARROW.matches) ui.filterPanel.open = false;
 
 if (session.key) showViewer();
 else showSignIn();
