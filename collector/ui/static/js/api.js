@@ -18,9 +18,13 @@ export class ApiError extends Error {
   }
 }
 
+// Where the collector's routes start: before /ui/ in this page's path ("" unless a reverse proxy serves
+// the collector under a prefix, e.g. /audit/ui/ -> /audit/v1/audit-log).
+const BASE = location.pathname.slice(0, Math.max(0, location.pathname.lastIndexOf("/ui/")));
+
 /** The URL of an API path with query parameters (values skipped when empty). */
 export function apiUrl(path, params = {}) {
-  const url = new URL(path, location.origin);
+  const url = new URL(BASE + path, location.origin);
   for (const [name, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, value);
   }
