@@ -108,3 +108,17 @@ def test_related_links_and_a_shared_event_link(ui_collector: ThreadedCollector, 
         expect(page.locator("#status")).to_have_text(f"All {len(expected)} events.")
         assert viewer.cells(2) == [event["action"] for event in expected][: len(viewer.cells(2))]
         viewer.shot(name.lower().replace(" ", "-"))
+
+
+def test_times_are_in_the_viewers_time_zone_with_utc_on_hover(ui_collector: ThreadedCollector, viewers: Any) -> None:
+    ingest(ui_collector, ui_collector.key("acme", "ingest"), series(2))  # 05:00:00Z and 05:00:01Z
+    viewer = viewers(ui_collector, key=ui_collector.key("acme", "read"), timezone_id="Asia/Tokyo")  # UTC+9
+    page = viewer.page
+    viewer.open("?range=all")
+    viewer.wait_loaded()
+    expect(page.get_by_role("columnheader").first).to_have_text("Time (Asia/Tokyo)")
+    assert viewer.cells(0) == ["2026-11-22 14:00:01.000", "2026-11-22 14:00:00.000"]
+    cell = page.locator("#rows [role=row][aria-rowindex='2'] [role=gridcell]").first
+    expect(cell).to_have_attribute("title", "2026-11-22T05:00:01.000Z (UTC)")
+    cell.hover()
+    viewer.shot("local-time")
