@@ -185,6 +185,7 @@ ui.groupBy.addEventListener("change", () => {
 });
 
 window.addEventListener("popstate", () => {
+  if (ui.detail.open) ui.detail.close();
   state = fromSearch(location.search);
   range = resolveRange(state);
   if (!session.key) return;
@@ -221,7 +222,6 @@ function startLoad() {
   showNewEvents();
   table.reset();
   showStatus("Loading…");
-  ui.chart.setAttribute("aria-busy", "true");
   loadPage();
   drawChart(load);
   if (state.event) openById(state.event);
@@ -287,6 +287,7 @@ async function chartSpan(signal) {
 
 async function drawChart(current) {
   if (!current) return;
+  ui.chart.setAttribute("aria-busy", "true");
   const { signal } = current.controller;
   try {
     const { from, to } = await chartSpan(signal);
