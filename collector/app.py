@@ -32,6 +32,7 @@ from collector.self_audit import self_event
 from collector.storage.base import RetentionRun, Storage, StorageUnavailable
 from collector.storage.postgres import PostgresStorage
 from collector.storage.sqlite import SqliteStorage
+from collector.ui.serve import mount_ui
 from core.event import format_ms, now_ms
 
 log = logging.getLogger("sidetrail.collector")
@@ -200,7 +201,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
     and the further listeners run in between.
 
     It serves the first registered dialect (the native API) at its paths, and every other one under
-    ``/compat/<name>`` and, where its paths are free, at them too."""
+    ``/compat/<name>`` and, where its paths are free, at them too; and the web viewer at ``/ui/``."""
     app = _application(
         config,
         storage if storage is not None else open_storage(config),
@@ -217,6 +218,7 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
         mount_compat(app, dialect)
         if not mount_beside(app, dialect):
             log.info("API %s: its paths are taken here; it is served under /compat/%s", dialect.name, dialect.name)
+    mount_ui(app)  # the web viewer at /ui/ (main listener only)
     return app
 
 

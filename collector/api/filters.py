@@ -12,6 +12,9 @@ gt: gte: lt:    numeric comparisons (``status_code``)                 ``status_c
 lte:
 ==============  ====================================================  ============================
 
+``status_code`` also takes a status class, ``1xx`` to ``5xx``, wherever it takes a code (``status_code=4xx``,
+``status_code=neq:2xx,3xx``): a class stands for its hundred codes.
+
 Only those words followed by ``:`` are operators, so ``action=user:created`` is a plain value; ``eq:``
 quotes everything after it as one literal (no comma split), e.g. ``resource_id=eq:a,b`` or
 ``action=eq:neq:x``. ``client_ip`` also takes CIDR blocks (``10.0.0.0/8``), ``metadata.<key>`` compares a
@@ -32,6 +35,7 @@ from collector.storage.base import FILTER_COLUMNS, EventFilter
 from core.event import ACTOR_TYPES, OUTCOMES
 
 NUMBER_FIELDS = frozenset({"status_code"})
+_STATUS_CLASS = re.compile(r"^[1-5]xx$")
 _OPERATOR = re.compile(r"^(eq|neq|~eq|gt|gte|lt|lte):")
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 _MAX_VALUES = 50
@@ -80,7 +84,15 @@ def parse_filter(name: str, raw: str, others: Iterable[str] = ()) -> EventFilter
                 name, f"~eq: takes patterns of at most {MAX_PATTERN_CHARS} characters and {MAX_PATTERN_WILDCARDS} '*'"
             )
         return EventFilter(name, "like", tuple(like_pattern(v) for v in values))
-    return EventFilter(name, operator, tuple(_typed(name, v) for v in values))
+    return EventFilter(name, operator, tuple(typed for v in values for typed in _expanded(name, v)))
+
+
+def _expanded(name: str, value: str) -> Iterable[Any]:
+    """``value`` as the stored values it stands for: a status class (``4xx``) is its hundred codes."""
+    if name in NUMBER_FIELDS and _STATUS_CLASS.match(value):
+        first = int(value[0]) * 100
+        return range(first, first + 100)
+    return (_typed(name, value),)
 
 
 def _typed(name: str, value: str) -> Any:

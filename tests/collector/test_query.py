@@ -65,6 +65,9 @@ def numbers(loaded: tuple[ThreadedCollector, str], **params: Any) -> list[int]:
         ({"status_code": "gt:401", "outcome": "failure"}, [2, 4]),
         ({"status_code": "lt:300"}, [1, "/api/v1/orders"]),
         ({"status_code": "lte:401"}, [1, "/api/v1/orders", "/api/v1/users/42/sessions"]),
+        ({"status_code": "4xx"}, [2, "/api/v1/users/42/sessions"]),
+        ({"status_code": "4xx,5xx"}, [2, 4, "/api/v1/users/42/sessions"]),
+        ({"status_code": "neq:2xx,5xx"}, [2, "/api/v1/users/42/sessions"]),
         ({"client_ip": "10.0.0.0/8"}, [1, 2, "/api/v1/users/42/sessions"]),
         ({"client_ip": "10.1.0.0/16,2001:db8::/32"}, [1, 4, "/api/v1/users/42/sessions"]),
         ({"client_ip": "neq:10.0.0.0/8"}, ["/api/v1/orders", 4]),
@@ -96,6 +99,8 @@ def test_time_aliases_sort_by_and_page_offset(loaded: tuple[ThreadedCollector, s
     ("params", "name"),
     [
         ({"status_code": "gte:abc"}, "status_code"),
+        ({"status_code": "gte:4xx"}, "status_code"),
+        ({"status_code": "6xx"}, "status_code"),
         ({"action": "gt:5"}, "action"),
         ({"client_ip": "10.0.0.0/99"}, "client_ip"),
         ({"from": "x"}, "from"),

@@ -184,6 +184,8 @@ def _run_and_stop(terminal: Terminal, data: Path) -> str:
     printed = re.search(rb"API:\s+(http://\S+)", terminal.output)
     assert printed is not None
     audit_log = printed.group(1).decode()
+    viewer = re.search(rb"Viewer:\s+(http://\S+/ui/)", terminal.output)
+    assert viewer is not None and request("GET", viewer.group(1).decode()).status == 200  # the page needs no key
 
     def stored() -> int:
         reply = request("GET", audit_log, key=keys["SIDETRAIL_READ_KEY"], params={"limit": 200})

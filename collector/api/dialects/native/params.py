@@ -38,7 +38,7 @@ _TEXT_VALUE = {"type": "string", "pattern": "^[A-Za-z0-9._/@-]{1,64}$"}
 _FILTER_SCHEMAS = {
     "outcome": {"type": "string", "enum": list(OUTCOMES)},
     "actor_type": {"type": "string", "enum": list(ACTOR_TYPES)},
-    "status_code": {"type": "string", "pattern": "^((eq|neq|gt|gte|lt|lte):)?[1-5][0-9][0-9]$"},
+    "status_code": {"type": "string", "pattern": "^(((eq|neq|gt|gte|lt|lte):)?[1-5][0-9][0-9]|((eq|neq):)?[1-5]xx)$"},
     "client_ip": {"type": "string", "format": "ipv4"},
     "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
 }

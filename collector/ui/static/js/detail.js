@@ -1,0 +1,110 @@
+// The event detail: every field of the event, its objects as formatted JSON, copy buttons, links to the
+// events of the same actor, resource and address, and (once stored events carry it) its place in the
+// tenant's tamper-evident chain.
+
+import { el, link, setText } from "./dom.js";
+import { invisibleCharacters, localTime } from "./format.js";
+
+// INTEGRITY POSITION (issue 16, tamper evidence): stored events get their place in the tenant's hash chain
+// (chain_position, chain_hash in storage). Once the API shows them, the section below shows whichever of
+// these fields an event has; while it has none, the section is left out. Rename here if the API's differ.
+export const INTEGRITY_FIELDS = ["chain_position", "chain_hash", "position", "hash", "integrity"];
+const TIMES = new Set(["created_at", "received_at"]);
+
+/** Text for a copy button's clipboard; navigator.clipboard needs a secure context, else a selection. */
+async function copy(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = el("textarea", { class: "offscreen", "aria-hidden": "true" });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  document.execCommand("copy");
+  area.remove();
+}
+
+function copyButton(label, text, announce) {
+  const button = el("button", { type: "button", class: "copy" }, label);
+  button.addEventListener("click", async () => {
+    try {
+      await copy(text);
+      announce(`Copied ${label.replace(/^Copy /, "")}.`);
+    } catch {
+      announce("The browser refused to copy.");
+    }
+  });
+  return button;
+}
+
+/** A value as text, with a warning when it holds characters that reorder or hide text. */
+function valueNodes(name, value) {
+  if (value === null || value === undefined || value === "") return [el("span", { class: "muted" }, "(none)")];
+  const text = String(value);
+  const nodes = [el("span", { class: "value" }, text)];
+  if (TIMES.has(name)) nodes.push(el("span", { class: "muted" }, ` (${localTime(text)} local)`));
+  const hidden = invisibleCharacters(text);
+  if (hidden) nodes.push(el("span", { class: "warning" }, ` contains invisible or direction characters: ${hidden}`));
+  return nodes;
+}
+
+/**
+ * Fill ``body`` with ``event``. The "show events" links keep ``range`` (the view's time range
+ * parameters) and filter on this event's value, matched literally (eq:). They are real links to this
+ * page, so they open in a new tab too; followed in place, ``navigate(searchParams)`` is called.
+ * ``announce`` tells the user (copy done).
+ */
+export function renderDetail(title, body, event, { range, navigate, announce }) {
+  setText(title, `Event: ${event.action}`);
+  const related = [];
+  if (event.actor_id) related.push(link({ ...range, actor_id: `eq:${event.actor_id}` }, "Events by this actor"));
+  if (event.resource_type || event.resource_id) {
+    const params = { ...range };
+    if (event.resource_type) params.resource_type = `eq:${event.resource_type}`;
+    if (event.resource_id) params.resource_id = `eq:${event.resource_id}`;
+    related.push(link(params, "Events on this resource"));
+  }
+  if (event.client_ip) related.push(link({ ...range, client_ip: event.client_ip }, "Events from this IP"));
+  for (const anchor of related) {
+    anchor.addEventListener("click", (click) => {
+      if (click.ctrlKey || click.metaKey || click.shiftKey || click.button !== 0) return; // a new tab: the browser's
+      click.preventDefault();
+      navigate(new URL(anchor.href).searchParams);
+    });
+  }
+
+  const fields = el("dl", { class: "fields" });
+  const objects = [];
+  for (const [name, value] of Object.entries(event)) {
+    if (INTEGRITY_FIELDS.includes(name)) continue;
+    if (value !== null && typeof value === "object") objects.push([name, value]);
+    else fields.append(el("dt", {}, name), el("dd", {}, valueNodes(name, value)));
+  }
+  const sections = objects.map(([name, value]) => {
+    const json = JSON.stringify(value, null, 2);
+    return el("section", { class: "object", "aria-label": name },
+      el("div", { class: "object-head" }, el("h3", {}, name), copyButton(`Copy ${name}`, json, announce)),
+      el("pre", { tabindex: "0" }, json));
+  });
+
+  const integrity = INTEGRITY_FIELDS.filter((name) => name in event);
+  const integritySection = integrity.length
+    ? el("section", { class: "integrity", "aria-label": "Integrity position" },
+      el("h3", {}, "Integrity position"),
+      el("dl", { class: "fields" },
+        integrity.map((name) => [el("dt", {}, name), el("dd", {}, valueNodes(name, typeof event[name] === "object"
+          ? JSON.stringify(event[name]) : event[name]))])))
+    : null;
+
+  const parts = [
+    el("div", { class: "detail-actions" },
+      copyButton("Copy id", event.id, announce),
+      copyButton("Copy JSON", JSON.stringify(event, null, 2), announce)),
+    related.length ? el("nav", { class: "related", "aria-label": "Related events" }, related) : null,
+    fields,
+    integritySection,
+    ...sections,
+  ];
+  body.replaceChildren(...parts.filter(Boolean));
+}
