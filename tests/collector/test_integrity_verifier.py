@@ -54,7 +54,7 @@ def test_rows_with_swapped_positions_are_reordered_and_the_rest_links(tmp_path: 
 
 
 def test_a_second_row_at_one_position_is_inserted_and_input_out_of_order_is_reordered(tmp_path: Path) -> None:
-    signer, keys, rows = setup(tmp_path)
+    _, keys, rows = setup(tmp_path)
     extra = (7, rows[6][1], {**rows[6][2], "action": "forged"})
     assert found([*rows[:7], extra, *rows[7:]], [], keys) == [("inserted", 7)]
     assert found([*rows[:7], rows[2], *rows[7:]], [], keys) == [("reordered", 3)]
