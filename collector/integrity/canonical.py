@@ -53,7 +53,10 @@ def canonical(event: dict[str, Any]) -> bytes:
         document = {name: event.get(name) for name in HASHED_FIELDS}
     source, metadata = document["source"], document["metadata"]
     if type(source) is dict and type(metadata) is dict and _plain(source) and _plain(metadata):
-        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        try:
+            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an object 254 levels deep (accepted) is one too many inside the event
+            pass
     return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
 
 

@@ -87,6 +87,8 @@ def signing_key_show(args: argparse.Namespace, config: CollectorConfig) -> None:
 
 
 def run_verify(args: argparse.Namespace, config: CollectorConfig, with_storage: WithStorage) -> None:
+    if not config.integrity.enabled:
+        raise VerifyFailed("integrity is off in this config (integrity.enabled: false): there is no chain to verify")
     keys = public_key_ring(config)
     console = Console(stderr=True)
 

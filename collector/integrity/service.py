@@ -113,7 +113,7 @@ async def verify_stored(
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
-    complete, seen = True, 0
+    complete = True
     page = asyncio.ensure_future(storage.chain_rows(tenant, (start - 1, _AFTER_EVERYTHING), _PAGE))
     while True:
         rows = await page
@@ -125,7 +125,6 @@ async def verify_stored(
                 complete = False
                 break
             verifier.feed(position, stored, event)
-        seen += len(rows)
         if progress is not None:
             progress(verifier.report.last_position)
         if not complete or len(rows) < _PAGE:

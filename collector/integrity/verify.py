@@ -87,8 +87,9 @@ class Verifier:
     """Verifies one tenant's chain from ``start`` (see the module docstring).
 
     ``start_hash`` is the hash stored at ``start - 1`` (``None``: unknown, the first row's link is not
-    checked; ``start`` 1 always begins at :data:`GENESIS`). ``head`` is the store's own record of the
-    chain head (unsigned, a hint for a truncated tail); ``unchained`` how many rows carry no position.
+    checked; ``start`` 1 always begins at :data:`GENESIS`). Checkpoints whose signature fails are reported
+    at once; the others are held against the rows. Rows without a position are reported through
+    :meth:`unchained`.
     """
 
     def __init__(

@@ -5,16 +5,23 @@ store verifies clean."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
+import sqlite_utils
 
 from collector.integrity.chain import link
 from collector.integrity.checkpoints import payload
 from collector.integrity.signing import KeyRing, Signer, create_key_file
+from collector.storage import postgres_schema, sqlite_schema
 from collector.storage.base import INSERT_COLUMNS, Storage
+from collector.storage.postgres_schema import month_start
+from collector.storage.sqlite import INSERT_SQL, to_row
 from tests.collector.integrity_helpers import BASE, RawDb, checkpoint_now, kinds, run_signed, stored_event, verify
 
 FLOATS = {"ratio": 1.5, "hundred": 1e2, "tenth": 0.1, "big": 2**60, "text": "é\u2028😀\x1f", "ü": [1, 2.5, None]}
@@ -211,8 +218,6 @@ BASE_NOW = BASE  # the retention test's "now"
 
 
 def test_a_dropped_postgres_partition_leaves_signed_tombstones(pg_storage: dict[str, Any], tmp_path: Path) -> None:
-    from collector.storage.postgres_schema import month_start
-
     january = month_start(2020, 1)
 
     async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
@@ -230,3 +235,50 @@ def test_a_dropped_postgres_partition_leaves_signed_tombstones(pg_storage: dict[
             assert report.retention_cuts == [(1, 3), (5, 6)] and report.events == 3
 
     run_signed(pg_storage, tmp_path, body)
+
+
+def test_events_stored_before_the_chain_existed_are_chained_by_the_migration(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    old = [stored_event(n) for n in range(1, 8)] + [stored_event(n, tenant="globex") for n in range(1, 4)]
+    asyncio.run(_store_before_the_chain(backend, old))
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        heads = {head.tenant: head.position for head in await storage.chain_heads()}
+        assert heads == {"acme": 7, "globex": 3}
+        rows = await storage.chain_rows("acme", (0, 0), 100)
+        assert [event["id"] for _, _, event in rows] == [event["id"] for event in old[:7]]  # in seq order
+        await storage.insert_events([stored_event(8)])
+        report = await verify(storage, keys)
+        assert report.clean and report.events == 8, report.findings
+
+    run_signed(backend, tmp_path, body)
+
+
+async def _store_before_the_chain(backend: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """A database at the schema version before the chain, holding ``events``."""
+    if backend["backend"] == "sqlite":
+        conn = sqlite3.connect(backend["path"], isolation_level=None)
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        for version, apply in sqlite_schema.MIGRATIONS[:6]:
+            apply(sqlite_utils.Database(conn))
+            conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+        conn.executemany(INSERT_SQL, [to_row(event) for event in events])
+        conn.close()
+        return
+    pg = await asyncpg.connect(backend["dsn"])
+    try:
+        await pg.execute(f'CREATE SCHEMA "{backend["schema"]}"; SET search_path TO "{backend["schema"]}"')
+        await pg.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)")
+        for version, sql in postgres_schema.MIGRATIONS[:5]:
+            await pg.execute(sql)
+            await pg.execute("INSERT INTO schema_migrations VALUES ($1, 0)", version)
+        columns = list(INSERT_COLUMNS)
+        values = [
+            tuple(orjson.dumps(event[c]).decode() if c in ("source", "metadata") else event[c] for c in columns)
+            for event in events
+        ]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await pg.executemany(f"INSERT INTO events ({', '.join(columns)}) VALUES ({placeholders})", values)
+    finally:
+        await pg.close()

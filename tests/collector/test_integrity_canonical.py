@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from collector.integrity.canonical import HASHED_FIELDS, MAX_SAFE_INTEGER, canonical
 from collector.self_audit import self_event
+from core.event import MAX_OBJECT_DEPTH
 
 
 def _doubles(value: Any) -> Any:
@@ -127,3 +128,12 @@ def test_numbers_print_as_the_rfc_appendix_lists() -> None:
     for bits, text in NUMBERS.items():
         (number,) = struct.unpack(">d", bytes.fromhex(bits))
         assert _metadata_bytes(event_with({"n": number})) == b'{"n":' + text.encode() + b"}", bits
+
+
+def test_the_deepest_accepted_metadata_canonicalises() -> None:
+    deepest: dict[str, Any] = {}
+    inner = deepest
+    for _ in range(MAX_OBJECT_DEPTH - 1):  # the top object counts as one level
+        inner["a"] = inner = {}
+    event = event_with(deepest)
+    assert canonical(event) == expected(event)
