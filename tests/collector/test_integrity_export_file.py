@@ -155,6 +155,12 @@ def test_not_an_export_and_garbage_lines(signer: Signer, ring: KeyRing) -> None:
     exported = export(lines, checkpoints)
     exported[6] = b"{not json\n"
     assert ("malformed", None, 7) in _kinds(verify_export(exported, ring))
+    deep = line = exported[7]
+    for _ in range(900):  # orjson reads 1,024 levels; the canonical form's writers stop earlier
+        deep = b"[" + deep.rstrip(b"\n") + b"]"
+    nested = line.replace(b'"metadata":{', b'"metadata":{"deep":' + deep + b",")
+    exported[7] = nested
+    assert _kinds(verify_export(exported, ring)) == [("malformed", None, 7), ("malformed", 6, 8), ("deleted", 5, 9)]
 
 
 def test_public_key_files(signer: Signer, tmp_path: Path) -> None:
