@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -101,10 +102,17 @@ def run_verify(args: argparse.Namespace, config: CollectorConfig, with_storage: 
         columns = (TextColumn("verifying {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
             task = progress.add_task(args.tenant, total=total)
-            report = await verify_stored(
-                storage, keys, args.tenant, args.from_,
-                progress=lambda position: progress.update(task, completed=max(position - args.from_ + 1, 0)),
-            )  # fmt: skip
+            # The walk makes no reference cycles, only millions of short-lived dicts whose allocations keep
+            # triggering full collections: without the collector it runs 2x faster (measured 34k -> 70k
+            # events/s on SQLite here). This process does nothing else meanwhile.
+            gc.disable()
+            try:
+                report = await verify_stored(
+                    storage, keys, args.tenant, args.from_,
+                    progress=lambda position: progress.update(task, completed=max(position - args.from_ + 1, 0)),
+                )  # fmt: skip
+            finally:
+                gc.enable()
         await record_verification(storage, report, _CLI_ACTOR, "service")
         return report
 

@@ -251,7 +251,7 @@ def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> i
         linker = Linker(heads)
         links = linker.chain(events)
         before = conn.total_changes
-        conn.executemany(_INSERT_CHAINED, [(*to_row(e), *link) for e, link in zip(events, links, strict=True)])
+        conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links)))
         inserted = conn.total_changes - before
         if inserted == len(events) or attempt:
             break

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from collector.integrity.chain import GENESIS, link
 from collector.integrity.checkpoints import Checkpoint, Cut, sign
 from collector.integrity.signing import KeyRing, Signer, create_key_file
@@ -83,3 +86,45 @@ def test_retention_cuts_explain_missing_positions_and_the_tail_is_held_to_the_la
     assert report.clean and report.retention_cuts == [(1, 3), (6, 6)]
     assert found(kept[:-3], [tombstone], keys) == [("truncated_tail", 10)]  # a tombstone signs its head too
     assert found(kept[:-3], [tombstone], keys, complete=False) == []  # a partial read checks no tail
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(min_value=3, max_value=40).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.sampled_from(["modify", "rehash", "delete", "swap", "swap_rows"]),
+            st.integers(min_value=1, max_value=n),
+            st.integers(min_value=1, max_value=n),
+        )
+    )
+)
+def test_one_tampering_anywhere_is_named_with_its_kind_and_first_position(case: tuple[int, str, int, int]) -> None:
+    count, how, first, second = case
+    rows = chain(count)
+    keys = KeyRing()
+    index = first - 1
+    if how == "modify":
+        rows[index] = (first, rows[index][1], {**rows[index][2], "metadata": {"changed": True}})
+        expected = [("modified", first)]
+    elif how == "rehash":
+        rows[index] = (first, bytes(32), rows[index][2])
+        expected = [("modified", first)]
+    elif how == "delete":
+        if first == count:  # the newest row: only a checkpoint or the head record can tell
+            del rows[index]
+            assert found(rows, [], keys, head=count) == [("truncated_tail", count)]
+            return
+        del rows[index]
+        expected = [("deleted", first)]
+    else:
+        low, high = sorted((first, second))
+        if low == high:
+            return
+        one, other = rows[low - 1], rows[high - 1]
+        if how == "swap":  # contents trade places, positions and hashes stay
+            rows[low - 1], rows[high - 1] = (low, one[1], other[2]), (high, other[1], one[2])
+        else:  # whole rows trade positions
+            rows[low - 1], rows[high - 1] = (low, other[1], other[2]), (high, one[1], one[2])
+        expected = [("reordered", low)]
+    assert found(rows, [], keys, head=count) == expected
