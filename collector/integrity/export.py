@@ -21,6 +21,7 @@ newer than the latest checkpoint are left out until a checkpoint covers them.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,10 @@ def head(segment: Segment, exported_at: int) -> bytes:
 
 
 def _line(document: dict[str, Any]) -> bytes:
-    return orjson.dumps(document) + b"\n"
+    try:
+        return orjson.dumps(document) + b"\n"
+    except TypeError:  # orjson writes at most 254 levels; metadata may nest 254 deep, the line adds two
+        return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 async def stored_checkpoints(storage: Storage, tenant: str) -> list[Checkpoint]:

@@ -252,7 +252,11 @@ class _Run:
             p, (n, _, _) = next(iter(self.held.items()))  # held in line order: the earliest line held back
             if n < number:
                 self._add("reordered", position, number, f"position {position} comes after position {p} (line {n})")
-        self.verifier.feed(position, stored, event)
+        try:
+            self.verifier.feed(position, stored, event)
+        except (RecursionError, TypeError, ValueError) as exc:  # content no RFC 8785 writer takes (nesting)
+            self._add("malformed", position, number, f"event: cannot be put in canonical form ({exc})")
+            return
         self.report.events += 1
         self.next_position = max(self.next_position, position + 1)
         self._note_line(position, number)
@@ -281,7 +285,12 @@ class _Run:
         if not any(c.position == report.last_position for c in valid):
             self._add("unanchored", report.last_position, None, f"no valid signed checkpoint at position "
                       f"{report.last_position} vouches for the segment's end")  # fmt: skip
-        report.findings.sort(key=lambda f: (f.line is None, f.line or 0, f.position or 0))
+        widest: dict[tuple[str, int | None, int | None], LineFinding] = {}
+        for finding in report.findings:  # a gap met twice (a line that failed midway) is reported once
+            key = (finding.kind, finding.position, finding.line)
+            if key not in widest or finding.count > widest[key].count:
+                widest[key] = finding
+        report.findings = sorted(widest.values(), key=lambda f: (f.line is None, f.line or 0, f.position or 0))
         return report
 
     # -- helpers -------------------------------------------------------------------------------------

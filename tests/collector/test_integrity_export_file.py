@@ -155,6 +155,12 @@ def test_not_an_export_and_garbage_lines(signer: Signer, ring: KeyRing) -> None:
     exported = export(lines, checkpoints)
     exported[6] = b"{not json\n"
     assert ("malformed", None, 7) in _kinds(verify_export(exported, ring))
+    deep = line = exported[7]
+    for _ in range(900):  # orjson reads 1,024 levels; the canonical form's writers stop earlier
+        deep = b"[" + deep.rstrip(b"\n") + b"]"
+    nested = line.replace(b'"metadata":{', b'"metadata":{"deep":' + deep + b",")
+    exported[7] = nested
+    assert _kinds(verify_export(exported, ring)) == [("malformed", None, 7), ("malformed", 6, 8), ("deleted", 5, 9)]
 
 
 def test_public_key_files(signer: Signer, tmp_path: Path) -> None:
@@ -166,3 +172,15 @@ def test_public_key_files(signer: Signer, tmp_path: Path) -> None:
     )
     (tmp_path / "b.pem").write_bytes(pem)
     assert list(load_public_keys([tmp_path / "b.pem"]).keys) == [signer.key_id]
+
+
+def test_an_event_nested_as_deep_as_ingest_allows_exports_and_verifies(signer: Signer, ring: KeyRing) -> None:
+    deep: dict[str, object] = {}
+    for _ in range(253):  # metadata itself and 253 levels inside: the deepest an ingested event may be
+        deep = {"a": deep}
+    event = {**self_event(TENANT, "user.updated", "alice", "user"), "metadata": deep, "seq": 1}
+    ((position, digest),) = Linker({}).chain([event])
+    checkpoint = sign(signer, Checkpoint(TENANT, 1, digest, 1_764_000_000_000, ""))
+    lines = [*head(plan(TENANT, [checkpoint], None, None), 1_764_000_000_000).splitlines(keepends=True),
+             event_line(position, digest, event)]  # fmt: skip
+    assert verify_export(lines, ring).clean
