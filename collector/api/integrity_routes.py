@@ -16,6 +16,7 @@ from aiohttp import web
 from collector.api.auth import Principal
 from collector.api.errors import ApiError
 from collector.api.params import IntParam, reject_unknown
+from collector.api.query import is_event_id
 from collector.api.routes import json_response
 from collector.api.state import CONFIG, INTEGRITY_KEYS, METRICS, STORAGE
 from collector.integrity.checkpoints import describe
@@ -56,6 +57,27 @@ async def public_keys(request: web.Request, principal: Principal) -> web.Respons
         for key_id, public in sorted(app[INTEGRITY_KEYS].keys.items())
     ]  # fmt: skip
     return json_response({"data": data})
+
+
+async def event_link(request: web.Request, principal: Principal) -> web.Response:
+    """Where one event sits in the tenant's chain, and the signed checkpoint that covers it (``null`` until
+    the next checkpoint is made). What the web viewer shows as an event's integrity."""
+    event_id = request.match_info["event_id"]
+    link = (
+        await request.app[STORAGE].event_link(principal.tenant_id, event_id.lower()) if is_event_id(event_id) else None
+    )
+    if link is None:  # unknown, another tenant's, or stored with integrity off: the same 404
+        raise ApiError(404, "not_found", f"no chained event with id {event_id!r}")
+    position, digest, checkpoint = link
+    return json_response(
+        {
+            "data": {
+                "position": position,
+                "hash": digest.hex(),
+                "checkpoint": describe(checkpoint) if checkpoint else None,
+            }
+        }
+    )
 
 
 async def verify(request: web.Request, principal: Principal) -> web.Response:

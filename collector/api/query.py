@@ -202,12 +202,17 @@ async def changes(request: web.Request, principal: Principal) -> web.Response:
     return json_response({"data": data, "has_more": has_more, "next_after_seq": next_after_seq})
 
 
+def is_event_id(text: str) -> bool:
+    """Whether ``text`` can be an event id (a UUID): others are answered 404 without a query."""
+    return _UUID_RE.match(text) is not None
+
+
 async def get_event(request: web.Request, principal: Principal) -> web.Response:
     """One event by id."""
     event_id = request.match_info["event_id"]
     # Ids that cannot exist answer the same 404 as another tenant's: nothing is learned either way.
     storage = request.app[STORAGE]
-    event = await storage.get_event(principal.tenant_id, event_id.lower()) if _UUID_RE.match(event_id) else None
+    event = await storage.get_event(principal.tenant_id, event_id.lower()) if is_event_id(event_id) else None
     if event is None:
         raise ApiError(404, "not_found", f"no event with id {event_id!r}")
     return json_response({"data": request[DIALECT].present_row(event)})

@@ -66,6 +66,12 @@ class ChainStatements:
         "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
     )
     hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
+    link_of: str = "SELECT chain_position, chain_hash FROM events WHERE tenant_id = ? AND id = ?"
+    # The first signed checkpoint at or past a position: the one that proves the event is in the chain.
+    covering_checkpoint: str = (
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND position >= ? AND cuts IS NULL "
+        "ORDER BY position, id LIMIT 1"
+    )
     unchained_count: str = "SELECT count(*) FROM events WHERE tenant_id = ? AND chain_position IS NULL"
     unchained_first: str = "SELECT id FROM events WHERE tenant_id = ? AND chain_position IS NULL ORDER BY seq LIMIT 1"
     record_verification: str = (
@@ -175,6 +181,17 @@ class ChainAccess:
         self._check_open()
         rows = await self.database.fetch(self._chain_sql.hash_at, (tenant, position))
         return bytes(rows[0][0]) if rows else None
+
+    async def event_link(self, tenant: str, event_id: str) -> tuple[int, bytes, Checkpoint | None] | None:
+        """Where the event with ``event_id`` sits in its tenant's chain: (position, stored hash, the first
+        signed checkpoint at or past it, if one was made yet); ``None`` when no such event is chained."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.link_of, (tenant, event_id))
+        if not rows or rows[0][0] is None:
+            return None
+        position, digest = rows[0][0], bytes(rows[0][1])
+        covering = await self.database.fetch(self._chain_sql.covering_checkpoint, (tenant, position))
+        return position, digest, checkpoint_from_row(covering[0]) if covering else None
 
     async def unchained(self, tenant: str) -> tuple[int, str | None]:
         """How many of the tenant's rows carry no chain position, and the oldest one's id."""

@@ -61,6 +61,28 @@ def test_routes_serve_checkpoints_keys_and_a_verify_report(collector: ThreadedCo
     assert {"/v1/audit-log/checkpoints", "/v1/audit-log/checkpoints/keys", "/v1/audit-log/verify"} <= set(paths)
 
 
+def test_an_events_place_in_the_chain_and_the_checkpoint_covering_it(
+    collector: ThreadedCollector, keys: dict[str, str]
+) -> None:
+    url = f"{collector.url}/v1/audit-log"
+    ingest(collector, keys["ingest"], [event(n) for n in range(3)])
+    link = request("GET", f"{url}/{event(1)['id']}/integrity", key=keys["read"])
+    assert link.status == 200, link.body
+    data = link.json()["data"]
+    assert data["position"] == 2 and re.fullmatch("[0-9a-f]{64}", data["hash"])
+    # Signed at the next tick: the checkpoint then covers the event, at or past its position.
+    covered = wait_until(
+        lambda: request("GET", f"{url}/{event(1)['id']}/integrity", key=keys["read"]).json()["data"]["checkpoint"],
+        message="a checkpoint covering the event",
+    )
+    assert covered["position"] >= 2 and covered["kind"] == "checkpoint" and covered["signature"]
+    exported = [c for c in request("GET", f"{url}/checkpoints", key=keys["read"]).json()["data"] if c == covered]
+    assert exported, "the covering checkpoint is one of the tenant's"
+    for missing in (event(9)["id"], "not-a-uuid"):
+        assert request("GET", f"{url}/{missing}/integrity", key=keys["read"]).status == 404
+    assert request("GET", f"{url}/{event(1)['id']}/integrity", key=keys["other_read"]).status == 404  # tenant-scoped
+
+
 def test_integrity_can_be_turned_off_explicitly(tmp_path: Path) -> None:
     server = ThreadedCollector(tmp_path, integrity={"enabled": False})
     try:

@@ -115,6 +115,8 @@ def test_real_responses_match_the_documented_schemas(collector: ThreadedCollecto
         ("get", "/metrics", None, {}, "200"),
         ("get", "/v1/audit-log", admin, {"params": {"limit": 0}}, "400"),
         ("get", "/v1/audit-log/{event_id}", admin, {"path": "00000000-0000-7000-8000-000000000000"}, "404"),
+        ("get", "/v1/audit-log/{event_id}/integrity", admin, {}, "200"),
+        ("get", "/v1/audit-log/{event_id}/integrity", admin, {"path": "00000000-0000-7000-8000-000000000000"}, "404"),
         ("get", "/v1/keys", None, {}, "401"),
     ]
     for method, path, key, options, status in calls:

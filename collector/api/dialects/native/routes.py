@@ -131,6 +131,7 @@ _FINDING = _object(
     kind={"type": "string", "enum": list(KINDS)}, position={"type": ["integer", "null"]},
     detail={"type": "string"}, count={"type": "integer"},
 )  # fmt: skip
+_EVENT_LINK = _object(position={"type": "integer"}, hash=_HEX, checkpoint={"oneOf": [_CHECKPOINT, {"type": "null"}]})
 _VERIFY_REPORT = {
     **_object(
         tenant={"type": "string"}, clean={"type": "boolean"}, complete={"type": "boolean"},
@@ -208,6 +209,15 @@ ROUTES = (
         responses={
             200: Response("OK", _object(data=_EVENT_REF)),
             404: Response("not_found (also for another tenant's event)", ERROR_REF),
+        },
+        errors=_READ_ERRORS,
+    ),
+    Route(
+        "GET", "/v1/audit-log/{event_id}/integrity", integrity_routes.event_link,
+        "Where one event sits in the tenant's hash chain, and the signed checkpoint covering it", scope="read",
+        responses={
+            200: Response("OK", _object(data=_EVENT_LINK)),
+            404: Response("not_found (also for another tenant's event, or one stored unchained)", ERROR_REF),
         },
         errors=_READ_ERRORS,
     ),
