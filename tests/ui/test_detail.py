@@ -48,7 +48,13 @@ def test_keyboard_moves_opens_and_closes_and_the_detail_shows_every_field(
     expect(dialog).to_be_visible()
     expect(dialog.get_by_role("heading", level=2)).to_have_text(f"Event: {events[1]['action']}")
     page.wait_for_url(lambda url: f"event={events[1]['id']}" in url)
-    shown = dict(zip(dialog.locator(".fields dt").all_text_contents(), dialog.locator(".fields dd").all(), strict=True))
+    shown = dict(
+        zip(
+            dialog.locator(".event-fields dt").all_text_contents(),
+            dialog.locator(".event-fields dd").all(),
+            strict=True,
+        )
+    )
     scalars = {name: value for name, value in events[1].items() if not isinstance(value, dict)}
     assert set(shown) == set(scalars)  # every field of the event
     for name, value in scalars.items():
@@ -58,6 +64,11 @@ def test_keyboard_moves_opens_and_closes_and_the_detail_shows_every_field(
         json.loads(dialog.get_by_role("region", name="metadata").locator("pre").text_content() or "")
         == (events[1]["metadata"])
     )
+    # Its place in the tenant's hash chain, as the integrity route gives it.
+    link = request("GET", f"{ui_collector.url}/v1/audit-log/{events[1]['id']}/integrity", key=key).json()["data"]
+    integrity = dialog.get_by_role("region", name="Integrity position")
+    expect(integrity.locator("dd .value").first).to_have_text(str(link["position"]))
+    expect(integrity.locator("dd .value").nth(1)).to_have_text(link["hash"])
     viewer.shot("detail")
 
     dialog.get_by_role("button", name="Copy id").click()

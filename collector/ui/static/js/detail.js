@@ -2,13 +2,13 @@
 // events of the same actor, resource and address, and (once stored events carry it) its place in the
 // tenant's tamper-evident chain.
 
+import { getJson } from "./api.js";
 import { el, link, setText } from "./dom.js";
 import { invisibleCharacters, localTime } from "./format.js";
 
-// INTEGRITY POSITION (issue 16, tamper evidence): stored events get their place in the tenant's hash chain
-// (chain_position, chain_hash in storage). Once the API shows them, the section below shows whichever of
-// these fields an event has; while it has none, the section is left out. Rename here if the API's differ.
-export const INTEGRITY_FIELDS = ["chain_position", "chain_hash", "position", "hash", "integrity"];
+// The event's place in the tenant's tamper-evident chain comes from its own route (the event's shape is
+// the API document's): position, hash, and the signed checkpoint that covers it, if one was made yet.
+const INTEGRITY_PATH = (id) => `/v1/audit-log/${encodeURIComponent(id)}/integrity`;
 const TIMES = new Set(["created_at", "received_at"]);
 
 /** Text for a copy button's clipboard; navigator.clipboard needs a secure context, else a selection. */
@@ -74,10 +74,9 @@ export function renderDetail(title, body, event, { range, navigate, announce }) 
     });
   }
 
-  const fields = el("dl", { class: "fields" });
+  const fields = el("dl", { class: "fields event-fields" });
   const objects = [];
   for (const [name, value] of Object.entries(event)) {
-    if (INTEGRITY_FIELDS.includes(name)) continue;
     if (value !== null && typeof value === "object") objects.push([name, value]);
     else fields.append(el("dt", {}, name), el("dd", {}, valueNodes(name, value)));
   }
@@ -88,14 +87,9 @@ export function renderDetail(title, body, event, { range, navigate, announce }) 
       el("pre", { tabindex: "0" }, json));
   });
 
-  const integrity = INTEGRITY_FIELDS.filter((name) => name in event);
-  const integritySection = integrity.length
-    ? el("section", { class: "integrity", "aria-label": "Integrity position" },
-      el("h3", {}, "Integrity position"),
-      el("dl", { class: "fields" },
-        integrity.map((name) => [el("dt", {}, name), el("dd", {}, valueNodes(name, typeof event[name] === "object"
-          ? JSON.stringify(event[name]) : event[name]))])))
-    : null;
+  const integritySection = el("section", { class: "integrity", "aria-label": "Integrity position" },
+    el("h3", {}, "Integrity position"), el("p", { class: "muted" }, "Loading…"));
+  showIntegrity(integritySection, event.id);
 
   const parts = [
     el("div", { class: "detail-actions" },
@@ -107,4 +101,27 @@ export function renderDetail(title, body, event, { range, navigate, announce }) 
     ...sections,
   ];
   body.replaceChildren(...parts.filter(Boolean));
+}
+
+/** Fill ``section`` with the event's chain position, hash and covering checkpoint (or why there is none). */
+async function showIntegrity(section, id) {
+  const heading = section.firstChild;
+  let rows;
+  try {
+    const { data } = await getJson(INTEGRITY_PATH(id));
+    const checkpoint = data.checkpoint;
+    rows = [
+      ["position", data.position],
+      ["hash", data.hash],
+      ["checkpoint", checkpoint
+        ? `position ${checkpoint.position}, signed ${localTime(checkpoint.time)} by key ${checkpoint.key_id}`
+        : "not yet covered by a signed checkpoint (one is made within the checkpoint interval)"],
+    ];
+  } catch (error) {
+    const why = error.status === 404 ? "not in the hash chain (stored with integrity off)" : error.message;
+    section.replaceChildren(heading, el("p", { class: "muted" }, why));
+    return;
+  }
+  section.replaceChildren(heading, el("dl", { class: "fields" },
+    rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, valueNodes(name, value))])));
 }
