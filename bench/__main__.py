@@ -169,8 +169,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
     for label, rate in results.get("indexes", {}).items():
         out.append((f"index cost: {label}", f"{rate:,.0f} rows/s", "raw insert, no HTTP", "", ""))
-    queries = results.get("queries")
-    if queries:
+    for backend in ("sqlite", "postgres"):
+        queries = results.get("queries" if backend == "sqlite" else "queries_postgres")
+        if not queries:
+            continue
         for kind, numbers in queries.items():
             if not isinstance(numbers, dict) or "first_api_p99_ms" not in numbers:
                 continue
@@ -179,14 +181,14 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             deep_p99 = deep.get("api_p99_ms")
             out.append(
                 (
-                    f"query {kind}: first page / page {deep['page']:,}",
+                    f"query ({backend}) {kind}: first page / page {deep['page']:,}",
                     f"p50 {numbers['first_api_p50_ms']:.1f} p99 {first_p99:.1f} / p99 {deep_p99 or 0:.1f} ms",
                     f"SQL p99 {numbers['first_sql_p99_ms']:.1f} / {deep.get('sql_p99_ms', 0):.1f} ms",
                     f"deep {deep_p99 / first_p99:.2f}x first" if deep_p99 else "",
                     f"first p99 <= 20 ms: {verdict(first_p99 <= 20)}",
                 )
             )
-        out += _dialect_rows(queries.get("dialects"), verdict)
+        out += _dialect_rows(queries.get("dialects"), verdict, backend)
     out += _integrity_rows(results.get("integrity"), verdict)
     out += _otlp_rows(results.get("otlp"), verdict)
     e2e = results.get("e2e")
@@ -219,7 +221,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def _dialect_rows(
-    dialects: dict[str, Any] | None, verdict: Callable[[bool], str]
+    dialects: dict[str, Any] | None, verdict: Callable[[bool], str], backend: str
 ) -> list[tuple[str, str, str, str, str]]:
     """Each API's first and deep page (p50) next to the native API's, measured in the same rounds. The goal
     is 1.2x native; a numbered-page dialect is held to it on its first page and its deep page's slowdown
@@ -235,7 +237,7 @@ def _dialect_rows(
         first_ratio, deep_ratio = first / native["first_p50_ms"], deep / native["deep_p50_ms"]
         out.append(
             (
-                f"query via {name}: first page / page {page:,} (p50)",
+                f"query ({backend}) via {name}: first page / page {page:,} (p50)",
                 f"{first:.1f} / {deep:.1f} ms (p99 {numbers['first_p99_ms']:.1f} / {numbers['deep_p99_ms']:.1f})",
                 "the native API itself" if name == "native" else
                 f"native {native['first_p50_ms']:.1f} / {native['deep_p50_ms']:.1f} ms",
@@ -334,7 +336,10 @@ def main() -> int:
     parser.add_argument("--ingest-events", type=int, help="events for the ingest benchmark (default 200,000)")
     parser.add_argument("--e2e-seconds", type=float, help="end-to-end load duration (default 60)")
     parser.add_argument("--idle-seconds", type=float, help="idle footprint duration (default 600)")
-    parser.add_argument("--pg-dsn", help="PostgreSQL for the ingest benchmark (default: the local server)")
+    parser.add_argument("--pg-dsn", help="PostgreSQL for the benchmarks (default: the local server)")
+    parser.add_argument(
+        "--query-backends", default="sqlite,postgres", help="comma list: the backends the query benchmark runs on"
+    )
     parser.add_argument("--generator", type=Path, default=GENERATOR, help="gen_access_log.py")
     args = parser.parse_args()
     quick = args.quick
@@ -366,7 +371,12 @@ def main() -> int:
             big = args.query_events or (20_000 if quick else 5_000_000)
             small = 5_000 if quick else min(1_000_000, big // 5)  # four other tenants
             print(f"bench: queries on {big:,} events (+4 tenants of {small:,})...", file=sys.stderr)
-            results["queries"] = bench_queries(workdir / "queries", big, small)
+            backends = set(args.query_backends.split(","))
+            if "sqlite" in backends:
+                results["queries"] = bench_queries(workdir / "queries", big, small)
+            if "postgres" in backends and (dsn := postgres_dsn(args.pg_dsn)):
+                print("bench: the same queries on PostgreSQL...", file=sys.stderr)
+                results["queries_postgres"] = bench_queries(workdir / "queries", big, small, dsn)
         if "integrity" in only:
             count = min(args.ingest_events or (10_000 if quick else 200_000), stats["non_get"])
             verify_events = args.verify_events or (20_000 if quick else 5_000_000)

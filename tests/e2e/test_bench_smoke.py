@@ -31,3 +31,8 @@ def test_bench_quick_runs_and_reports_every_section() -> None:
     assert report["collector"]["sqlite_http"]["valid"]
     assert report["e2e"]["latency_ms"]["valid"]
     assert "ingest with hash chain on vs off (sqlite)" in result.stdout and report["integrity"]["verify"]["clean"]
+    # PostgreSQL gets the query table too whenever it was reachable (the ingest rows say whether it was).
+    assert report["queries"]["none"]["first_api_p50_ms"] > 0
+    assert ("postgres_http" in report["collector"]) == ("queries_postgres" in report)
+    if "queries_postgres" in report:
+        assert report["queries_postgres"]["none"]["deep"]["api_p50_ms"] > 0
