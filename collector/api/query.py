@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -77,26 +78,17 @@ async def export(request: web.Request, principal: Principal) -> web.StreamRespon
             )
         ]
     )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": CONTENT_TYPES[export_format],
-            "Content-Disposition": f'attachment; filename="audit-log.{export_format}"',
-        }
-    )
-    await response.prepare(request)
-    buffer = header(export_format)  # type: ignore[arg-type]
-    try:
+
+    async def chunks() -> AsyncIterator[bytes]:
+        buffer = header(export_format)  # type: ignore[arg-type]
         async for event in iter_events(storage, query, app[CONFIG].limits.query_timeout):
             buffer += encode(event, export_format)  # type: ignore[arg-type]
             if len(buffer) >= 64 * 1024:
-                await response.write(buffer)
+                yield buffer
                 buffer = b""
-        await response.write(buffer)
-    except Exception:
-        _cut(request)
-        return response
-    await response.write_eof()
-    return response
+        yield buffer
+
+    return await _download(request, export_format, f"audit-log.{export_format}", chunks())
 
 
 _INTEGRITY_ALLOWED = frozenset({params.FORMAT.name, *(p.name for p in params.INTEGRITY_EXPORT)})
@@ -122,15 +114,23 @@ async def integrity_export(request: web.Request, principal: Principal) -> web.St
         [self_event(tenant, "sidetrail.export.started", principal.key_id, "api_key", format="ndjson",
                     integrity=True, first_position=segment.first, last_position=segment.last)]
     )  # fmt: skip
+    chunks = integrity.stream(storage, segment, now_ms(), app[CONFIG].limits.query_timeout)
+    return await _download(request, "ndjson", "audit-log-integrity.ndjson", chunks)
+
+
+async def _download(
+    request: web.Request, export_format: str, filename: str, chunks: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """Stream ``chunks`` as a file download; a failure midway cuts the connection (:func:`_cut`)."""
     response = web.StreamResponse(
         headers={
-            "Content-Type": CONTENT_TYPES["ndjson"],
-            "Content-Disposition": 'attachment; filename="audit-log-integrity.ndjson"',
+            "Content-Type": CONTENT_TYPES[export_format],
+            "Content-Disposition": f'attachment; filename="{filename}"',
         }
     )
     await response.prepare(request)
     try:
-        async for chunk in integrity.stream(storage, segment, now_ms(), app[CONFIG].limits.query_timeout):
+        async for chunk in chunks:
             await response.write(chunk)
     except Exception:
         _cut(request)

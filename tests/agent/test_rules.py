@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from agent.config import AgentConfig, DefaultRuleConfig, RuleConfig
 from agent.loading import build_processors
-from agent.processors.routes import TemplateError, bare_path, compile_route
-from agent.processors.rules import RuleProcessor
 from core.config import ConfigError, load_mapping
+from core.routes import TemplateError, bare_path, compile_route
+from core.rules import RuleProcessor
 
 ACCESS_FIELDS = frozenset(
     {"client_ip", "remote_user", "actor_id", "created_at", "method", "path", "protocol", "status_code", "body_bytes",
