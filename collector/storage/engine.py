@@ -252,9 +252,8 @@ class SqlStorage(ChainAccess, Generic[J]):
         self._writer: GroupCommit[J] = GroupCommit(database.commit, queue_max_events, database.drain_timeout)
         self._started = False
         self._closed = False
-        self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
         self._slots = TenantSlots(max(1, database.readers // 2))
-        self._commits = CommitSignal()  # key_id: (looked up at, record)
+        self._commits = CommitSignal()
 
     # -- the writer's state, as the protocol names it ------------------------------------------------
 
