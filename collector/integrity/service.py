@@ -106,25 +106,49 @@ async def verify_stored(
     progress: Progress | None = None,
 ) -> Report:
     """Verify ``tenant``'s stored chain from position ``start`` (at most ``max_events`` positions; then the
-    report is not ``complete`` and the tail is not checked). Reads run one page ahead of the hashing."""
+    report is not ``complete`` and the tail is not checked). Reads run one page ahead of the hashing.
+
+    Where the backend assembles rows' canonical bytes itself (:meth:`~collector.storage.base.Storage.chain_contents`),
+    a row those bytes link is taken as it is (:meth:`Verifier.accept`); from the first that they do not,
+    the rest of its page is read and decoded the exact way (:meth:`Verifier.feed`), which classifies it.
+    """
     start = max(1, start)
     last = start + max_events - 1 if max_events else _AFTER_EVERYTHING
     heads = {head.tenant: head for head in await storage.chain_heads()}
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
+    accept, feed = verifier.accept, verifier.feed
+
+    async def read(after: tuple[int, int]) -> tuple[tuple[int, int], list[Any], bool]:
+        contents = await storage.chain_contents(tenant, after, _PAGE)
+        if contents is not None:
+            return after, contents, True
+        return after, await storage.chain_rows(tenant, after, _PAGE), False
+
     complete = True
-    page = asyncio.ensure_future(storage.chain_rows(tenant, (start - 1, _AFTER_EVERYTHING), _PAGE))
+    page = asyncio.ensure_future(read((start - 1, _AFTER_EVERYTHING)))
     while True:
-        rows = await page
+        after, rows, assembled = await page
         if len(rows) == _PAGE:
-            position, _, event = rows[-1]
-            page = asyncio.ensure_future(storage.chain_rows(tenant, (position, event["seq"]), _PAGE))
-        for position, stored, event in rows:
+            last_row = rows[-1]
+            page = asyncio.ensure_future(read((last_row[0], last_row[2] if assembled else last_row[2]["seq"])))
+        exact = rows
+        if assembled:
+            exact = []
+            for index, (position, stored, seq, content) in enumerate(rows):
+                if position > last:
+                    complete = False
+                    break
+                if not accept(position, stored, seq, content):
+                    exact = await storage.chain_rows(tenant, after, len(rows) - index)
+                    break
+                after = (position, seq)
+        for position, stored, event in exact:
             if position > last:
                 complete = False
                 break
-            verifier.feed(position, stored, event)
+            feed(position, stored, event)
         if progress is not None:
             progress(verifier.report.last_position)
         if not complete or len(rows) < _PAGE:

@@ -20,13 +20,23 @@ from typing import Any
 
 from collector.integrity.checkpoints import Checkpoint, Cut, decode_cuts, encode_cuts, sign
 from collector.integrity.signing import Signer
-from collector.storage.base import EVENT_COLUMNS
+from collector.storage.base import EVENT_COLUMNS, StorageUnavailable
 from core.event import now_ms
 
 CHAIN_COLUMNS = (("chain_position", "INTEGER", "bigint"), ("chain_hash", "BLOB", "bytea"))
 """The chain's columns on ``events``: (name, SQLite type, PostgreSQL type); both nullable."""
 _CHECKPOINT_COLUMNS = "id, tenant_id, position, head_hash, time, key_id, signature, cuts"
 _ROW_COLUMNS = f"chain_position, chain_hash, {', '.join(EVENT_COLUMNS)}"
+_ROWS_AFTER = (
+    "FROM events WHERE tenant_id = ? AND chain_position IS NOT NULL "
+    "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
+)
+
+
+def contents_statement(content: str) -> str:
+    """The page read of :meth:`ChainAccess.chain_contents` (the same rows, keyset and order as
+    ``ChainStatements.rows``), with ``content`` the backend's SQL expression for a row's candidate bytes."""
+    return f"SELECT chain_position, chain_hash, seq, {content} {_ROWS_AFTER}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +71,7 @@ class ChainStatements:
         f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND ((position >= ? AND position <= ?) "
         "OR cuts IS NOT NULL OR id = (SELECT max(id) FROM checkpoints WHERE tenant_id = ?)) ORDER BY id"
     )
-    rows: str = (
-        f"SELECT {_ROW_COLUMNS} FROM events WHERE tenant_id = ? AND chain_position IS NOT NULL "
-        "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
-    )
+    rows: str = f"SELECT {_ROW_COLUMNS} {_ROWS_AFTER}"
     hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
     unchained_count: str = "SELECT count(*) FROM events WHERE tenant_id = ? AND chain_position IS NULL"
     unchained_first: str = "SELECT id FROM events WHERE tenant_id = ? AND chain_position IS NULL ORDER BY seq LIMIT 1"
@@ -170,6 +177,24 @@ class ChainAccess:
         rows = await self.database.fetch(self._chain_sql.rows, (tenant, position, position, seq, limit))
         decode = self.database.decode_event
         return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
+
+    async def chain_contents(
+        self, tenant: str, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, bytes, int, bytes | None]] | None:
+        """The rows :meth:`chain_rows` would return, as (position, stored hash, seq, candidate bytes): the
+        backend's guess at the row's canonical bytes, assembled in SQL without decoding it (see
+        :meth:`~collector.integrity.verify.Verifier.accept`). ``None`` when the backend has no such read,
+        or when the page holds a value the assembly cannot take (a BLOB, malformed JSON): the caller reads
+        that page with :meth:`chain_rows`, which classifies it."""
+        self._check_open()
+        sql = self.database.chain_contents
+        if sql is None:
+            return None
+        position, seq = after
+        try:
+            return await self.database.fetch(sql, (tenant, position, position, seq, limit))  # type: ignore[return-value]
+        except StorageUnavailable:
+            return None
 
     async def chain_hash_at(self, tenant: str, position: int) -> bytes | None:
         self._check_open()
