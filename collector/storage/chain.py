@@ -37,9 +37,12 @@ _ROWS_AFTER = (
 
 
 def contents_statement(content: str) -> str:
-    """The page read of :meth:`ChainAccess.chain_contents` (the same rows, keyset and order as
-    ``ChainStatements.rows``), with ``content`` the backend's SQL expression for a row's candidate bytes."""
-    return f"SELECT chain_position, chain_hash, seq, {content} {_ROWS_AFTER}"
+    """The read of :meth:`ChainAccess.chain_contents`: the rows at positions ? to ?, in ``rows``' order, with
+    ``content`` the backend's SQL expression for a row's candidate bytes."""
+    return (
+        f"SELECT chain_position, chain_hash, seq, {content} FROM events WHERE tenant_id = ? "
+        "AND chain_position >= ? AND chain_position <= ? ORDER BY chain_position, seq"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,7 @@ class ChainStatements:
         "OR cuts IS NOT NULL OR id = (SELECT max(id) FROM checkpoints WHERE tenant_id = ?)) ORDER BY id"
     )
     rows: str = f"SELECT {_ROW_COLUMNS} {_ROWS_AFTER}"
+    last_position: str = "SELECT max(chain_position) FROM events WHERE tenant_id = ?"
     hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
     unchained_count: str = "SELECT count(*) FROM events WHERE tenant_id = ? AND chain_position IS NULL"
     unchained_first: str = "SELECT id FROM events WHERE tenant_id = ? AND chain_position IS NULL ORDER BY seq LIMIT 1"
@@ -181,23 +185,26 @@ class ChainAccess:
         decode = self.database.decode_event
         return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
 
-    async def chain_contents(
-        self, tenant: str, after: tuple[int, int], limit: int
-    ) -> list[tuple[int, bytes, int, bytes | None]] | None:
-        """The rows :meth:`chain_rows` would return, as (position, stored hash, seq, candidate bytes): the
-        backend's guess at the row's canonical bytes, assembled in SQL without decoding it (see
-        :meth:`~collector.integrity.verify.Verifier.accept`). ``None`` when the backend has no such read,
-        or when the page holds a value the assembly cannot take (a BLOB, malformed JSON): the caller reads
-        that page with :meth:`chain_rows`, which classifies it."""
+    async def chain_contents(self, tenant: str, first: int, last: int) -> list[tuple[int, bytes, int, bytes]] | None:
+        """The chained rows at positions ``first`` to ``last`` in :meth:`chain_rows`' order, as (position,
+        stored hash, seq, candidate bytes): the backend's guess at the row's canonical bytes, assembled in SQL
+        without decoding it (see :meth:`~collector.integrity.verify.Verifier.accept`). ``None`` when the
+        backend has no such read, or when a row holds a value the assembly cannot take (a BLOB, malformed
+        JSON): the caller reads those positions with :meth:`chain_rows`, which classifies them."""
         self._check_open()
         sql = self.database.chain_contents
         if sql is None:
             return None
-        position, seq = after
         try:
-            return await self.database.fetch(sql, (tenant, position, position, seq, limit))  # type: ignore[return-value]
+            return await self.database.fetch(sql, (tenant, first, last))  # type: ignore[return-value]
         except StorageUnavailable:
             return None
+
+    async def chain_last_position(self, tenant: str) -> int:
+        """The highest position stored for ``tenant`` (0: none)."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.last_position, (tenant,))
+        return rows[0][0] or 0
 
     async def chain_hash_at(self, tenant: str, position: int) -> bytes | None:
         self._check_open()

@@ -293,7 +293,7 @@ def test_sqlite_takes_untouched_rows_from_its_own_assembly_without_decoding(tmp_
     async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
         await populate(storage)
         await storage.insert_events([stored_event(21, metadata={"z": 1, "a": {"y": [1, {"b": 2, "a": 3}], "x": None}})])
-        rows = await storage.chain_contents("acme", (0, 0), 100)
+        rows = await storage.chain_contents("acme", 1, 100)
         assert rows is not None and [row[0] for row in rows] == list(range(1, 22))
         verifier = Verifier("acme", keys, [])
         taken = []
@@ -330,3 +330,28 @@ def test_other_spellings_of_stored_json_verify_by_their_value(
         await db.execute("UPDATE events SET metadata = ? WHERE tenant_id = 'acme' AND chain_position = 7", metadata)
 
     assert tampered(backend, tmp_path, edit) == expected
+
+
+def test_problems_across_read_ranges_are_each_found_once(backend: dict[str, Any], tmp_path: Path) -> None:
+    """A chain longer than verify's read ranges (5,000 positions, two read at a time): problems at and
+    around range edges are found once each, and the rows after them are taken as stored again."""
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        for first in range(1, 12_002, 1000):
+            await storage.insert_events([stored_event(n) for n in range(first, min(first + 1000, 12_002))])
+        await checkpoint_now(storage)
+        assert (await verify(storage, keys)).clean
+        async with RawDb(backend) as db:
+            for position in (5000, 5003, 10_001):
+                await db.execute(
+                    "UPDATE events SET action = 'x' WHERE tenant_id = 'acme' AND chain_position = ?", position
+                )
+            await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 7000")
+        report = await verify(storage, keys)
+        assert kinds(report) == [("modified", 5000), ("modified", 5003), ("deleted", 7000), ("modified", 10_001)]
+        assert report.complete and report.last_position == 12_001 and report.events == 12_000
+        bounded = await verify(storage, keys, start=4990, max_events=5000)
+        assert kinds(bounded) == [("modified", 5000), ("modified", 5003), ("deleted", 7000)]
+        assert not bounded.complete and bounded.last_position == 9989
+
+    run_signed(backend, tmp_path, body)
