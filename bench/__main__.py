@@ -263,7 +263,8 @@ def _integrity_rows(
                 f"ingest with hash chain on vs off ({backend})",
                 f"{numbers['on']:,.0f} events/s on",
                 f"{numbers['off']:,.0f} events/s off (same run)",
-                f"cost {numbers['cost']:.1%}",
+                f"cost {numbers['cost']:.1%}"
+                + (f" (collector CPU {numbers['cpu_cost']:.1%})" if "cpu_cost" in numbers else ""),
                 f"<= 10%: {verdict(numbers['cost'] <= 0.10)}",
             )
         )

@@ -15,6 +15,8 @@ Two paths give the same bytes:
   RFC 8785 does (``\\b \\t \\n \\f \\r``, other controls as lowercase ``\\u00xx``, ``"`` and ``\\``, all else
   literal UTF-8), and for ASCII keys code-point order is UTF-16 order. ``tests/collector/test_integrity_canonical.py``
   checks this against ``rfc8785`` with Hypothesis and the RFC's published examples.
+  Integers are held to that range by ``OPT_STRICT_INTEGER``; flat ``source``/``metadata`` by the types of
+  their values and the output being ASCII; anything nested, or not ASCII, by a walk (:func:`_plain`).
 - otherwise ``rfc8785`` (Trail of Bits, pure Python).
 
 Measured here (a typical agent event, ``timeit``, 2 shared cores): fast path 4 us (of which sorting
@@ -37,6 +39,8 @@ HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
 _HASHED = frozenset(HASHED_FIELDS)
 _HASHED_AND_SEQ = _HASHED | {"seq"}
 MAX_SAFE_INTEGER = 2**53 - 1
+_SORTED_STRICT = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_FLAT_TYPES = frozenset((str, int, bool, type(None)))
 
 
 def canonical(event: dict[str, Any]) -> bytes:
@@ -51,12 +55,23 @@ def canonical(event: dict[str, Any]) -> bytes:
         del document["seq"]
     else:
         document = {name: event.get(name) for name in HASHED_FIELDS}
+    try:
+        # OPT_STRICT_INTEGER: an integer beyond +-(2^53 - 1) raises. (Also: an object 254 levels deep,
+        # accepted, is one too many inside the event.)
+        sorted_json = orjson.dumps(document, option=_SORTED_STRICT)
+    except orjson.JSONEncodeError:
+        return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
+    # The usual event: flat source and metadata of strings, integers (in range, or dumps raised), booleans
+    # and nulls, and all ASCII (keys too). Checked so in 0.3 us where the walk (_plain) takes 0.9:
+    # canonical() went from 1.9 to 1.6 us (timeit, a typical agent event, best of 10 alternating runs).
     source, metadata = document["source"], document["metadata"]
-    if type(source) is dict and type(metadata) is dict and _plain(source) and _plain(metadata):
-        try:
-            return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:  # an object 254 levels deep (accepted) is one too many inside the event
-            pass
+    if type(source) is not dict or type(metadata) is not dict:
+        return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
+    flat = _FLAT_TYPES.issuperset
+    if (flat(map(type, source.values())) and flat(map(type, metadata.values())) and sorted_json.isascii()) or (
+        _plain(source) and _plain(metadata)
+    ):
+        return sorted_json
     return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
 
 

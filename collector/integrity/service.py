@@ -105,32 +105,69 @@ async def verify_stored(
     max_events: int | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Verify ``tenant``'s stored chain from position ``start`` (at most ``max_events`` positions; then the
-    report is not ``complete`` and the tail is not checked). Reads run one page ahead of the hashing."""
+    """Verify ``tenant``'s stored chain from position ``start`` to the last position stored when it starts
+    (at most ``max_events`` positions; if more are stored, the report is not ``complete`` and the tail is not
+    checked).
+
+    Where the backend assembles rows' canonical bytes itself (:meth:`~collector.storage.base.Storage.chain_contents`),
+    the chain is read in ranges of ``_PAGE`` positions, two at a time (the assembly runs in the database's
+    reader threads, beside the hashing), and a row those bytes link is taken as it is
+    (:meth:`Verifier.accept`); from the first that they do not, the rest of its range is read and decoded
+    the exact way (:meth:`Verifier.feed`), which classifies it. Otherwise every row takes the exact way,
+    read one page ahead of the hashing.
+    """
     start = max(1, start)
-    last = start + max_events - 1 if max_events else _AFTER_EVERYTHING
     heads = {head.tenant: head for head in await storage.chain_heads()}
+    stored_last = await storage.chain_last_position(tenant)
+    last = min(start + max_events - 1, stored_last) if max_events else stored_last
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
-    complete = True
-    page = asyncio.ensure_future(storage.chain_rows(tenant, (start - 1, _AFTER_EVERYTHING), _PAGE))
-    while True:
-        rows = await page
-        if len(rows) == _PAGE:
-            position, _, event = rows[-1]
-            page = asyncio.ensure_future(storage.chain_rows(tenant, (position, event["seq"]), _PAGE))
-        for position, stored, event in rows:
-            if position > last:
-                complete = False
+    accept, feed = verifier.accept, verifier.feed
+
+    async def exact(after: tuple[int, int], upto: int) -> None:
+        """Feed the rows past ``after`` up to position ``upto``, decoded; reads run one page ahead."""
+        page = asyncio.ensure_future(storage.chain_rows(tenant, after, _PAGE))
+        while rows := await page:
+            more = len(rows) == _PAGE and rows[-1][0] < upto
+            if more:
+                page = asyncio.ensure_future(storage.chain_rows(tenant, (rows[-1][0], rows[-1][2]["seq"]), _PAGE))
+            for position, stored, event in rows:
+                if position > upto:
+                    break
+                feed(position, stored, event)
+            if progress is not None:
+                progress(verifier.report.last_position)
+            if not more:
                 break
-            verifier.feed(position, stored, event)
-        if progress is not None:
-            progress(verifier.report.last_position)
-        if not complete or len(rows) < _PAGE:
-            break
-    if not page.done():
-        page.cancel()
+
+    def contents(first: int) -> asyncio.Future[list[tuple[int, bytes, int, bytes]] | None]:
+        return asyncio.ensure_future(storage.chain_contents(tenant, first, min(first + _PAGE - 1, last)))
+
+    if await storage.chain_contents(tenant, start, start - 1) is None:  # no assembly on this backend
+        await exact((start - 1, _AFTER_EVERYTHING), last)
+    else:
+        # Two ranges in flight: the assembly runs in the reader threads, in parallel with each other and
+        # with the hashing here (wall clock ~1.5x one range at a time on 2 idle cores).
+        ahead = [contents(first) for first in (start, start + _PAGE) if first <= last]
+        first = start
+        while ahead:
+            rows = await ahead.pop(0)
+            if first + 2 * _PAGE <= last:
+                ahead.append(contents(first + 2 * _PAGE))
+            end = min(first + _PAGE - 1, last)
+            after, taken = (first - 1, _AFTER_EVERYTHING), rows is not None
+            for position, stored, seq, content in rows or ():
+                if not accept(position, stored, seq, content):
+                    taken = False
+                    break
+                after = (position, seq)
+            if not taken:  # from the first row not taken as assembled (or none assembled): the exact way
+                await exact(after, end)
+            elif progress is not None:
+                progress(verifier.report.last_position)
+            first = end + 1
+    complete = last == stored_last
     if complete:
         verifier.unchained(*await storage.unchained(tenant))
     head = heads.get(tenant)

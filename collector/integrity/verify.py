@@ -130,7 +130,6 @@ class Verifier:
 
     def feed(self, position: int, stored: bytes, event: dict[str, Any]) -> None:
         """One row, in position order."""
-        report = self.report
         if position < self._next:
             if position == self._next - 1:
                 self._find("inserted", position, f"a second row at position {position} (id {event.get('id')})")
@@ -143,7 +142,25 @@ class Verifier:
         base, next_base = self._base, stored
         if base is not None and hashlib.sha256(base + content).digest() != stored:
             next_base = self._broken_link(position, base, stored, content) or stored
-        seq = event.get("seq")
+        self._linked(position, stored, next_base, event.get("seq"))
+
+    def accept(self, position: int, stored: bytes, seq: int, content: bytes | None) -> bool:
+        """Take the next row in position order without decoding it, when ``content`` - bytes assembled
+        from the row as stored, such as :meth:`~collector.storage.chain.ChainAccess.chain_contents` gives -
+        links it. Sound by construction: bytes whose hash is the stored hash ARE the bytes that were hashed
+        (SHA-256 preimage resistance), and assembled bytes that parse to the row's own values are its
+        canonical form. ``False`` (nothing recorded): the caller must :meth:`feed` the row, decoded."""
+        base = self._base
+        if position != self._next or base is None or content is None:
+            return False
+        if hashlib.sha256(base + content).digest() != stored:
+            return False
+        self._linked(position, stored, stored, seq)
+        return True
+
+    def _linked(self, position: int, stored: bytes, next_base: bytes, seq: Any) -> None:
+        """Bookkeeping of a row taken at ``position``: its ``seq`` order and the checkpoints there."""
+        report = self.report
         if isinstance(seq, int):
             if self._last_seq is not None and seq < self._last_seq and len(self._seq_suspects) < _MAX_PENDING:
                 self._seq_suspects.append(position - 1)  # the row before stored out of commit order

@@ -20,13 +20,29 @@ from typing import Any
 
 from collector.integrity.checkpoints import Checkpoint, Cut, decode_cuts, encode_cuts, sign
 from collector.integrity.signing import Signer
-from collector.storage.base import EVENT_COLUMNS
+from collector.storage.base import EVENT_COLUMNS, StorageUnavailable
 from core.event import now_ms
 
 CHAIN_COLUMNS = (("chain_position", "INTEGER", "bigint"), ("chain_hash", "BLOB", "bytea"))
 """The chain's columns on ``events``: (name, SQLite type, PostgreSQL type); both nullable."""
 _CHECKPOINT_COLUMNS = "id, tenant_id, position, head_hash, time, key_id, signature, cuts"
 _ROW_COLUMNS = f"chain_position, chain_hash, {', '.join(EVENT_COLUMNS)}"
+# Past (position, seq) as a row value, with the position bound alone for the index range: SQLite ran the
+# equivalent "position > ? OR (position = ? AND seq > ?)" 3x slower (2.9 against 0.8 us a row, measured
+# reading a 200k-event chain), evaluating the OR on every row. A NULL position never compares greater.
+_ROWS_AFTER = (
+    "FROM events WHERE tenant_id = ? AND chain_position >= ? AND (chain_position, seq) > (?, ?) "
+    "ORDER BY chain_position, seq LIMIT ?"
+)
+
+
+def contents_statement(content: str) -> str:
+    """The read of :meth:`ChainAccess.chain_contents`: the rows at positions ? to ?, in ``rows``' order, with
+    ``content`` the backend's SQL expression for a row's candidate bytes."""
+    return (
+        f"SELECT chain_position, chain_hash, seq, {content} FROM events WHERE tenant_id = ? "
+        "AND chain_position >= ? AND chain_position <= ? ORDER BY chain_position, seq"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +77,8 @@ class ChainStatements:
         f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND ((position >= ? AND position <= ?) "
         "OR cuts IS NOT NULL OR id = (SELECT max(id) FROM checkpoints WHERE tenant_id = ?)) ORDER BY id"
     )
-    rows: str = (
-        f"SELECT {_ROW_COLUMNS} FROM events WHERE tenant_id = ? AND chain_position IS NOT NULL "
-        "AND (chain_position > ? OR (chain_position = ? AND seq > ?)) ORDER BY chain_position, seq LIMIT ?"
-    )
+    rows: str = f"SELECT {_ROW_COLUMNS} {_ROWS_AFTER}"
+    last_position: str = "SELECT max(chain_position) FROM events WHERE tenant_id = ?"
     hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
     link_of: str = "SELECT chain_position, chain_hash FROM events WHERE tenant_id = ? AND id = ?"
     # The first signed checkpoint at or past a position: the one that proves the event is in the chain.
@@ -176,6 +190,27 @@ class ChainAccess:
         rows = await self.database.fetch(self._chain_sql.rows, (tenant, position, position, seq, limit))
         decode = self.database.decode_event
         return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
+
+    async def chain_contents(self, tenant: str, first: int, last: int) -> list[tuple[int, bytes, int, bytes]] | None:
+        """The chained rows at positions ``first`` to ``last`` in :meth:`chain_rows`' order, as (position,
+        stored hash, seq, candidate bytes): the backend's guess at the row's canonical bytes, assembled in SQL
+        without decoding it (see :meth:`~collector.integrity.verify.Verifier.accept`). ``None`` when the
+        backend has no such read, or when a row holds a value the assembly cannot take (a BLOB, malformed
+        JSON): the caller reads those positions with :meth:`chain_rows`, which classifies them."""
+        self._check_open()
+        sql = self.database.chain_contents
+        if sql is None:
+            return None
+        try:
+            return await self.database.fetch(sql, (tenant, first, last))  # type: ignore[return-value]
+        except StorageUnavailable:
+            return None
+
+    async def chain_last_position(self, tenant: str) -> int:
+        """The highest position stored for ``tenant`` (0: none)."""
+        self._check_open()
+        rows = await self.database.fetch(self._chain_sql.last_position, (tenant,))
+        return rows[0][0] or 0
 
     async def chain_hash_at(self, tenant: str, position: int) -> bytes | None:
         self._check_open()

@@ -61,6 +61,8 @@ class Database(Protocol[J]):
     chain: bool
     """Inserts link events into the hash chain (``integrity.enabled``)."""
     drain_timeout: float | None
+    chain_contents: str | None
+    """The read behind :meth:`ChainAccess.chain_contents` (``None``: this backend has none)."""
     readers: int
     """How many reads can run at once (reader threads, pool connections)."""
     """How long closing waits for queued writes (``None``: until they are done)."""

@@ -18,6 +18,7 @@ import sqlite_utils
 from collector.integrity.chain import link
 from collector.integrity.checkpoints import payload
 from collector.integrity.signing import KeyRing, Signer, create_key_file
+from collector.integrity.verify import Verifier
 from collector.storage import postgres_schema, sqlite_schema
 from collector.storage.base import INSERT_COLUMNS, Storage
 from collector.storage.postgres_schema import month_start
@@ -282,3 +283,75 @@ async def _store_before_the_chain(backend: dict[str, Any], events: list[dict[str
         await pg.executemany(f"INSERT INTO events ({', '.join(columns)}) VALUES ({placeholders})", values)
     finally:
         await pg.close()
+
+
+def test_sqlite_takes_untouched_rows_from_its_own_assembly_without_decoding(tmp_path: Path) -> None:
+    """Verify's fast path on SQLite (``chain_contents`` + ``Verifier.accept``) takes every row whose stored
+    JSON is canonical, and leaves the float-bearing ones (3, 11) to the exact path, which finds them clean."""
+    backend = {"backend": "sqlite", "path": str(tmp_path / "audit.db")}
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        await populate(storage)
+        await storage.insert_events([stored_event(21, metadata={"z": 1, "a": {"y": [1, {"b": 2, "a": 3}], "x": None}})])
+        rows = await storage.chain_contents("acme", 1, 100)
+        assert rows is not None and [row[0] for row in rows] == list(range(1, 22))
+        verifier = Verifier("acme", keys, [])
+        taken = []
+        for position, stored, seq, content in rows:
+            if verifier.accept(position, stored, seq, content):
+                taken.append(position)
+            else:
+                ((_, _, event),) = await storage.chain_rows("acme", (position - 1, 2**62), 1)
+                verifier.feed(position, stored, event)
+        assert taken == [p for p in range(1, 22) if p not in (3, 11)]
+        assert verifier.finish().clean
+
+    run_signed(backend, tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ('{"n":7,"plan":"pro","n":8}', [("modified", 7)]),  # the first of two keys is the original: orjson reads 8
+        ('{"n":7,"plan":"pro","plan":"pro"}', []),  # the same value, spelled with a repeat
+        ('{"plan":"pro","n":7}', []),  # the same value in another key order
+        ('{"n":7, "plan":"\\u0070ro"}', []),  # the same value, other spelling
+        ('{"n":7.0,"plan":"pro"}', []),  # RFC 8785 numbers are doubles: 7.0 is 7
+        ('{"n":7.5,"plan":"pro"}', [("modified", 7)]),
+    ],
+)
+def test_other_spellings_of_stored_json_verify_by_their_value(
+    backend: dict[str, Any], tmp_path: Path, metadata: str, expected: list[tuple[str, int]]
+) -> None:
+    """Stored JSON text that SQLite's assembly does not reproduce byte for byte falls to the exact path,
+    which judges the value: a changed value is modified, another spelling of the same value is not."""
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("UPDATE events SET metadata = ? WHERE tenant_id = 'acme' AND chain_position = 7", metadata)
+
+    assert tampered(backend, tmp_path, edit) == expected
+
+
+def test_problems_across_read_ranges_are_each_found_once(backend: dict[str, Any], tmp_path: Path) -> None:
+    """A chain longer than verify's read ranges (5,000 positions, two read at a time): problems at and
+    around range edges are found once each, and the rows after them are taken as stored again."""
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        for first in range(1, 12_002, 1000):
+            await storage.insert_events([stored_event(n) for n in range(first, min(first + 1000, 12_002))])
+        await checkpoint_now(storage)
+        assert (await verify(storage, keys)).clean
+        async with RawDb(backend) as db:
+            for position in (5000, 5003, 10_001):
+                await db.execute(
+                    "UPDATE events SET action = 'x' WHERE tenant_id = 'acme' AND chain_position = ?", position
+                )
+            await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 7000")
+        report = await verify(storage, keys)
+        assert kinds(report) == [("modified", 5000), ("modified", 5003), ("deleted", 7000), ("modified", 10_001)]
+        assert report.complete and report.last_position == 12_001 and report.events == 12_000
+        bounded = await verify(storage, keys, start=4990, max_events=5000)
+        assert kinds(bounded) == [("modified", 5000), ("modified", 5003), ("deleted", 7000)]
+        assert not bounded.complete and bounded.last_position == 9989
+
+    run_signed(backend, tmp_path, body)
