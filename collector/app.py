@@ -56,10 +56,11 @@ def open_storage(config: CollectorConfig) -> Storage:
 @web.middleware
 async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    response = await handler(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     metrics = request.app[METRICS]
+    with metrics.http_in_progress.labels(route).track_inprogress():
+        response = await handler(request)
     metrics.http_requests.labels(route, str(response.status)).inc()
     metrics.http_duration.labels(route).observe(time.perf_counter() - started)
     return response

@@ -46,6 +46,12 @@ class CollectorMetrics:
             ["route", "code"],
             registry=r,
         )
+        self.http_in_progress = Gauge(
+            "sidetrail_collector_http_requests_in_progress",
+            "HTTP requests being answered right now, by route template.",
+            ["route"],
+            registry=r,
+        )
         self.http_duration = Histogram(
             "sidetrail_collector_http_request_duration_seconds",
             "Time to answer an HTTP request, by route template.",

@@ -114,6 +114,15 @@ class ThreadedCollector:
         self.call(self.app[STORAGE].create_key(record))
         return token
 
+    def in_progress(self, route: str) -> int:
+        """How many requests to ``route`` (its template) are being answered right now
+        (``sidetrail_collector_http_requests_in_progress``): read from ``/metrics``, like
+        :meth:`long_polls_waiting`."""
+        label = re.escape(route.encode())
+        pattern = rb'^sidetrail_collector_http_requests_in_progress\{route="' + label + rb'"\} (\S+)$'
+        found = re.search(pattern, request("GET", f"{self.url}/metrics").body, re.M)
+        return int(float(found.group(1))) if found else 0
+
     def long_polls_waiting(self) -> int:
         """How many requests wait for news right now (``sidetrail_collector_long_polls_waiting`` on
         ``/metrics``): lets a test act *while* a request waits, instead of sleeping and hoping. (Walking the
