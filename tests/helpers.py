@@ -215,6 +215,36 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, me
         time.sleep(interval)
 
 
+def wait_for_count(
+    count: Callable[[], int],
+    target: int,
+    *,
+    exact: bool = True,
+    stall: float = 120.0,
+    interval: float = 0.1,
+    message: str = "count",
+) -> int:
+    """Poll ``count()`` until it reaches ``target``; fail when it stops moving for ``stall`` seconds.
+
+    For waits whose length grows with the machine's load (hundreds of thousands of events through real
+    processes): the bound is on progress, not on the total, so a slow machine passes and a stuck pipeline
+    fails after ``stall`` seconds without one more item. With ``exact``, passing ``target`` fails at once
+    (a duplicate is a defect, not progress); otherwise any value from ``target`` up is reached.
+    """
+    last, moved = count(), time.monotonic()
+    while True:
+        if last == target or (last > target and not exact):
+            return last
+        if last > target:
+            raise AssertionError(f"{message}: {last} exceeds the expected {target}")
+        if time.monotonic() - moved > stall:
+            raise AssertionError(f"{message}: stuck at {last} of {target} for {stall:.0f}s")
+        time.sleep(interval)
+        value = count()
+        if value != last:
+            last, moved = value, time.monotonic()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a console script from this venv and capture its output."""
     command = [str(BIN / args[0]), *args[1:]]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import AgentProcess, CollectorProcess, settle
-from tests.helpers import Background
+from tests.helpers import Background, wait_for_count
 
 pytestmark = pytest.mark.e2e
 
@@ -78,17 +78,17 @@ def test_kill_9_rotation_and_collector_outage_store_each_line_exactly_once(
         agent.start()
         writer = background.run(write, agent.logs, background.stopping)
         # The collector goes away early on, until the agent has failed a few sends; it must hold, then catch up.
-        settle(lambda: stored() >= outage_at, timeout=120, message=f"{outage_at} events before the outage")
+        wait_for_count(stored, outage_at, exact=False, message="events stored before the outage")
         collector.stop()
         failed = agent.metric(RETRIED)
         settle(lambda: agent.metric(RETRIED) >= failed + outage_failed_sends, timeout=120, message="failed sends")
         collector.start()
         for kill_at in kills_at:
-            settle(lambda kill_at=kill_at: stored() >= kill_at, timeout=120, message=f"{kill_at} events stored")
+            wait_for_count(stored, kill_at, exact=False, message="events stored before a kill")
             agent.kill()
             agent.start()
         assert writer.result(120) == LINES
-        settle(lambda: stored() == LINES, timeout=240, message=f"{LINES} events stored (seed {seed})")
+        wait_for_count(stored, LINES, message=f"events stored (seed {seed})")
         assert agent.stop() == 0
         assert collector.metric("sidetrail_collector_events_duplicate_total") > 0  # resends were absorbed
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.processes import AgentProcess, CollectorProcess, settle
+from tests.helpers import wait_for_count
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +62,7 @@ def test_memory_stays_flat_during_an_outage_and_everything_arrives(tmp_path: Pat
         growth = peak - baseline
         assert growth < MAX_GROWTH_MIB, f"agent RSS grew {growth:.1f} MiB (from {baseline:.1f}) during the outage"
         collector.start()
-        settle(lambda: _stored(collector.db) == LINES, timeout=300, message=f"{LINES} events after recovery")
+        wait_for_count(lambda: _stored(collector.db), LINES, message="events stored after recovery")
         assert agent.stop() == 0
     finally:
         if agent.proc is not None:

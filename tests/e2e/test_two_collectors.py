@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import AgentProcess, CollectorProcess, append_lines, nginx_line, settle
-from tests.helpers import request, run_cli, signing_key
+from tests.e2e.processes import AgentProcess, CollectorProcess, append_lines, nginx_line
+from tests.helpers import request, run_cli, signing_key, wait_for_count
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def test_two_collectors_one_database(tmp_path: Path, pg_storage: dict[str, Any])
         for index, agent in enumerate(agents):
             offset = index * PER_AGENT  # distinct lines per agent
             append_lines(agent.logs / "access.log", [nginx_line(n) for n in range(offset, offset + PER_AGENT)])
-        settle(lambda: len(first.all_events(read_key)) == 2 * PER_AGENT, timeout=120, message="all events")
+        wait_for_count(lambda: len(first.all_events(read_key)), 2 * PER_AGENT, message="events listed")
         stop_queries.set()
         querier.join(30)
         assert query_errors == []
