@@ -14,8 +14,17 @@ from core.schema import FIELD
 
 Dialect = Literal["sqlite", "postgres"]
 SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-# What the free-text search ``q`` looks at.
+# What the free-text search ``q`` looks at. Both backends index these (SQLite migration 8, PostgreSQL 7):
+# a change here needs a new migration in each that rebuilds the index.
 TEXT_SEARCH_COLUMNS = ("action", "path", "actor_id", "actor_name", "actor_email", "resource_type", "resource_id")
+TEXT_SEARCH_TABLE = "events_text"
+"""SQLite's FTS5 trigram index over :data:`TEXT_SEARCH_COLUMNS` (rowid = ``events.seq``)."""
+TEXT_SEARCH_EXPRESSION = "(" + " || chr(10) || ".join(f"coalesce(lower({c}), '')" for c in TEXT_SEARCH_COLUMNS) + ")"
+"""PostgreSQL's GIN trigram index is over this expression: every searched column, lowered as the scan
+lowers it, so a column containing the pattern makes the expression contain it (a match across two columns
+is a false candidate, which the scan's predicate drops)."""
+INDEXED_TEXT_CHARS = 3
+"""Trigrams: SQLite's index cannot find a shorter ``q`` (such a ``q`` is served by the scan)."""
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _TEXT_COLUMNS = frozenset(name for name in QUERY_COLUMNS if FIELD[name].kind in ("string", "enum", "ip"))
 
@@ -39,11 +48,7 @@ def _ip_in(dialect: Dialect, column: str, network: str, param: _Params) -> str:
 def _filter_sql(event_filter: EventFilter, dialect: Dialect, param: _Params) -> str:
     field, op, values = event_filter.field, event_filter.op, event_filter.values
     if op == "text":
-        pattern = "%" + values[0].lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        if dialect == "postgres":
-            placeholder = param(pattern)  # $n may be used many times
-            return "(" + " OR ".join(f"lower({c}) LIKE {placeholder}" for c in TEXT_SEARCH_COLUMNS) + ")"
-        return "(" + " OR ".join(f"lower({c}) LIKE {param(pattern)} ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS) + ")"
+        return _text_sql(values[0], dialect, param)
     if field.startswith("metadata."):
         key = field[len("metadata.") :]
         if dialect == "sqlite":
@@ -68,6 +73,28 @@ def _filter_sql(event_filter: EventFilter, dialect: Dialect, param: _Params) -> 
     if op == "eq":
         return matched
     return f"({field} IS NULL OR NOT {matched})"  # neq: an absent value is not equal either
+
+
+def _text_sql(text: str, dialect: Dialect, param: _Params) -> str:
+    """``q``: some searched column, lowered, contains ``text`` lowered (``%``, ``_`` and ``\\`` literal).
+
+    The scan predicate below is the definition; the index term in front of it only narrows the rows it
+    is evaluated on, and holds for every row the scan matches (so results are the scan's: the property
+    test in tests/collector/test_text_search.py compares them). SQLite's ``lower`` and ``LIKE`` fold ASCII
+    letters only; FTS5's trigram tokenizer folds Unicode case, a superset. PostgreSQL's pg_trgm rechecks
+    its candidates with the same ``LIKE``."""
+    needle = text.lower()
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if dialect == "postgres":
+        placeholder = param(pattern)  # $n may be used many times
+        scan = " OR ".join(f"lower({c}) LIKE {placeholder}" for c in TEXT_SEARCH_COLUMNS)
+        return f"({TEXT_SEARCH_EXPRESSION} LIKE {placeholder} AND ({scan}))"
+    indexed = ""
+    if len(needle) >= INDEXED_TEXT_CHARS:  # a phrase of trigrams; "" inside the quotes is a literal "
+        phrase = '"' + needle.replace('"', '""') + '"'
+        indexed = f"seq IN (SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH {param(phrase)}) AND "
+    scan = " OR ".join(f"lower({c}) LIKE {param(pattern)} ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS)
+    return f"({indexed}({scan}))"
 
 
 def build_query(query: EventQuery, dialect: Dialect) -> tuple[str, list[Any]]:

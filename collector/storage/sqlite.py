@@ -180,9 +180,8 @@ class SqliteDatabase:
             if self.chain:  # after the gap marks: they are part of what the hash covers
                 return _insert_chained(conn, first_of_each(events)), gaps.stats
             rows = [to_row(event) for event in events]  # after the gap marks
-            before = conn.total_changes
-            conn.executemany(INSERT_SQL, rows)
-            return conn.total_changes - before, gaps.stats
+            # rowcount counts the rows the statement itself inserted, not the text index's trigger writes
+            return conn.executemany(INSERT_SQL, rows).rowcount, gaps.stats
 
         return insert
 
@@ -262,9 +261,8 @@ def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> i
     for attempt in range(2):
         linker = Linker(heads)
         links = linker.chain(events)
-        before = conn.total_changes
-        conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links)))
-        inserted = conn.total_changes - before
+        # rowcount: the rows this insert stored, without the text index's trigger writes (total_changes has them)
+        inserted = conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links))).rowcount
         if inserted == len(events) or attempt:
             break
         conn.execute("ROLLBACK TO chain")

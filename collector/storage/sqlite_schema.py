@@ -19,6 +19,7 @@ import sqlite_utils
 from collector.integrity.chain import Linker
 from collector.storage.base import EVENT_COLUMNS
 from collector.storage.chain import CHAIN_COLUMNS
+from collector.storage.sql import TEXT_SEARCH_COLUMNS, TEXT_SEARCH_TABLE
 from core.event import now_ms
 
 
@@ -164,6 +165,27 @@ def _chain_existing(conn: sqlite3.Connection) -> None:
         conn.executemany("INSERT INTO chain_heads (tenant_id, position, hash) VALUES (?, ?, ?)", linker.updates())
 
 
+def _v8_text_search(db: sqlite_utils.Database) -> None:
+    # The free-text search ``q`` (collector/storage/sql.py): an FTS5 trigram index over the searched
+    # columns, with ``events`` as its external content (the index holds trigrams and rowids, not a second
+    # copy of the text). Triggers keep it in the transaction that writes the row: the ingest insert, a
+    # retention delete, and any update of a searched column. ``rebuild`` indexes the rows already stored.
+    columns = ", ".join(TEXT_SEARCH_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in TEXT_SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in TEXT_SEARCH_COLUMNS)
+    table = TEXT_SEARCH_TABLE
+    db.execute(
+        f"CREATE VIRTUAL TABLE {table} USING fts5({columns}, content='events', content_rowid='seq', "
+        "tokenize='trigram case_sensitive 0')"
+    )
+    add = f"INSERT INTO {table} (rowid, {columns}) VALUES (new.seq, {new});"
+    remove = f"INSERT INTO {table} ({table}, rowid, {columns}) VALUES ('delete', old.seq, {old});"
+    db.execute(f"CREATE TRIGGER events_text_insert AFTER INSERT ON events BEGIN {add} END")
+    db.execute(f"CREATE TRIGGER events_text_delete AFTER DELETE ON events BEGIN {remove} END")
+    db.execute(f"CREATE TRIGGER events_text_update AFTER UPDATE OF seq, {columns} ON events BEGIN {remove} {add} END")
+    db.execute(f"INSERT INTO {table} ({table}) VALUES ('rebuild')")
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (1, _v1_initial),
     (2, _v2_source_streams),
@@ -172,6 +194,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[sqlite_utils.Database], None]], ...] = (
     (5, _v5_filter_indexes),
     (6, _v6_changes_index),
     (7, _v7_chain),
+    (8, _v8_text_search),
 )
 
 
