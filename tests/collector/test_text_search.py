@@ -1,0 +1,255 @@
+"""The free-text search ``q`` served by the text index returns exactly what the scan it replaced returned.
+
+The reference is the scan as it was before the index (``lower(column) LIKE '%q%'`` over the searched
+columns, ``q`` lowered by Python, ``%``/``_``/``\\`` escaped), written out here on its own. Each example
+stores a few rows of awkward text in one transaction, on the real schema (SQLite's triggers fill the FTS5
+table; PostgreSQL's GIN index is kept by the insert), runs :func:`build_query` and the reference, and rolls
+back. On PostgreSQL sequential scans are switched off for the comparison, so the GIN index serves it (a test
+below checks the plan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from collector.api.errors import ApiError
+from collector.api.filters import parse_filter
+from collector.storage.base import EventFilter, EventQuery
+from collector.storage.postgres import migrate_in_schema
+from collector.storage.sql import (
+    INDEXED_TEXT_CHARS,
+    TEXT_SEARCH_COLUMNS,
+    TEXT_SEARCH_EXPRESSION,
+    TEXT_SEARCH_TABLE,
+    Dialect,
+    build_query,
+)
+from collector.storage.sqlite_schema import migrate
+
+# Characters that trip LIKE (%, _, \), FTS5 query syntax (", *, ^, :, parentheses), SQL quoting ('), and case
+# folding that differs between Python, SQLite, FTS5 and PostgreSQL (É/é, İ, ß, Kelvin sign, final sigma,
+# a combining mark), plus letters that repeat often enough to make matches and trigrams.
+AWKWARD = (
+    "%_\\'\"*^:()-. /|aAbBcC01\u00c9\u00e9\u0130\u0131\u00df\u1e9e\u212aKk\u03a3\u03c3\u03c2\u01c5\u0301\U0001f600\t"
+)
+text = st.text(alphabet=st.sampled_from(AWKWARD) | st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
+stored_text = st.one_of(
+    st.none(), text.filter(lambda s: len(s) <= 40), st.text(alphabet=AWKWARD, min_size=150, max_size=400)
+)
+row = st.fixed_dictionaries({column: stored_text for column in TEXT_SEARCH_COLUMNS})
+rows = st.lists(row, min_size=1, max_size=6)
+
+
+@st.composite
+def needles(draw: st.DrawFn, stored: list[dict[str, Any]]) -> str:
+    """A ``q``: often a piece of a stored value (maybe in other case), else any text, short or long."""
+    values = [v for r in stored for v in r.values() if v]
+    if values and draw(st.booleans()):
+        value = draw(st.sampled_from(values))
+        start = draw(st.integers(0, len(value)))
+        piece = value[start : start + draw(st.integers(1, 200))]
+        return draw(st.sampled_from((piece, piece.upper(), piece.lower(), piece.swapcase())))
+    return draw(st.one_of(text, st.text(alphabet=AWKWARD, min_size=1, max_size=3), st.text(AWKWARD, min_size=190)))
+
+
+def _q_filter(raw: str) -> EventFilter:
+    """``raw`` as the API parses it; examples the API refuses (blank, too long) are not a search."""
+    try:
+        return parse_filter("q", raw)
+    except ApiError:
+        assume(False)
+        raise
+
+
+def _reference(dialect: Dialect, needle: str) -> tuple[str, list[Any]]:
+    """The scan ``q`` was before the index: the SELECT of the matching ids, newest first."""
+    pattern = "%" + needle.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if dialect == "sqlite":
+        where = " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS)
+        return f"SELECT id FROM events WHERE tenant_id = ? AND ({where}) ORDER BY created_at DESC, id DESC", [
+            "t",
+            *[pattern] * len(TEXT_SEARCH_COLUMNS),
+        ]
+    where = " OR ".join(f"lower({c}) LIKE $2" for c in TEXT_SEARCH_COLUMNS)
+    return f"SELECT id FROM events WHERE tenant_id = $1 AND ({where}) ORDER BY created_at DESC, id DESC", ["t", pattern]
+
+
+def _events(event_filter: EventFilter, expected: list[str]) -> None:
+    """What the examples covered (``--hypothesis-show-statistics``)."""
+    event("matched rows" if expected else "matched no row")
+    event("indexed" if len(event_filter.values[0].lower()) >= INDEXED_TEXT_CHARS else "too short for the index")
+
+
+def _page(event_filter: EventFilter) -> EventQuery:
+    return EventQuery("t", 10_000, "desc", (event_filter,))
+
+
+def _ids(found: list[Any]) -> list[str]:
+    """The id column of full event rows (``EVENT_COLUMNS`` order: seq, id, ...) or of id-only rows."""
+    return [str(r[0] if len(r) == 1 else r[1]) for r in found]
+
+
+_COLUMNS = ", ".join(TEXT_SEARCH_COLUMNS)
+_SQLITE_INSERT = (
+    f"INSERT INTO events (tenant_id, id, created_at, received_at, source, metadata, {_COLUMNS}) "
+    f"VALUES ('t', ?, ?, 0, '{{}}', '{{}}', {', '.join('?' * len(TEXT_SEARCH_COLUMNS))})"
+)
+
+
+@pytest.fixture(scope="module")
+def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(tmp_path_factory.mktemp("text") / "audit.db", isolation_level=None)
+    migrate(conn)
+    yield conn
+    conn.close()
+
+
+def _stored_rows(stored: list[dict[str, Any]]) -> list[tuple[str, int, dict[str, Any]]]:
+    """Ids and times for ``stored``: the action column is NOT NULL, so an absent one is stored empty."""
+    return [
+        (str(uuid.uuid4()), 1_700_000_000_000 + n, {**r, "action": r["action"] or ""}) for n, r in enumerate(stored)
+    ]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), stored=rows)
+def test_sqlite_index_returns_what_the_scan_returned(
+    sqlite_db: sqlite3.Connection, data: st.DataObject, stored: list[dict[str, Any]]
+) -> None:
+    event_filter = _q_filter(data.draw(needles(stored)))
+    conn = sqlite_db
+    conn.execute("BEGIN")
+    try:
+        conn.executemany(
+            _SQLITE_INSERT, [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows(stored)]
+        )
+        served = _ids(conn.execute(*build_query(_page(event_filter), "sqlite")).fetchall())
+        expected = _ids(conn.execute(*_reference("sqlite", event_filter.values[0])).fetchall())
+    finally:
+        conn.execute("ROLLBACK")
+    _events(event_filter, expected)
+    assert served == expected
+
+
+def test_sqlite_index_is_used_from_three_characters_and_kept_by_retention(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    try:
+        migrate(conn)
+        conn.executemany(
+            _SQLITE_INSERT, [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows([
+                dict.fromkeys(TEXT_SEARCH_COLUMNS, "invoice.created"), dict.fromkeys(TEXT_SEARCH_COLUMNS, "user.read")
+            ])]
+        )  # fmt: skip
+        sql, values = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "VOICE"),)), "sqlite")
+        plan = " ".join(str(step[3]) for step in conn.execute("EXPLAIN QUERY PLAN " + sql, values))
+        assert f"SCAN {TEXT_SEARCH_TABLE} VIRTUAL TABLE" in plan
+        assert len(conn.execute(sql, values).fetchall()) == 1
+        short = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "x" * (INDEXED_TEXT_CHARS - 1)),)), "sqlite")
+        assert TEXT_SEARCH_TABLE not in short[0]  # too short for a trigram: the scan alone
+        conn.execute("UPDATE events SET path = 'moved' WHERE action = 'user.read'")
+        conn.execute("DELETE FROM events WHERE action = 'invoice.created'")  # as retention deletes
+        assert conn.execute(
+            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'voice'"
+        ).fetchone() == (0,)
+        assert conn.execute(
+            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'moved'"
+        ).fetchone() == (1,)
+        conn.execute(f"INSERT INTO {TEXT_SEARCH_TABLE} ({TEXT_SEARCH_TABLE}, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
+
+
+_PG_INSERT = (
+    f"INSERT INTO events (tenant_id, id, created_at, received_at, source, metadata, {_COLUMNS}) "
+    f"VALUES ('t', $1::uuid, $2, 0, '{{}}', '{{}}', {', '.join(f'${n + 3}' for n in range(len(TEXT_SEARCH_COLUMNS)))})"
+)
+# The collector's statement runs with whatever plan the planner picks (on a few rows, the tenant's index);
+# the GIN index's own answer is read on its own, with nothing else to use: what it finds must include
+# every row the scan matches (the index-served statement keeps those of its candidates the scan matches).
+_PG_GIN_ONLY = "SET LOCAL enable_seqscan = off"
+_PG_CANDIDATES = f"SELECT id FROM events WHERE {TEXT_SEARCH_EXPRESSION} LIKE $1"
+
+
+class _Postgres:
+    """A connection to a migrated schema of its own, driven from synchronous test code."""
+
+    def __init__(self, dsn: str) -> None:
+        self.schema = f"t_{secrets.token_hex(6)}"
+        self.loop = asyncio.new_event_loop()
+        self.conn: asyncpg.Connection = self.run(asyncpg.connect(dsn))
+        self.run(migrate_in_schema(self.conn, self.schema))
+
+    def run(self, work: Any) -> Any:
+        return self.loop.run_until_complete(work)
+
+    async def compare(
+        self, stored: list[dict[str, Any]], event_filter: EventFilter
+    ) -> tuple[list[str], list[str], set[str]]:
+        """Ids for ``event_filter`` over ``stored`` - served, expected, and the GIN index's candidates - in a
+        transaction rolled back after."""
+        transaction = self.conn.transaction()
+        await transaction.start()
+        try:
+            await self.conn.executemany(
+                _PG_INSERT, [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows(stored)]
+            )
+            served = await self.conn.fetch(*_query_args(build_query(_page(event_filter), "postgres")))
+            reference, values = _reference("postgres", event_filter.values[0])
+            expected = await self.conn.fetch(reference, *values)
+            await self.conn.execute(_PG_GIN_ONLY)
+            candidates = await self.conn.fetch(_PG_CANDIDATES, values[1])
+        finally:
+            await transaction.rollback()
+        return _ids(served), _ids(expected), set(_ids(candidates))
+
+    def close(self) -> None:
+        self.run(self.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        self.run(self.conn.close())
+        self.loop.close()
+
+
+def _query_args(query: tuple[str, list[Any]]) -> list[Any]:
+    return [query[0], *query[1]]
+
+
+@pytest.fixture(scope="module")
+def postgres_db(pg_dsn: str) -> Iterator[_Postgres]:
+    db = _Postgres(pg_dsn)
+    yield db
+    db.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), stored=rows)
+def test_postgres_index_returns_what_the_scan_returned(
+    postgres_db: _Postgres, data: st.DataObject, stored: list[dict[str, Any]]
+) -> None:
+    event_filter = _q_filter(data.draw(needles(stored)))
+    served, expected, candidates = postgres_db.run(postgres_db.compare(stored, event_filter))
+    _events(event_filter, expected)
+    assert served == expected
+    assert candidates >= set(expected)
+
+
+def test_postgres_trigram_index_serves_the_candidates(postgres_db: _Postgres) -> None:
+    async def plan() -> str:
+        transaction = postgres_db.conn.transaction()
+        await transaction.start()
+        try:
+            await postgres_db.conn.execute(_PG_GIN_ONLY)
+            return "\n".join(r[0] for r in await postgres_db.conn.fetch("EXPLAIN " + _PG_CANDIDATES, "%voice%"))
+        finally:
+            await transaction.rollback()
+
+    assert "Bitmap Index Scan on events_default_expr_idx" in postgres_db.run(plan())
