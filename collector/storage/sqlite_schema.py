@@ -168,15 +168,19 @@ def _chain_existing(conn: sqlite3.Connection) -> None:
 def _v8_text_search(db: sqlite_utils.Database) -> None:
     # The free-text search ``q`` (collector/storage/sql.py): an FTS5 trigram index over the searched
     # columns, with ``events`` as its external content (the index holds trigrams and rowids, not a second
-    # copy of the text). Triggers keep it in the transaction that writes the row: the ingest insert, a
-    # retention delete, and any update of a searched column. ``rebuild`` indexes the rows already stored.
+    # copy of the text). detail=none keeps no positions: a query is an AND of the pattern's trigrams, a
+    # superset that the scan's LIKE then checks. Against detail=full (which answers phrases) on the query
+    # benchmark's 360,000 rows: 14 MB instead of 66, built in 1.1 CPU-s instead of 2.2, and lookups as
+    # fast or faster (0.2-3 ms against 0.3-7). Triggers keep it in the transaction that writes the row:
+    # the ingest insert, a retention delete, any update of a searched column. ``rebuild`` indexes the
+    # rows already stored.
     columns = ", ".join(TEXT_SEARCH_COLUMNS)
     new = ", ".join(f"new.{c}" for c in TEXT_SEARCH_COLUMNS)
     old = ", ".join(f"old.{c}" for c in TEXT_SEARCH_COLUMNS)
     table = TEXT_SEARCH_TABLE
     db.execute(
         f"CREATE VIRTUAL TABLE {table} USING fts5({columns}, content='events', content_rowid='seq', "
-        "tokenize='trigram case_sensitive 0')"
+        "tokenize='trigram case_sensitive 0', detail=none)"
     )
     add = f"INSERT INTO {table} (rowid, {columns}) VALUES (new.seq, {new});"
     remove = f"INSERT INTO {table} ({table}, rowid, {columns}) VALUES ('delete', old.seq, {old});"

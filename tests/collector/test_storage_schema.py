@@ -75,7 +75,7 @@ def test_sqlite_text_index_migration_indexes_the_stored_rows(tmp_path: Path) -> 
         )
         assert migrate(conn) == 8
         found = conn.execute(
-            f"SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH ?", ('"voice.cr"',)
+            f"SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH ?", ('"voi" AND "e.c"',)
         )
         assert found.fetchall() == [(1,)]
         conn.execute(f"INSERT INTO {TEXT_SEARCH_TABLE} ({TEXT_SEARCH_TABLE}, rank) VALUES ('integrity-check', 1)")

@@ -25,17 +25,22 @@ from hypothesis import strategies as st
 
 from collector.api.errors import ApiError
 from collector.api.filters import parse_filter
+from collector.app import open_storage
+from collector.config import CollectorConfig
 from collector.storage.base import EventFilter, EventQuery
 from collector.storage.postgres import migrate_in_schema
 from collector.storage.sql import (
     INDEXED_TEXT_CHARS,
+    TEXT_PROBE_ROWS,
     TEXT_SEARCH_COLUMNS,
     TEXT_SEARCH_EXPRESSION,
     TEXT_SEARCH_TABLE,
     Dialect,
     build_query,
+    build_text_probe,
 )
 from collector.storage.sqlite_schema import migrate
+from core.config import load_mapping
 
 # Characters that trip LIKE (%, _, \), FTS5 query syntax (", *, ^, :, parentheses), SQL quoting ('), and case
 # folding that differs between Python, SQLite, FTS5 and PostgreSQL (É/é, İ, ß, Kelvin sign, final sigma,
@@ -160,10 +165,10 @@ def test_sqlite_index_is_used_from_three_characters_and_kept_by_retention(tmp_pa
         conn.execute("UPDATE events SET path = 'moved' WHERE action = 'user.read'")
         conn.execute("DELETE FROM events WHERE action = 'invoice.created'")  # as retention deletes
         assert conn.execute(
-            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'voice'"
+            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'voi'"
         ).fetchone() == (0,)
         assert conn.execute(
-            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'moved'"
+            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'mov'"
         ).fetchone() == (1,)
         conn.execute(f"INSERT INTO {TEXT_SEARCH_TABLE} ({TEXT_SEARCH_TABLE}, rank) VALUES ('integrity-check', 1)")
     finally:
@@ -253,3 +258,78 @@ def test_postgres_trigram_index_serves_the_candidates(postgres_db: _Postgres) ->
             await transaction.rollback()
 
     assert "Bitmap Index Scan on events_default_expr_idx" in postgres_db.run(plan())
+
+
+# -- the bounded scan SQLite tries first (build_text_probe), through the storage ---------------------
+
+_WORDS = ("user.created", "user.read", "invoice.paid", "rare-thing", "/api/v1/users/", "/api/v1/orders/")
+_PROBE_ROWS = 3 * TEXT_PROBE_ROWS  # past the probe's reach, so that both of its outcomes happen
+
+
+def _probe_row(n: int) -> tuple[Any, ...]:
+    """Row ``n`` of the probe tenant: the dense words on most rows, ``rare-thing`` on a few, in runs of equal
+    ``created_at`` (ties at the probe's boundary), ids not in ``n`` order within a run."""
+    action = "rare-thing" if n % 2999 == 7 else _WORDS[n % 3]
+    path = _WORDS[4 + n % 2] + str(n)
+    return (str(uuid.UUID(int=(n * 7919) % 2**32)), 1_700_000_000_000 + n // 4, action, path, f"actor-{n % 97}")
+
+
+@pytest.fixture(scope="module")
+def probe_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.AbstractEventLoop, Any, list]]:
+    path = tmp_path_factory.mktemp("probe") / "audit.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    rows = [_probe_row(n) for n in range(_PROBE_ROWS)]
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events (tenant_id, id, created_at, received_at, source, metadata, action, path, actor_id) "
+        "VALUES ('t', ?, ?, 0, '{}', '{}', ?, ?, ?)",
+        rows,
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    config = load_mapping(CollectorConfig, {"storage": {"backend": "sqlite", "path": str(path)}})
+    loop = asyncio.new_event_loop()
+    storage = open_storage(config)
+    loop.run_until_complete(storage.start())
+    yield loop, storage, rows
+    loop.run_until_complete(storage.close())
+    loop.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    needle=st.sampled_from(("user", "USER.read", "rare-thing", "ers/1", "nvoice.paid", "actor-5", "none-such")),
+    order=st.sampled_from(("asc", "desc")),
+    limit=st.integers(1, 60),
+    after=st.none() | st.integers(0, _PROBE_ROWS - 1),
+    window=st.none() | st.tuples(st.integers(0, _PROBE_ROWS // 4), st.integers(1, _PROBE_ROWS // 4)),
+)
+def test_sqlite_probe_then_index_returns_what_the_scan_returns(
+    probe_storage: tuple[asyncio.AbstractEventLoop, Any, list],
+    needle: str,
+    order: str,
+    limit: int,
+    after: int | None,
+    window: tuple[int, int] | None,
+) -> None:
+    loop, storage, rows = probe_storage
+    base = 1_700_000_000_000
+    from_ms, to_ms = (base + window[0], base + window[0] + window[1]) if window else (None, None)
+    position = (rows[after][1], rows[after][0]) if after is not None else None
+    query = EventQuery("t", limit, order, (parse_filter("q", needle),), from_ms, to_ms, position)  # type: ignore[arg-type]
+    served = [e["id"] for e in loop.run_until_complete(storage.query_events(query))]
+    # The reference, in Python: ASCII text, so SQLite's lower/LIKE is Python's lower and "in".
+    keys = sorted(
+        (created, event_id)
+        for event_id, created, action, path, actor in rows
+        if any(needle.lower() in v.lower() for v in (action, path, actor))
+        and (from_ms is None or created >= from_ms)
+        and (to_ms is None or created < to_ms)
+        and (
+            position is None or ((created, event_id) < position if order == "desc" else (created, event_id) > position)
+        )
+    )
+    expected = [event_id for _, event_id in (reversed(keys) if order == "desc" else keys)][:limit]
+    event("probe's page" if build_text_probe(query, "sqlite") and len(served) == limit else "index or short")
+    assert served == expected
