@@ -115,7 +115,9 @@ async def load_postgres(dsn: str, schema: str, big: int, small: int) -> None:
                 await conn.copy_records_to_table(
                     "event_ids", records=[(row[1], row[0]) for row in rows], columns=["tenant_id", "id"]
                 )
-        await conn.execute("ANALYZE")
+        # VACUUM as well: autovacuum would have merged the GIN text index's pending list (rows COPYed in
+        # wait there, scanned linearly by every q query: 28 ms instead of 0.1 for a q matching nothing).
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
@@ -193,7 +195,8 @@ def _kinds(big: int) -> dict[str, dict[str, str]]:
         "resource_type+resource_id": {"resource_type": "invoice", "resource_id": "4242"},
         "time range": {"from": _iso(middle), "to": _iso(middle + 30 * 86_400_000)},
         "status range": {"status_code": "gte:500"},
-        "q (free text)": {"q": "invoices/12345"},
+        "q (free text)": {"q": "invoices/12345"},  # rare: 111 of the big tenant's events at 5M
+        "q (free text, common)": {"q": "order.upd"},  # every 20th event: the page is in its first rows
     }
 
 
