@@ -167,8 +167,21 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     "",
                 )
             )
-    for label, rate in results.get("indexes", {}).items():
-        out.append((f"index cost: {label}", f"{rate:,.0f} rows/s", "raw insert, no HTTP", "", ""))
+    previous: dict[str, float] = {}  # per backend: each variant adds one index to the one before it
+    for label, cost in results.get("indexes", {}).items():
+        backend = label.split(":")[0]
+        before = previous.get(backend)
+        previous[backend] = cost["cpu_us_per_row"]
+        low, high = cost["cpu_us_range"]
+        out.append(
+            (
+                f"index cost: {label}",
+                f"{cost['cpu_us_per_row']:.1f} CPU-us/row ({low:.1f}-{high:.1f}, {cost['rounds']} rounds)",
+                f"raw insert, no HTTP; {cost['rows_per_s']:,.0f} rows/s",
+                "" if before is None else f"{cost['cpu_us_per_row'] - before:+.1f} CPU-us/row over the row above",
+                "",
+            )
+        )
     for backend in ("sqlite", "postgres"):
         queries = results.get("queries" if backend == "sqlite" else "queries_postgres")
         if not queries:

@@ -20,6 +20,9 @@ SELECT_EVENTS = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
 TEXT_SEARCH_COLUMNS = ("action", "path", "actor_id", "actor_name", "actor_email", "resource_type", "resource_id")
 TEXT_SEARCH_TABLE = "events_text"
 """SQLite's FTS5 trigram index over :data:`TEXT_SEARCH_COLUMNS` (rowid = ``events.seq``)."""
+TEXT_STATE_TABLE = "events_text_state"
+"""SQLite: one row, ``seq``: the rows up to it are in :data:`TEXT_SEARCH_TABLE`, later ones not yet
+(see sqlite_schema.py)."""
 TEXT_SEARCH_EXPRESSION = "(" + " || chr(10) || ".join(f"coalesce(lower({c}), '')" for c in TEXT_SEARCH_COLUMNS) + ")"
 """PostgreSQL's GIN trigram index is over this expression: every searched column, lowered as the scan
 lowers it, so a column containing the pattern makes the expression contain it (a match across two columns
@@ -98,7 +101,10 @@ def _text_sql(text: str, dialect: Dialect, param: _Params, text_index: bool) -> 
     if text_index and len(needle) >= INDEXED_TEXT_CHARS:
         trigrams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))  # code points, as FTS5's
         every = " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)  # "" inside quotes: a literal "
-        indexed = f"seq IN (SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH {param(every)}) AND "
+        indexed = (
+            f"(seq IN (SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH {param(every)}) "
+            f"OR seq > (SELECT seq FROM {TEXT_STATE_TABLE})) AND "  # not indexed yet: the scan decides
+        )
     scan = " OR ".join(f"lower({c}) LIKE {param(pattern)} ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS)
     return f"({indexed}({scan}))"
 

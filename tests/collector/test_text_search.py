@@ -39,7 +39,7 @@ from collector.storage.sql import (
     build_query,
     build_text_probe,
 )
-from collector.storage.sqlite_schema import migrate
+from collector.storage.sqlite_schema import flush_text_index, migrate
 from core.config import load_mapping
 
 # Characters that trip LIKE (%, _, \), FTS5 query syntax (", *, ^, :, parentheses), SQL quoting ('), and case
@@ -127,23 +127,40 @@ def _stored_rows(stored: list[dict[str, Any]]) -> list[tuple[str, int, dict[str,
     ]
 
 
+def _integrity_check(conn: sqlite3.Connection) -> None:
+    """FTS5's own check that the index holds exactly the content table's rows (raises if not)."""
+    conn.execute(f"INSERT INTO {TEXT_SEARCH_TABLE} ({TEXT_SEARCH_TABLE}, rank) VALUES ('integrity-check', 1)")
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), stored=rows)
 def test_sqlite_index_returns_what_the_scan_returned(
     sqlite_db: sqlite3.Connection, data: st.DataObject, stored: list[dict[str, Any]]
 ) -> None:
+    """Some rows indexed (flushed, as the insert job does), some still pending, one maybe updated or
+    deleted after: the index-served query and the scan agree, and a flush leaves the index exact."""
     event_filter = _q_filter(data.draw(needles(stored)))
+    flushed = data.draw(st.integers(0, len(stored)), label="rows flushed")
+    change = data.draw(st.sampled_from(("none", "update", "delete")), label="then")
     conn = sqlite_db
+    values = [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows(stored)]
     conn.execute("BEGIN")
     try:
-        conn.executemany(
-            _SQLITE_INSERT, [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows(stored)]
-        )
+        conn.executemany(_SQLITE_INSERT, values[:flushed])
+        flush_text_index(conn)
+        conn.executemany(_SQLITE_INSERT, values[flushed:])
+        if change == "update":
+            conn.execute("UPDATE events SET path = ? WHERE id = ?", (data.draw(text, label="new path"), values[0][0]))
+        elif change == "delete":
+            conn.execute("DELETE FROM events WHERE id = ?", (values[-1][0],))
         served = _ids(conn.execute(*build_query(_page(event_filter), "sqlite")).fetchall())
         expected = _ids(conn.execute(*_reference("sqlite", event_filter.values[0])).fetchall())
+        flush_text_index(conn)
+        _integrity_check(conn)
     finally:
         conn.execute("ROLLBACK")
     _events(event_filter, expected)
+    event(f"{'all' if flushed == len(stored) else 'some'} rows flushed, then {change}")
     assert served == expected
 
 
@@ -151,26 +168,27 @@ def test_sqlite_index_is_used_from_three_characters_and_kept_by_retention(tmp_pa
     conn = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
     try:
         migrate(conn)
-        conn.executemany(
-            _SQLITE_INSERT, [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows([
-                dict.fromkeys(TEXT_SEARCH_COLUMNS, "invoice.created"), dict.fromkeys(TEXT_SEARCH_COLUMNS, "user.read")
-            ])]
-        )  # fmt: skip
+        texts = ("invoice.created", "user.read", "pending.row")
+        stored = [(i, t, *(r[c] for c in TEXT_SEARCH_COLUMNS)) for i, t, r in _stored_rows(
+            [dict.fromkeys(TEXT_SEARCH_COLUMNS, text) for text in texts]
+        )]  # fmt: skip
+        conn.executemany(_SQLITE_INSERT, stored[:2])
+        flush_text_index(conn)
+        conn.execute(_SQLITE_INSERT, stored[2])  # past the watermark: not in the index yet
         sql, values = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "VOICE"),)), "sqlite")
         plan = " ".join(str(step[3]) for step in conn.execute("EXPLAIN QUERY PLAN " + sql, values))
         assert f"SCAN {TEXT_SEARCH_TABLE} VIRTUAL TABLE" in plan
         assert len(conn.execute(sql, values).fetchall()) == 1
+        pending = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "Pending"),)), "sqlite")
+        assert len(conn.execute(*pending).fetchall()) == 1  # not in the index yet, found all the same
         short = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "x" * (INDEXED_TEXT_CHARS - 1)),)), "sqlite")
         assert TEXT_SEARCH_TABLE not in short[0]  # too short for a trigram: the scan alone
         conn.execute("UPDATE events SET path = 'moved' WHERE action = 'user.read'")
-        conn.execute("DELETE FROM events WHERE action = 'invoice.created'")  # as retention deletes
-        assert conn.execute(
-            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'voi'"
-        ).fetchone() == (0,)
-        assert conn.execute(
-            f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH 'mov'"
-        ).fetchone() == (1,)
-        conn.execute(f"INSERT INTO {TEXT_SEARCH_TABLE} ({TEXT_SEARCH_TABLE}, rank) VALUES ('integrity-check', 1)")
+        conn.execute("DELETE FROM events WHERE action IN ('invoice.created', 'pending.row')")  # as retention does
+        flush_text_index(conn)
+        count = f"SELECT count(*) FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH ?"
+        assert [conn.execute(count, (t,)).fetchone()[0] for t in ("voi", "mov", "pen")] == [0, 1, 0]
+        _integrity_check(conn)
     finally:
         conn.close()
 
@@ -286,6 +304,7 @@ def probe_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[as
         "VALUES ('t', ?, ?, 0, '{}', '{}', ?, ?, ?)",
         rows,
     )
+    flush_text_index(conn)
     conn.execute("COMMIT")
     conn.close()
     config = load_mapping(CollectorConfig, {"storage": {"backend": "sqlite", "path": str(path)}})
