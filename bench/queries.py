@@ -38,7 +38,7 @@ from collector.storage.base import INSERT_COLUMNS, EventQuery
 from collector.storage.postgres_schema import month_start, next_month
 from collector.storage.sql import Dialect, build_query, ip_in_network
 from collector.storage.sqlite import INSERT_SQL
-from collector.storage.sqlite_schema import migrate
+from collector.storage.sqlite_schema import flush_text_index, migrate
 from core.event import format_ms, make_event_id, parse_rfc3339_ms
 
 PAGE = 50
@@ -87,6 +87,7 @@ def load(path: Path, big: int, small: int) -> None:
     for rows in _synthetic(big, small):
         conn.execute("BEGIN")
         conn.executemany(INSERT_SQL, rows)
+        flush_text_index(conn)  # the q index, as the collector's insert job keeps it
         conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
