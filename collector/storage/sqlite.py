@@ -181,8 +181,9 @@ class SqliteDatabase:
                 inserted = _insert_chained(conn, first_of_each(events))
             else:
                 rows = [to_row(event) for event in events]  # after the gap marks
-                # rowcount: the rows the statement itself inserted, not the text index's trigger writes
-                inserted = conn.executemany(INSERT_SQL, rows).rowcount
+                before = conn.total_changes
+                conn.executemany(INSERT_SQL, rows)
+                inserted = conn.total_changes - before
             flush_text_index(conn)  # the q index, in this transaction (why here: sqlite_schema.py)
             return inserted, gaps.stats
 
@@ -264,8 +265,9 @@ def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> i
     for attempt in range(2):
         linker = Linker(heads)
         links = linker.chain(events)
-        # rowcount: the rows this insert stored, without the text index's trigger writes (total_changes has them)
-        inserted = conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links))).rowcount
+        before = conn.total_changes
+        conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links)))
+        inserted = conn.total_changes - before
         if inserted == len(events) or attempt:
             break
         conn.execute("ROLLBACK TO chain")
