@@ -101,9 +101,13 @@ def _text_sql(text: str, dialect: Dialect, param: _Params, text_index: bool) -> 
     if text_index and len(needle) >= INDEXED_TEXT_CHARS:
         trigrams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))  # code points, as FTS5's
         every = " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)  # "" inside quotes: a literal "
+        # One list of candidate rowids, so that SQLite drives the page from it: the index's, and the rows
+        # not indexed yet (none, unless something inserted without flushing). Said as "IN (index) OR
+        # seq > watermark" the planner walked the tenant's time index instead: a q matching nothing took
+        # 131 ms on a 1M-event tenant, 0.7 this way.
         indexed = (
-            f"(seq IN (SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH {param(every)}) "
-            f"OR seq > (SELECT seq FROM {TEXT_STATE_TABLE})) AND "  # not indexed yet: the scan decides
+            f"seq IN (SELECT rowid FROM {TEXT_SEARCH_TABLE} WHERE {TEXT_SEARCH_TABLE} MATCH {param(every)} "
+            f"UNION ALL SELECT seq FROM events WHERE seq > (SELECT seq FROM {TEXT_STATE_TABLE})) AND "
         )
     scan = " OR ".join(f"lower({c}) LIKE {param(pattern)} ESCAPE '\\'" for c in TEXT_SEARCH_COLUMNS)
     return f"({indexed}({scan}))"

@@ -178,6 +178,7 @@ def test_sqlite_index_is_used_from_three_characters_and_kept_by_retention(tmp_pa
         sql, values = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "VOICE"),)), "sqlite")
         plan = " ".join(str(step[3]) for step in conn.execute("EXPLAIN QUERY PLAN " + sql, values))
         assert f"SCAN {TEXT_SEARCH_TABLE} VIRTUAL TABLE" in plan
+        assert "SEARCH events USING INTEGER PRIMARY KEY" in plan  # driven by the candidates, not the tenant
         assert len(conn.execute(sql, values).fetchall()) == 1
         pending = build_query(EventQuery("t", 51, "desc", (parse_filter("q", "Pending"),)), "sqlite")
         assert len(conn.execute(*pending).fetchall()) == 1  # not in the index yet, found all the same
