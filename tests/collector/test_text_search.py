@@ -286,11 +286,13 @@ _PROBE_ROWS = 3 * TEXT_PROBE_ROWS  # past the probe's reach, so that both of its
 
 
 def _probe_row(n: int) -> tuple[Any, ...]:
-    """Row ``n`` of the probe tenant: the dense words on most rows, ``rare-thing`` on a few, in runs of equal
-    ``created_at`` (ties at the probe's boundary), ids not in ``n`` order within a run."""
+    """Row ``n`` of the probe tenant: the dense words on most rows, ``mid-word`` on every 199th, ``rare-thing``
+    on a few, in runs of equal ``created_at`` (ties at the probe's boundary), ids not in ``n`` order within
+    a run."""
     action = "rare-thing" if n % 2999 == 7 else _WORDS[n % 3]
     path = _WORDS[4 + n % 2] + str(n)
-    return (str(uuid.UUID(int=(n * 7919) % 2**32)), 1_700_000_000_000 + n // 4, action, path, f"actor-{n % 97}")
+    actor = "mid-word" if n % 199 == 3 else f"actor-{n % 97}"  # ~25 in the first probe: a wider one follows
+    return (str(uuid.UUID(int=(n * 7919) % 2**32)), 1_700_000_000_000 + n // 4, action, path, actor)
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +321,9 @@ def probe_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[as
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    needle=st.sampled_from(("user", "USER.read", "rare-thing", "ers/1", "nvoice.paid", "actor-5", "none-such")),
+    needle=st.sampled_from(
+        ("user", "USER.read", "rare-thing", "ers/1", "nvoice.paid", "actor-5", "MID-word", "none-such")
+    ),
     order=st.sampled_from(("asc", "desc")),
     limit=st.integers(1, 60),
     after=st.none() | st.integers(0, _PROBE_ROWS - 1),
