@@ -92,13 +92,20 @@ def _text_sql(text: str, dialect: Dialect, param: _Params, text_index: bool) -> 
     test in tests/collector/test_text_search.py compares them). On SQLite the index term is "every trigram
     of the pattern is in the row" (the index keeps no positions, so not "in this order, in one column"),
     and SQLite's ``lower`` and ``LIKE`` fold ASCII letters only where FTS5's trigram tokenizer folds
-    Unicode case: supersets both. PostgreSQL's pg_trgm rechecks its candidates with the same ``LIKE``."""
+    Unicode case: supersets both. On PostgreSQL the ``LIKE`` is over the searched columns joined by
+    newlines (:data:`TEXT_SEARCH_EXPRESSION`), which pg_trgm's index serves and rechecks."""
     needle = text.lower()
     pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if dialect == "postgres":
         placeholder = param(pattern)  # $n may be used many times
+        indexed = f"{TEXT_SEARCH_EXPRESSION} LIKE {placeholder}"
+        if "\n" not in needle:
+            # Exactly the scan: a match across two columns would hold the newline between them. Said alone,
+            # the planner estimates it from the index's statistics; with the per-column LIKEs beside it, it
+            # multiplied the two and took every q for rare (a q in every 20th event: 165 ms instead of ~2).
+            return indexed
         scan = " OR ".join(f"lower({c}) LIKE {placeholder}" for c in TEXT_SEARCH_COLUMNS)
-        return f"({TEXT_SEARCH_EXPRESSION} LIKE {placeholder} AND ({scan}))"
+        return f"({indexed} AND ({scan}))"
     indexed = ""
     if text_index and len(needle) >= INDEXED_TEXT_CHARS:
         trigrams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))  # code points, as FTS5's

@@ -46,7 +46,7 @@ from core.config import load_mapping
 # folding that differs between Python, SQLite, FTS5 and PostgreSQL (É/é, İ, ß, Kelvin sign, final sigma,
 # a combining mark), plus letters that repeat often enough to make matches and trigrams.
 AWKWARD = (
-    "%_\\'\"*^:()-. /|aAbBcC01\u00c9\u00e9\u0130\u0131\u00df\u1e9e\u212aKk\u03a3\u03c3\u03c2\u01c5\u0301\U0001f600\t"
+    "%_\\'\"*^:()-. /|aAbBcC01\u00c9\u00e9\u0130\u0131\u00df\u1e9e\u212aKk\u03a3\u03c3\u03c2\u01c5\u0301\U0001f600\t\n"
 )
 text = st.text(alphabet=st.sampled_from(AWKWARD) | st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
 stored_text = st.one_of(
