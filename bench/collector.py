@@ -9,14 +9,15 @@ import asyncio
 import http.client
 import multiprocessing
 import sqlite3
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.procs import Collector, memory_mib
-from collector.storage.sqlite_schema import migrate
+from bench.procs import Collector, cpu_seconds, memory_mib
+from collector.storage.sqlite_schema import flush_text_index, migrate
 from core.event import now_ms, validate_event
 from core.zstd import compress as zstd_compress
 
@@ -110,6 +111,7 @@ def sqlite_ceiling(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
     for i in range(0, len(rows), 5000):
         conn.execute("BEGIN")
         conn.executemany(INSERT_SQL, rows[i : i + 5000])
+        flush_text_index(conn)  # the q index, as the collector's insert job keeps it
         conn.execute("COMMIT")
     wall = time.perf_counter() - started
     conn.close()
@@ -190,41 +192,72 @@ def _pg_bytes(dsn: str, schema: str) -> int:
     return asyncio.run(main())
 
 
+INDEX_ROUNDS = 3
+_FILTER_INDEXES = [
+    "DROP INDEX events_tenant_action",
+    "DROP INDEX events_tenant_actor",
+    "DROP INDEX events_tenant_resource",
+]
+# The q text index (migration 8 on SQLite, 7 on PostgreSQL), as statements that remove it.
+_SQLITE_TEXT = ["DROP TRIGGER events_text_delete", "DROP TRIGGER events_text_update", "DROP TABLE events_text"]
+_PG_TEXT = ["DROP INDEX events_text"]
+
+
 def bench_indexes(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
-    """The ingest cost of each index the query API needs: the raw insert rate without and with it."""
+    """The ingest cost of each index the query API needs: the raw insert (no HTTP) without and with it, as
+    CPU time per row of the process doing the inserting (SQLite: this one, the library runs in it;
+    PostgreSQL: the server backend, read from /proc - the COPY client's share is the same in every row)
+    and rows/s. Variants alternate over INDEX_ROUNDS rounds; medians and ranges are reported."""
     from collector.storage.sqlite import INSERT_SQL, to_row
 
     workdir.mkdir(parents=True, exist_ok=True)
     events = build_events(log_file, count)
     rows = [to_row(e) for e in _rows(events)]
-    results: dict[str, Any] = {}
-    filter_indexes = ["events_tenant_action", "events_tenant_actor", "events_tenant_resource"]
     variants = (
-        ("unique (tenant_id, id) only", ["events_tenant_time", *filter_indexes]),
-        ("+ (tenant_id, created_at, id)", filter_indexes),
-        ("+ action, actor, resource filter indexes (all five)", []),
+        ("unique (tenant_id, id) only", ["DROP INDEX events_tenant_time", *_FILTER_INDEXES, *_SQLITE_TEXT]),
+        ("+ (tenant_id, created_at, id)", [*_FILTER_INDEXES, *_SQLITE_TEXT]),
+        ("+ action, actor, resource filter indexes (all five)", _SQLITE_TEXT),
+        ("+ q text index (FTS5 trigram, one statement per transaction)", []),
     )
-    for number, (label, drop) in enumerate(variants):
-        path = workdir / f"idx-{number}.db"
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        migrate(conn)
-        for index in drop:
-            conn.execute(f"DROP INDEX {index}")
-        started = time.perf_counter()
-        for i in range(0, len(rows), 5000):
-            conn.execute("BEGIN")
-            conn.executemany(INSERT_SQL, rows[i : i + 5000])
-            conn.execute("COMMIT")
-        results[f"sqlite: {label}"] = len(rows) / (time.perf_counter() - started)
-        conn.close()
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in variants}
+    for round_number in range(INDEX_ROUNDS):
+        for number, (label, drop) in enumerate(variants):
+            path = workdir / f"idx-{round_number}-{number}.db"
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn)
+            for statement in drop:
+                conn.execute(statement)
+            started, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, len(rows), 5000):
+                conn.execute("BEGIN")
+                conn.executemany(INSERT_SQL, rows[i : i + 5000])
+                if not drop:  # the text index is there: index the batch, as the insert job does
+                    flush_text_index(conn)
+                conn.execute("COMMIT")
+            samples[label].append((time.perf_counter() - started, time.process_time() - cpu))
+            conn.close()
+            for file in workdir.glob(f"idx-{round_number}-{number}.db*"):
+                file.unlink()
+    results = {f"sqlite: {label}": _index_cost(len(rows), taken) for label, taken in samples.items()}
     if pg_dsn:
         results.update(_pg_index_costs(pg_dsn, events))
     return results
 
 
-def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
+def _index_cost(count: int, samples: list[tuple[float, float]]) -> dict[str, Any]:
+    """Median rows/s and CPU microseconds per row, with the CPU range, of (wall, cpu) seconds samples."""
+    cpu_us = sorted(cpu / count * 1e6 for _, cpu in samples)
+    return {
+        "rows_per_s": statistics.median(count / wall for wall, _ in samples),
+        "cpu_us_per_row": statistics.median(cpu_us),
+        "cpu_us_range": (cpu_us[0], cpu_us[-1]),
+        "rounds": len(samples),
+    }
+
+
+def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     import asyncpg
 
     from collector.storage.base import INSERT_COLUMNS
@@ -232,34 +265,38 @@ def _pg_index_costs(dsn: str, events: list[dict[str, Any]]) -> dict[str, float]:
     from collector.storage.postgres_schema import ensure_partitions
 
     rows = [to_row(e) for e in _rows(events)]
-    out: dict[str, float] = {}
+    variants = (
+        ("primary key (tenant_id, created_at, id) only", ["DROP INDEX events_tenant_id", *_FILTER_INDEXES, *_PG_TEXT]),
+        ("+ (tenant_id, id)", [*_FILTER_INDEXES, *_PG_TEXT]),
+        ("+ action, actor, resource filter indexes", _PG_TEXT),
+        ("+ q text index (pg_trgm GIN)", []),
+    )
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in variants}
 
     async def main() -> None:
-        filter_indexes = ["events_tenant_action", "events_tenant_actor", "events_tenant_resource"]
-        variants = (
-            ("primary key (tenant_id, created_at, id) only", ["events_tenant_id", *filter_indexes]),
-            ("+ (tenant_id, id)", filter_indexes),
-            ("+ action, actor, resource filter indexes", []),
-        )
-        for number, (label, drop) in enumerate(variants):
-            schema = f"bench_idx_{number}_{int(time.time())}"
-            conn = await asyncpg.connect(dsn)
-            try:
-                await migrate_in_schema(conn, schema)
-                await ensure_partitions(conn, 3)
-                await init_connection(conn)
-                for index in drop:
-                    await conn.execute(f"DROP INDEX {index}")
-                started = time.perf_counter()
-                for i in range(0, len(rows), 5000):
-                    await conn.copy_records_to_table("events", records=rows[i : i + 5000], columns=list(INSERT_COLUMNS))
-                out[f"postgres: {label}"] = len(rows) / (time.perf_counter() - started)
-                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            finally:
-                await conn.close()
+        for round_number in range(INDEX_ROUNDS):
+            for number, (label, drop) in enumerate(variants):
+                schema = f"bench_idx_{round_number}_{number}_{int(time.time())}"
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await migrate_in_schema(conn, schema)
+                    await ensure_partitions(conn, 3)
+                    await init_connection(conn)
+                    for statement in drop:
+                        await conn.execute(statement)
+                    backend = await conn.fetchval("SELECT pg_backend_pid()")
+                    started, cpu = time.perf_counter(), cpu_seconds(backend)
+                    for i in range(0, len(rows), 5000):
+                        await conn.copy_records_to_table(
+                            "events", records=rows[i : i + 5000], columns=list(INSERT_COLUMNS)
+                        )
+                    samples[label].append((time.perf_counter() - started, cpu_seconds(backend) - cpu))
+                    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                finally:
+                    await conn.close()
 
     asyncio.run(main())
-    return out
+    return {f"postgres: {label}": _index_cost(len(rows), taken) for label, taken in samples.items()}
 
 
 def _drop_schemas(dsn: str, schemas: list[str]) -> None:

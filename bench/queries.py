@@ -36,9 +36,16 @@ from collector.api.paging import selection_digest
 from collector.storage import postgres, sqlite
 from collector.storage.base import INSERT_COLUMNS, EventQuery
 from collector.storage.postgres_schema import month_start, next_month
-from collector.storage.sql import Dialect, build_query, ip_in_network
+from collector.storage.sql import (
+    TEXT_PROBE_ROWS,
+    Dialect,
+    build_query,
+    build_text_probe,
+    ip_in_network,
+    wider_text_probe,
+)
 from collector.storage.sqlite import INSERT_SQL
-from collector.storage.sqlite_schema import migrate
+from collector.storage.sqlite_schema import flush_text_index, migrate
 from core.event import format_ms, make_event_id, parse_rfc3339_ms
 
 PAGE = 50
@@ -87,6 +94,7 @@ def load(path: Path, big: int, small: int) -> None:
     for rows in _synthetic(big, small):
         conn.execute("BEGIN")
         conn.executemany(INSERT_SQL, rows)
+        flush_text_index(conn)  # the q index, as the collector's insert job keeps it
         conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
@@ -115,7 +123,9 @@ async def load_postgres(dsn: str, schema: str, big: int, small: int) -> None:
                 await conn.copy_records_to_table(
                     "event_ids", records=[(row[1], row[0]) for row in rows], columns=["tenant_id", "id"]
                 )
-        await conn.execute("ANALYZE")
+        # VACUUM as well: autovacuum would have merged the GIN text index's pending list (rows COPYed in
+        # wait there, scanned linearly by every q query: 28 ms instead of 0.1 for a q matching nothing).
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
 
@@ -141,6 +151,18 @@ class Direct:
     def events(self, statement: str, values: Sequence[Any]) -> list[dict[str, Any]]:
         from_row = sqlite.from_row if self.dialect == "sqlite" else postgres.from_row
         return [from_row(r) for r in self.rows(statement, values)]
+
+    def page(self, query: EventQuery) -> list[dict[str, Any]]:
+        """One page as the collector reads it (``SqlStorage.query_events``): on SQLite a ``q`` page tries
+        bounded scans before the text index."""
+        rows: int | None = TEXT_PROBE_ROWS
+        while rows is not None and (probe := build_text_probe(query, self.dialect, rows)) is not None:
+            page, whole_range = probe
+            events = self.events(*page)
+            if len(events) >= query.limit or self.rows(*whole_range)[0][0]:
+                return events
+            rows = wider_text_probe(rows, len(events), query.limit)
+        return self.events(*build_query(query, self.dialect))
 
     def close(self) -> None:
         if self.dialect == "sqlite":
@@ -193,7 +215,8 @@ def _kinds(big: int) -> dict[str, dict[str, str]]:
         "resource_type+resource_id": {"resource_type": "invoice", "resource_id": "4242"},
         "time range": {"from": _iso(middle), "to": _iso(middle + 30 * 86_400_000)},
         "status range": {"status_code": "gte:500"},
-        "q (free text)": {"q": "invoices/12345"},
+        "q (free text)": {"q": "invoices/12345"},  # rare: 111 of the big tenant's events at 5M
+        "q (free text, common)": {"q": "order.upd"},  # every 20th event: the page is in its first rows
     }
 
 
@@ -269,11 +292,10 @@ def _bench_kind(
         return times
 
     def sql(q: EventQuery) -> list[float]:
-        statement, values = build_query(q, direct.dialect)
         times = []
         for _ in range(SAMPLES):
             t = time.perf_counter()
-            direct.events(statement, values)
+            direct.page(q)
             times.append((time.perf_counter() - t) * 1000)
         return times
 

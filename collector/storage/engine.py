@@ -39,7 +39,16 @@ from collector.storage.base import (
 from collector.storage.chain import ChainAccess, ChainStatements, Tombstoner
 from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
-from collector.storage.sql import Dialect, build_changes, build_get_event, build_query, build_stats
+from collector.storage.sql import (
+    TEXT_PROBE_ROWS,
+    Dialect,
+    build_changes,
+    build_get_event,
+    build_query,
+    build_stats,
+    build_text_probe,
+    wider_text_probe,
+)
 from collector.storage.streams import GapStats, StreamKey, stream_keys, stream_positions, track_gaps
 from core.event import now_ms
 
@@ -319,6 +328,13 @@ class SqlStorage(ChainAccess, Generic[J]):
 
     async def query_events(self, query: EventQuery) -> list[dict[str, Any]]:
         async with self._slots.hold(query.tenant_id):
+            rows: int | None = TEXT_PROBE_ROWS  # a q page: a bounded scan first (see build_text_probe)
+            while rows is not None and (probe := build_text_probe(query, self.database.dialect, rows)) is not None:
+                page, whole_range = probe
+                events = await self._fetch_events(*page)
+                if len(events) >= query.limit or (await self._fetch(*whole_range))[0][0]:
+                    return events
+                rows = wider_text_probe(rows, len(events), query.limit)
             return await self._fetch_events(*build_query(query, self.database.dialect))
 
     def next_commit(self, tenant_id: str) -> asyncio.Event:

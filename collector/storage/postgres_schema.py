@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from collector.integrity.chain import Linker
-from collector.storage.base import EVENT_COLUMNS
+from collector.storage.base import EVENT_COLUMNS, StorageUnavailable
 from collector.storage.chain import CHAIN_COLUMNS
+from collector.storage.sql import TEXT_SEARCH_EXPRESSION
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -131,6 +132,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX checkpoints_tenant ON checkpoints (tenant_id, position);
         """,
     ),
+    # The free-text search ``q``: a GIN trigram index, made by _text_search (it needs pg_trgm's schema).
+    (7, "SELECT 'events_text'"),
 )
 _AFTER: dict[int, Callable[[asyncpg.Connection], Awaitable[None]]] = {}  # version: a step in Python after its SQL
 
@@ -178,6 +181,44 @@ async def _chain_existing(conn: asyncpg.Connection) -> None:
 
 
 _AFTER[6] = _chain_existing
+
+
+async def _text_search(conn: asyncpg.Connection) -> None:
+    """The GIN trigram index over :data:`~collector.storage.sql.TEXT_SEARCH_EXPRESSION`, on the partitioned
+    table (so on every partition, present and future), built over the rows already stored.
+
+    It needs the pg_trgm extension (shipped with PostgreSQL's contrib; "trusted", so a user with CREATE on
+    the database may install it). Where it is already installed, its schema is used; otherwise it is
+    installed into ``public``, never into a collector's own schema, which dropping would take the extension
+    (and every other schema's index) with it. Without it the collector does not start, and says why."""
+    # Database-wide, unlike the migration lock: collectors of two schemas may both install the extension.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sidetrail-pg_trgm'))")
+    found = (
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'pg_trgm'"
+    )
+    trgm_schema = await conn.fetchval(found)
+    if trgm_schema is None:
+        if not await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'"):
+            raise StorageUnavailable(
+                "the PostgreSQL extension pg_trgm (free-text search index) is not available on this server: "
+                "install PostgreSQL's contrib package"
+            )
+        try:
+            async with conn.transaction():  # a savepoint: the error below is ours to report
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.InvalidSchemaNameError) as exc:
+            raise StorageUnavailable(
+                f"cannot install the PostgreSQL extension pg_trgm (free-text search index): {exc}; "
+                "run CREATE EXTENSION pg_trgm SCHEMA public as a user allowed to, then start again"
+            ) from None
+        trgm_schema = await conn.fetchval(found)
+    quoted = '"' + trgm_schema.replace('"', '""') + '"'
+    await conn.execute(
+        f"CREATE INDEX events_text ON events USING gin (({TEXT_SEARCH_EXPRESSION}) {quoted}.gin_trgm_ops)"
+    )
+
+
+_AFTER[7] = _text_search
 
 
 def month_start(year: int, month: int) -> int:

@@ -55,7 +55,7 @@ from collector.storage.engine import (
     first_of_each,
 )
 from collector.storage.sql import ip_in_network
-from collector.storage.sqlite_schema import migrate
+from collector.storage.sqlite_schema import flush_text_index, migrate
 
 R = TypeVar("R")
 Job = Callable[[sqlite3.Connection], Any]
@@ -178,11 +178,14 @@ class SqliteDatabase:
             known = {key: row for key in gaps.keys if (row := conn.execute(_SELECT_STREAM, key).fetchone())}
             conn.executemany(_UPSERT_STREAM, gaps.apply(known))
             if self.chain:  # after the gap marks: they are part of what the hash covers
-                return _insert_chained(conn, first_of_each(events)), gaps.stats
-            rows = [to_row(event) for event in events]  # after the gap marks
-            before = conn.total_changes
-            conn.executemany(INSERT_SQL, rows)
-            return conn.total_changes - before, gaps.stats
+                inserted = _insert_chained(conn, first_of_each(events))
+            else:
+                rows = [to_row(event) for event in events]  # after the gap marks
+                before = conn.total_changes
+                conn.executemany(INSERT_SQL, rows)
+                inserted = conn.total_changes - before
+            flush_text_index(conn)  # the q index, in this transaction (why here: sqlite_schema.py)
+            return inserted, gaps.stats
 
         return insert
 
