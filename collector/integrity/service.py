@@ -112,7 +112,7 @@ async def verify_stored(
     Where the backend assembles rows' canonical bytes itself (:meth:`~collector.storage.base.Storage.chain_contents`),
     the chain is read in ranges of ``_PAGE`` positions, two at a time (the assembly runs in the database's
     reader threads, beside the hashing), and a row those bytes link is taken as it is
-    (:meth:`Verifier.accept`); from the first that they do not, the rest of its range is read and decoded
+    (:meth:`Verifier.accept_run`); from the first that they do not, the rest of its range is read and decoded
     the exact way (:meth:`Verifier.feed`), which classifies it. Otherwise every row takes the exact way,
     read one page ahead of the hashing.
     """
@@ -123,7 +123,7 @@ async def verify_stored(
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
-    accept, feed = verifier.accept, verifier.feed
+    accept_run, feed = verifier.accept_run, verifier.feed
 
     async def exact(after: tuple[int, int], upto: int) -> None:
         """Feed the rows past ``after`` up to position ``upto``, decoded; reads run one page ahead."""
@@ -156,13 +156,9 @@ async def verify_stored(
             if first + 2 * _PAGE <= last:
                 ahead.append(contents(first + 2 * _PAGE))
             end = min(first + _PAGE - 1, last)
-            after, taken = (first - 1, _AFTER_EVERYTHING), rows is not None
-            for position, stored, seq, content in rows or ():
-                if not accept(position, stored, seq, content):
-                    taken = False
-                    break
-                after = (position, seq)
-            if not taken:  # from the first row not taken as assembled (or none assembled): the exact way
+            count = accept_run(rows) if rows is not None else 0
+            if rows is None or count < len(rows):  # from the first row not taken as assembled: the exact way
+                after = (rows[count - 1][0], rows[count - 1][2]) if rows and count else (first - 1, _AFTER_EVERYTHING)
                 await exact(after, end)
             elif progress is not None:
                 progress(verifier.report.last_position)
