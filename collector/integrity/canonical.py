@@ -103,6 +103,20 @@ def canonical_each(events: Sequence[dict[str, Any]]) -> Iterator[bytes]:
         yield from map(canonical, events)
 
 
+def rendering(event: dict[str, Any]) -> bytes | None:
+    """``orjson``'s sorted rendering of a stored event's hashed fields (``seq`` dropped), unchecked: RFC 8785
+    for the usual event, so a verifier may take it as the row's canonical bytes when it hashes to the stored
+    hash (bytes with that hash ARE the hashed bytes, and these parse to the row's own values), and must
+    canonicalise the row the exact way otherwise. ``None`` when ``orjson`` cannot render it. Skipping the
+    checks of :func:`canonical` saves ~1.5 us a row of PostgreSQL's verify, which decodes every row."""
+    document = event.copy()
+    document.pop("seq", None)
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+
+
 def _orjson_is_canonical(events: Iterable[dict[str, Any]]) -> bool:
     """Whether every event's ``source`` and ``metadata`` are objects whose values are strings, integers,
     booleans, nulls or lists of those: then ``orjson``'s sorted output of the event is RFC 8785 but for
