@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from collector.config import CollectorConfig, IntegrityConfig
+from collector.integrity.canonical import rendering
 from collector.integrity.signing import KeyRing, Signer, SigningKeyError, create_key_file, decode_public, encode_public
 from collector.integrity.signing import load_signing_key as _load
 from collector.integrity.verify import Report, Verifier
@@ -109,12 +110,11 @@ async def verify_stored(
     (at most ``max_events`` positions; if more are stored, the report is not ``complete`` and the tail is not
     checked).
 
-    Where the backend assembles rows' canonical bytes itself (:meth:`~collector.storage.base.Storage.chain_contents`),
-    the chain is read in ranges of ``_PAGE`` positions, two at a time (the assembly runs in the database's
-    reader threads, beside the hashing), and a row those bytes link is taken as it is
-    (:meth:`Verifier.accept`); from the first that they do not, the rest of its range is read and decoded
-    the exact way (:meth:`Verifier.feed`), which classifies it. Otherwise every row takes the exact way,
-    read one page ahead of the hashing.
+    The chain is read in ranges of ``_PAGE`` positions, two at a time, each row with a candidate for its
+    canonical bytes (:meth:`~collector.storage.base.Storage.chain_contents`: on SQLite assembled in SQL, in
+    the reader threads beside the hashing here; on PostgreSQL rendered from the row), and a row those bytes
+    link is taken as it is (:meth:`Verifier.accept_run`). From the first that they do not, the rest of its
+    range is read and decoded the exact way (:meth:`Verifier.feed`, which classifies it), one page ahead.
     """
     start = max(1, start)
     heads = {head.tenant: head for head in await storage.chain_heads()}
@@ -123,7 +123,7 @@ async def verify_stored(
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
-    accept, feed = verifier.accept, verifier.feed
+    accept_run, feed = verifier.accept_run, verifier.feed
 
     async def exact(after: tuple[int, int], upto: int) -> None:
         """Feed the rows past ``after`` up to position ``upto``, decoded; reads run one page ahead."""
@@ -132,41 +132,39 @@ async def verify_stored(
             more = len(rows) == _PAGE and rows[-1][0] < upto
             if more:
                 page = asyncio.ensure_future(storage.chain_rows(tenant, (rows[-1][0], rows[-1][2]["seq"]), _PAGE))
-            for position, stored, event in rows:
-                if position > upto:
-                    break
-                feed(position, stored, event)
+            # Each row first as orjson renders it, unchecked (Verifier.accept_run holds it to the stored
+            # hash); a row that does not link that way is fed, which canonicalises it exactly and classifies.
+            rendered = [(p, stored, event["seq"], rendering(event)) for p, stored, event in rows if p <= upto]
+            index = 0
+            while index < len(rendered):
+                index += accept_run(rendered, index)
+                if index < len(rendered):
+                    feed(*rows[index])
+                    index += 1
             if progress is not None:
                 progress(verifier.report.last_position)
             if not more:
                 break
 
-    def contents(first: int) -> asyncio.Future[list[tuple[int, bytes, int, bytes]] | None]:
+    def contents(first: int) -> asyncio.Future[list[tuple[int, bytes, int, bytes | None]] | None]:
         return asyncio.ensure_future(storage.chain_contents(tenant, first, min(first + _PAGE - 1, last)))
 
-    if await storage.chain_contents(tenant, start, start - 1) is None:  # no assembly on this backend
-        await exact((start - 1, _AFTER_EVERYTHING), last)
-    else:
-        # Two ranges in flight: the assembly runs in the reader threads, in parallel with each other and
-        # with the hashing here (wall clock ~1.5x one range at a time on 2 idle cores).
-        ahead = [contents(first) for first in (start, start + _PAGE) if first <= last]
-        first = start
-        while ahead:
-            rows = await ahead.pop(0)
-            if first + 2 * _PAGE <= last:
-                ahead.append(contents(first + 2 * _PAGE))
-            end = min(first + _PAGE - 1, last)
-            after, taken = (first - 1, _AFTER_EVERYTHING), rows is not None
-            for position, stored, seq, content in rows or ():
-                if not accept(position, stored, seq, content):
-                    taken = False
-                    break
-                after = (position, seq)
-            if not taken:  # from the first row not taken as assembled (or none assembled): the exact way
-                await exact(after, end)
-            elif progress is not None:
-                progress(verifier.report.last_position)
-            first = end + 1
+    # Two ranges in flight: SQLite's assembly runs in the reader threads, in parallel with each other and
+    # with the hashing here (wall clock ~1.5x one range at a time on 2 idle cores).
+    ahead = [contents(first) for first in (start, start + _PAGE) if first <= last]
+    first = start
+    while ahead:
+        rows = await ahead.pop(0)
+        if first + 2 * _PAGE <= last:
+            ahead.append(contents(first + 2 * _PAGE))
+        end = min(first + _PAGE - 1, last)
+        count = accept_run(rows) if rows is not None else 0
+        if rows is None or count < len(rows):  # from the first row not taken as assembled: the exact way
+            after = (rows[count - 1][0], rows[count - 1][2]) if rows and count else (first - 1, _AFTER_EVERYTHING)
+            await exact(after, end)
+        elif progress is not None:
+            progress(verifier.report.last_position)
+        first = end + 1
     complete = last == stored_last
     if complete:
         verifier.unchained(*await storage.unchained(tenant))

@@ -215,9 +215,11 @@ class Storage(Protocol):
     ) -> list[tuple[int, bytes, dict[str, Any]]]:
         """Chained rows past ``after`` = (position, seq) in position order: (position, stored hash, event)."""
 
-    async def chain_contents(self, tenant: str, first: int, last: int) -> list[tuple[int, bytes, int, bytes]] | None:
+    async def chain_contents(
+        self, tenant: str, first: int, last: int
+    ) -> list[tuple[int, bytes, int, bytes | None]] | None:
         """The chained rows at positions ``first..last`` as (position, stored hash, seq, candidate canonical
-        bytes assembled by the database), or ``None`` (no such read here, or a row it cannot assemble)."""
+        bytes made from the stored row, ``None`` if none), or ``None`` (a row the read cannot assemble)."""
 
     async def chain_last_position(self, tenant: str) -> int:
         """The highest chain position stored for ``tenant`` (0: none)."""

@@ -18,9 +18,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from collector.integrity.canonical import rendering
 from collector.integrity.checkpoints import Checkpoint, Cut, decode_cuts, encode_cuts, sign
 from collector.integrity.signing import Signer
-from collector.storage.base import EVENT_COLUMNS, StorageUnavailable
+from collector.storage.base import EVENT_COLUMNS, INSERT_COLUMNS, StorageUnavailable
 from core.event import now_ms
 
 CHAIN_COLUMNS = (("chain_position", "INTEGER", "bigint"), ("chain_hash", "BLOB", "bytea"))
@@ -78,6 +81,12 @@ class ChainStatements:
         "OR cuts IS NOT NULL OR id = (SELECT max(id) FROM checkpoints WHERE tenant_id = ?)) ORDER BY id"
     )
     rows: str = f"SELECT {_ROW_COLUMNS} {_ROWS_AFTER}"
+    # PostgreSQL's read for chain_contents (SQLite assembles the canonical bytes in SQL instead): each row
+    # at positions ? to ? as (position, hash, seq, the stored fields as one JSON text). One text a row,
+    # parsed by orjson in one call, cost 7 us of this process's CPU a row where 22 decoded columns cost 12.
+    rendered_rows: str = contents_statement(
+        "CAST(json_build_object({}) AS TEXT)".format(", ".join(f"'{n}', {n}" for n in INSERT_COLUMNS))
+    )
     last_position: str = "SELECT max(chain_position) FROM events WHERE tenant_id = ?"
     hash_at: str = "SELECT chain_hash FROM events WHERE tenant_id = ? AND chain_position = ? ORDER BY seq LIMIT 1"
     link_of: str = "SELECT chain_position, chain_hash FROM events WHERE tenant_id = ? AND id = ?"
@@ -100,6 +109,14 @@ class ChainStatements:
         "WHERE tenant_id = ? AND created_at < ? AND chain_position <= ?) AS d GROUP BY grp) AS i "
         "JOIN events e ON e.tenant_id = ? AND e.chain_position = i.last ORDER BY i.first"
     )
+
+
+def _rendered(text: str) -> bytes | None:
+    """:func:`~collector.integrity.canonical.rendering` of a row given as JSON text (``None``: unreadable)."""
+    try:
+        return rendering(orjson.loads(text))
+    except orjson.JSONDecodeError:  # a number beyond a double's range: the exact read reports on it
+        return None
 
 
 def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
@@ -191,16 +208,24 @@ class ChainAccess:
         decode = self.database.decode_event
         return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
 
-    async def chain_contents(self, tenant: str, first: int, last: int) -> list[tuple[int, bytes, int, bytes]] | None:
+    async def chain_contents(
+        self, tenant: str, first: int, last: int
+    ) -> list[tuple[int, bytes, int, bytes | None]] | None:
         """The chained rows at positions ``first`` to ``last`` in :meth:`chain_rows`' order, as (position,
-        stored hash, seq, candidate bytes): the backend's guess at the row's canonical bytes, assembled in SQL
-        without decoding it (see :meth:`~collector.integrity.verify.Verifier.accept`). ``None`` when the
-        backend has no such read, or when a row holds a value the assembly cannot take (a BLOB, malformed
-        JSON): the caller reads those positions with :meth:`chain_rows`, which classifies them."""
+        stored hash, seq, candidate bytes): a guess at the row's canonical bytes (see
+        :meth:`~collector.integrity.verify.Verifier.accept`), assembled in SQL where the backend can
+        (SQLite), else rendered here by :func:`~collector.integrity.canonical.rendering` from the decoded
+        row, which is dropped at once (a candidate of ``None``: it cannot be rendered). ``None`` when a row
+        holds a value SQL's assembly cannot take (a BLOB, malformed JSON): the caller reads those positions
+        with :meth:`chain_rows`, which classifies them."""
         self._check_open()
         sql = self.database.chain_contents
         if sql is None:
-            return None
+            # PostgreSQL. Keeping each row's bytes, not its decoded event, until the range is verified also
+            # spares the garbage collector, whose passes over the held events cost ~6 us a row: verify of
+            # 100k agent events went from ~17.5 to ~7 us of this process's CPU a row.
+            rows = await self.database.fetch(self._chain_sql.rendered_rows, (tenant, first, last))
+            return [(row[0], row[1], row[2], _rendered(row[3])) for row in rows]
         try:
             return await self.database.fetch(sql, (tenant, first, last))  # type: ignore[return-value]
         except StorageUnavailable:

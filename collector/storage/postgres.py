@@ -118,7 +118,7 @@ class PostgresDatabase:
 
     dialect: Literal["postgres"] = "postgres"
     drain_timeout = 10.0  # a server that went away must not hold the shutdown
-    chain_contents = None  # jsonb's text is not canonical (its own key order, spaces): verify decodes rows
+    chain_contents = None  # jsonb's text is not canonical (its own key order, spaces): ChainAccess renders rows
 
     def __init__(self, config: PostgresStorageConfig, chain: bool = True) -> None:
         self.config = config

@@ -285,10 +285,12 @@ async def _store_before_the_chain(backend: dict[str, Any], events: list[dict[str
         await pg.close()
 
 
-def test_sqlite_takes_untouched_rows_from_its_own_assembly_without_decoding(tmp_path: Path) -> None:
-    """Verify's fast path on SQLite (``chain_contents`` + ``Verifier.accept``) takes every row whose stored
-    JSON is canonical, and leaves the float-bearing ones (3, 11) to the exact path, which finds them clean."""
-    backend = {"backend": "sqlite", "path": str(tmp_path / "audit.db")}
+def test_untouched_rows_are_taken_from_their_candidate_bytes_without_decoding(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    """Verify's fast path (``chain_contents`` + ``Verifier.accept``: SQLite's assembly in SQL, PostgreSQL's
+    rendering of the row) takes every row whose candidate is canonical, and leaves the float-bearing ones
+    (3, 11: ``1e2`` is ``100.0`` to both) to the exact path, which finds them clean."""
 
     async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
         await populate(storage)

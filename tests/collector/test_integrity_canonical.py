@@ -11,7 +11,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.integrity.canonical import HASHED_FIELDS, MAX_SAFE_INTEGER, canonical
+from collector.integrity.canonical import HASHED_FIELDS, MAX_SAFE_INTEGER, canonical, canonical_each
 from collector.self_audit import self_event
 from core.event import MAX_OBJECT_DEPTH
 
@@ -66,6 +66,39 @@ def test_documents_without_floats_canonicalise_as_rfc8785(metadata: dict[str, An
 def test_any_document_canonicalises_as_rfc8785(metadata: dict[str, Any]) -> None:
     event = event_with(metadata)
     assert canonical(event) == expected(event)
+
+
+def stored_event(metadata: dict[str, Any], source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An event as the insert path hashes it: exactly the hashed fields."""
+    event = event_with(metadata, source)
+    del event["seq"]
+    return event
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.text(), any_json, max_size=4) | st.dictionaries(st.text(), plain_json, max_size=4),
+            st.dictionaries(st.text(), plain_json, max_size=3) | st.just({"name": "web", "range": [0, 120]}),
+            st.booleans(),
+        ),
+        max_size=6,
+    )
+)
+def test_a_batch_canonicalises_as_each_event_alone(batch: list[tuple[dict[str, Any], dict[str, Any], bool]]) -> None:
+    # The batch's checks are shared: one float, nested object or non-ASCII key anywhere, or one event with
+    # a key more (seq), must still give every event its own RFC 8785 bytes.
+    events = [event_with(m, s) if seq else stored_event(m, s) for m, s, seq in batch]
+    assert list(canonical_each(events)) == [expected(event) for event in events]
+
+
+def test_a_batch_of_agent_events_takes_the_shared_checks() -> None:
+    agent_source = {"agent_id": "a1", "name": "nginx", "file": "/var/log/x", "offset": 9, "seq": 3, "range": [0, 97]}
+    events = [stored_event({"protocol": "HTTP/1.1", "n": n, "ok": True, "x": None}, agent_source) for n in range(5)]
+    events.append(stored_event({"caf\u00e9": "cr\u00e8me", "big": 2**60}, agent_source))  # slow path
+    events.append(stored_event({"f": 1.0, "e": 1e16}, agent_source))
+    assert list(canonical_each(events)) == [expected(event) for event in events]
 
 
 @given(st.dictionaries(st.text(), any_json, max_size=6))
