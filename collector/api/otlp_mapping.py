@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from itertools import compress
+from operator import not_
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,25 +56,18 @@ def any_value(value: AnyValue) -> Any:
     return None
 
 
-class Placed:
+def place(where: tuple[int, int, int]) -> str:
     """Where a record sits in the request, for error messages: ``resourceLogs[0].scopeLogs[1].logRecords[2]``."""
-
-    __slots__ = ("record", "resource", "scope")
-
-    def __init__(self, resource: int, scope: int, record: int) -> None:
-        self.resource, self.scope, self.record = resource, scope, record
-
-    def __str__(self) -> str:
-        return f"resourceLogs[{self.resource}].scopeLogs[{self.scope}].logRecords[{self.record}]"
+    return "resourceLogs[{}].scopeLogs[{}].logRecords[{}]".format(*where)
 
 
 class Mapped:
     """A request's records as raw events (an :class:`EventError` in the slot of a record refused here),
-    where each came from, and how many records the rules dropped."""
+    where each came from (indexes, as :func:`place` names them), and how many records the rules dropped."""
 
     def __init__(self) -> None:
         self.events: list[Any] = []
-        self.places: list[Placed] = []
+        self.places: list[tuple[int, int, int]] = []
         self.dropped = 0
 
 
@@ -95,7 +90,7 @@ def map_request(request: ExportLogsServiceRequest, config: OtlpConfig) -> Mapped
                     mapped.dropped += 1
                     continue
                 mapped.events.append(event)
-                mapped.places.append(Placed(r, s, n))
+                mapped.places.append((r, s, n))
     return mapped
 
 
@@ -139,25 +134,27 @@ _UNIQUE = frozenset({otel.EVENT_ID, otel.SOURCE})
 
 def attributes_of(pairs: Any) -> dict[str, Any]:
     """Repeated ``KeyValue``s as a dict (the last of a repeated key wins)."""
-    found = list(map(_decoded.get, map(_serialize, pairs)))
+    encoded = list(map(_serialize, pairs))
+    found = list(map(_decoded.get, encoded))
     if None in found:
-        _decode_new(pairs, found)
+        _decode_new(pairs, encoded, found)
     return dict(found)
 
 
-def _decode_new(pairs: Any, found: list[Any]) -> None:
-    """Fill the slots of ``found`` that the cache did not hold, caching the scalar ones."""
+def _decode_new(pairs: Any, encoded: list[bytes], found: list[Any]) -> None:
+    """Fill the slots of ``found`` that the cache did not hold, caching the scalar values."""
     if len(_decoded) >= _MAX_DECODED:
         _decoded.clear()  # bounded memory; clearing only costs decoding again
-    for index, hit in enumerate(found):
-        if hit is None:
-            pair = pairs[index]
-            key = pair.key
-            value = any_value(pair.value)
-            found[index] = hit = (key, value)
-            # maps and lists are built anew for each record: events may change them
-            if key not in _UNIQUE and type(value) in _SCALAR_TYPES:
-                _decoded[_serialize(pair)] = hit
+    for index in compress(range(len(found)), map(not_, found)):
+        pair = pairs[index]
+        key, value = pair.key, pair.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            found[index] = hit = (key, getattr(value, kind))
+            if key not in _UNIQUE:
+                _decoded[encoded[index]] = hit
+        else:  # maps and lists are built anew for each record: events may change them
+            found[index] = (key, any_value(value))
 
 
 class _RecordMapper:
