@@ -10,6 +10,10 @@ attributes of ``core/otel.py``'s table (``url.path``/``url.query`` for the path,
 its own key, the source stamp as JSON text in ``sidetrail.source``, the event's own id as
 ``sidetrail.event_id``). A ``partial_success`` in the answer counts its ``rejected_log_records`` in
 ``sidetrail_agent_events_rejected_total{code="otlp_partial_success"}``; those records are not resent.
+
+The bytes are protobuf's wire format written here (:class:`RecordEncoder`, :meth:`OtlpExporter.encode`),
+byte for byte what ``opentelemetry-proto``'s messages serialize, which build what the fast path does not
+cover; the tests decode every body with those messages.
 """
 
 from __future__ import annotations
@@ -255,8 +259,9 @@ class RecordEncoder:
     ``map()`` passes over its values and one join, whatever its number of attributes. What a shape does not
     cover (maps, lists, integers beyond int64) is built with ``opentelemetry-proto``'s messages instead;
     ``tests/agent/test_otlp_encoding.py`` checks the bytes against those messages. Measured on the
-    benchmark's events (2-core machine, shared, alternating): NN us an event, against NN us for one
-    reused ``LogRecord`` per shape with the values set through upb (and 26.5 us building each anew).
+    benchmark's events (2-core machine, shared; one process, alternating, least of 7 rounds): 4.5 us an
+    event, against 10.0 us for one reused ``LogRecord`` per shape with the values set through upb (and
+    26.5 us building each anew); ``orjson`` writes the same event as JSON in 0.8.
     """
 
     def __init__(self) -> None:
