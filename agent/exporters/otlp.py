@@ -363,11 +363,14 @@ class OtlpExporter(HttpExporter):
         """One ``ExportLogsServiceRequest`` around the serialized log records (``encode_event``'s), framed
         by hand: one resource, one scope, the records as they are (upb parsing and serializing them again
         cost 1.5 us an event)."""
-        headers = map(_RECORD_HEADERS.__getitem__, map(len, events))
-        records = b"".join(chain.from_iterable(zip(headers, events, strict=True)))
-        scope_logs = _SCOPE + records
-        resource_logs = _RESOURCE_FIELD + _frame(0x12, len(scope_logs)) + scope_logs  # ResourceLogs.scope_logs
-        return _frame(0x0A, len(resource_logs)) + resource_logs, PROTOBUF  # ExportLogsServiceRequest.resource_logs
+        headers = list(map(_RECORD_HEADERS.__getitem__, map(len, events)))
+        scope_logs = len(_SCOPE) + sum(map(len, headers)) + sum(map(len, events))
+        scope_field = _frame(0x12, scope_logs)  # ResourceLogs.scope_logs
+        resource_logs = _frame(0x0A, len(_RESOURCE_FIELD) + len(scope_field) + scope_logs)
+        # One join of the whole body: building it outwards, one message around the other, copied the
+        # batch (~650 KB) three more times, each a fresh mmap to fault in: measured 1.6 -> 0.22 us an event.
+        start = (resource_logs, _RESOURCE_FIELD, scope_field, _SCOPE)  # ExportLogsServiceRequest.resource_logs
+        return b"".join(chain(start, chain.from_iterable(zip(headers, events, strict=True)))), PROTOBUF
 
     async def probe(self) -> bool:
         """Whether the endpoint answers HTTP at all right now: an OpenTelemetry Collector has no /healthz on
