@@ -35,7 +35,7 @@ from collector.api.auth import Principal
 from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.ingest import store
-from collector.api.otlp_mapping import map_request
+from collector.api.otlp_mapping import map_request, place
 from collector.api.state import CONFIG, METRICS
 
 PROTOBUF = "application/x-protobuf"
@@ -60,7 +60,7 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
     response = ExportLogsServiceResponse()
     if rejected:  # left unset on full success, as the specification asks
         response.partial_success.rejected_log_records = len(rejected)
-        reasons = "; ".join(f"{mapped.places[r['index']]}: {r['message']}" for r in rejected[:_REASONS_SHOWN])
+        reasons = "; ".join(f"{place(mapped.places[r['index']])}: {r['message']}" for r in rejected[:_REASONS_SHOWN])
         more = f" (and {len(rejected) - _REASONS_SHOWN} more)" if len(rejected) > _REASONS_SHOWN else ""
         response.partial_success.error_message = reasons + more
     if kind == PROTOBUF:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from itertools import compress
+from operator import not_
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -54,25 +56,18 @@ def any_value(value: AnyValue) -> Any:
     return None
 
 
-class Placed:
+def place(where: tuple[int, int, int]) -> str:
     """Where a record sits in the request, for error messages: ``resourceLogs[0].scopeLogs[1].logRecords[2]``."""
-
-    __slots__ = ("record", "resource", "scope")
-
-    def __init__(self, resource: int, scope: int, record: int) -> None:
-        self.resource, self.scope, self.record = resource, scope, record
-
-    def __str__(self) -> str:
-        return f"resourceLogs[{self.resource}].scopeLogs[{self.scope}].logRecords[{self.record}]"
+    return "resourceLogs[{}].scopeLogs[{}].logRecords[{}]".format(*where)
 
 
 class Mapped:
     """A request's records as raw events (an :class:`EventError` in the slot of a record refused here),
-    where each came from, and how many records the rules dropped."""
+    where each came from (indexes, as :func:`place` names them), and how many records the rules dropped."""
 
     def __init__(self) -> None:
         self.events: list[Any] = []
-        self.places: list[Placed] = []
+        self.places: list[tuple[int, int, int]] = []
         self.dropped = 0
 
 
@@ -95,7 +90,7 @@ def map_request(request: ExportLogsServiceRequest, config: OtlpConfig) -> Mapped
                     mapped.dropped += 1
                     continue
                 mapped.events.append(event)
-                mapped.places.append(Placed(r, s, n))
+                mapped.places.append((r, s, n))
     return mapped
 
 
@@ -127,27 +122,40 @@ class _Context:
 _SCALAR_TYPES = (str, int, float, bool)
 _MAX_DECODED = 20_000
 # Attributes repeat from record to record (a method, a status, a user agent, a rule's name): a scalar one is
-# decoded once and then found by its encoded bytes - one C call and one lookup instead of four protobuf
-# accesses. Measured: the attributes of the agent's records in 9.9 us a record instead of 14.4 (12 each).
+# decoded once and then found by its encoded bytes. The serializing and the lookups run as C-level map()s,
+# so an attribute seen before costs no Python bytecode. Measured on the agent's records (14.5 attributes,
+# 4.5 of them new in each record; 2-core machine, shared): 8.3 us a record instead of 11.7 for a Python
+# loop over the same cache. Protobuf's Python objects set the floor: iterating over a record's attributes
+# alone takes 2 us, serializing each 3.8.
 _decoded: dict[bytes, tuple[str, Any]] = {}
+_serialize = KeyValue.SerializeToString
+_UNIQUE = frozenset({otel.EVENT_ID, otel.SOURCE})
+"""Attributes that differ in every record (an agent's id and source stamp): never cached."""
 
 
 def attributes_of(pairs: Any) -> dict[str, Any]:
     """Repeated ``KeyValue``s as a dict (the last of a repeated key wins)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        encoded = pair.SerializeToString()
-        found = _decoded.get(encoded)
-        if found is None:
-            found = (pair.key, any_value(pair.value))
-            if type(found[1]) not in _SCALAR_TYPES:  # maps and lists are built anew: events may change them
-                out[found[0]] = found[1]
-                continue
-            if len(_decoded) >= _MAX_DECODED:
-                _decoded.clear()  # bounded memory; clearing only costs decoding again
-            _decoded[encoded] = found
-        out[found[0]] = found[1]
-    return out
+    encoded = list(map(_serialize, pairs))
+    found = list(map(_decoded.get, encoded))
+    if None in found:
+        _decode_new(pairs, encoded, found)
+    return dict(found)
+
+
+def _decode_new(pairs: Any, encoded: list[bytes], found: list[Any]) -> None:
+    """Fill the slots of ``found`` that the cache did not hold, caching the scalar values."""
+    if len(_decoded) >= _MAX_DECODED:
+        _decoded.clear()  # bounded memory; clearing only costs decoding again
+    for index in compress(range(len(found)), map(not_, found)):
+        pair = pairs[index]
+        key, value = pair.key, pair.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            found[index] = hit = (key, getattr(value, kind))
+            if key not in _UNIQUE:
+                _decoded[encoded[index]] = hit
+        else:  # maps and lists are built anew for each record: events may change them
+            found[index] = (key, any_value(value))
 
 
 class _RecordMapper:
@@ -155,23 +163,21 @@ class _RecordMapper:
         self.rules = config.processor
         self.max_attribute_bytes = config.max_attribute_bytes
         self._short = (config.max_attribute_bytes - 2) // 6  # a string this long is within the limit as JSON
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        # Numbers and booleans are at most 24 bytes as JSON (int64, a double's shortest form), so within
+        # any limit from there up: no encoding needed to know.
+        self._unchecked = (int, float, bool) if config.max_attribute_bytes >= 24 else ()
 
     def map(self, record: LogRecord, context: _Context) -> dict[str, Any] | None:
         """The raw event for ``record``, ``None`` when the rules drop it; :class:`EventError` when refused."""
         attributes = attributes_of(record.attributes)
-        event: dict[str, Any] = {}
-        for name, keys in otel.EVENT_ATTRIBUTES:
-            for key in keys:
-                value = attributes.get(key)
-                if value is not None:
-                    event[name] = str(value) if name in _STRING_FIELDS and type(value) in (int, float) else value
-                    break
-        path = _path(attributes)
-        if path is not None:
-            event["path"] = path
-        status = event.get("status_code")
-        if type(status) is str and status.isdigit():
-            event["status_code"] = int(status)
+        keys = tuple(attributes)
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()  # bounded memory; clearing only costs planning again
+            plan = self._plans[keys] = _Plan(keys)
+        event = plan.pick(attributes)
         body = any_value(record.body) if record.HasField("body") else None
         event_name = record.event_name or attributes.get(otel.EVENT_NAME)
         fields = {**context.fields, **attributes, **event}
@@ -191,7 +197,7 @@ class _RecordMapper:
         if not nanos:
             raise EventError("missing_field", "time_unix_nano: not set, and neither is observed_time_unix_nano")
         created_ms = nanos // 1_000_000
-        metadata = self._metadata(attributes)
+        metadata = self._metadata(attributes, plan.metadata)
         if event_name:
             event["action"] = event_name
         elif type(body) is str and body:
@@ -228,13 +234,14 @@ class _RecordMapper:
         event["created_at"] = format_ms(created_ms)
         return event
 
-    def _metadata(self, attributes: dict[str, Any]) -> dict[str, Any]:
-        """The attributes that are not event fields, each at most ``max_attribute_bytes`` as JSON."""
-        metadata = {}
-        short, mapped = self._short, otel.MAPPED
-        for key, value in attributes.items():
-            if key not in mapped:
-                metadata[key] = value if type(value) is str and len(value) <= short else self._bounded(key, value)
+    def _metadata(self, attributes: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        """The attributes ``keys`` (those that are not event fields), each at most ``max_attribute_bytes`` as
+        JSON."""
+        metadata = dict(zip(keys, map(attributes.__getitem__, keys), strict=True))
+        short, unchecked = self._short, self._unchecked
+        for key, value in metadata.items():
+            if not ((type(value) is str and len(value) <= short) or type(value) in unchecked):
+                self._bounded(key, value)
         return metadata
 
     def _bounded(self, key: str, value: Any) -> Any:
@@ -245,6 +252,70 @@ class _RecordMapper:
                 "invalid_field", f"attribute {key[:100]!r}: larger than {self.max_attribute_bytes} bytes as JSON"
             )
         return value
+
+
+_MAX_PLANS = 1_000
+_PICKED_TYPES = {str}.issuperset
+
+
+class _Plan:
+    """What records whose attributes have the same keys share (a sender's records come in a few such shapes):
+    the attribute that carries each event field, and the attributes that are metadata - worked out once per
+    shape instead of trying every name of :data:`core.otel.EVENT_ATTRIBUTES` on every record. Measured
+    with :func:`attributes_of`'s map()s, on the agent's records: :func:`map_request` 31.1 -> 22.5 us a record
+    (9 alternating rounds, medians)."""
+
+    __slots__ = ("fields", "metadata", "sources", "status")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        present = set(keys)
+        picks = [
+            (name, next(key for key in names if key in present))
+            for name, names in otel.EVENT_ATTRIBUTES
+            if name != "status_code" and not present.isdisjoint(names)
+        ]
+        self.fields = tuple(name for name, _ in picks)
+        self.sources = tuple(key for _, key in picks)
+        self.status = next((key for key in _STATUS_KEYS if key in present), None)
+        self.metadata = tuple(key for key in keys if key not in otel.MAPPED)
+
+    def pick(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The event fields the attributes carry, with ``path`` (a string field given a number gets its text;
+        a status given as digits becomes the number)."""
+        values = list(map(attributes.__getitem__, self.sources))
+        if not _PICKED_TYPES(map(type, values)):  # a number, or an empty value: try every name, as written
+            return _pick_slowly(attributes)
+        event = dict(zip(self.fields, values, strict=True))
+        if self.status is not None:
+            status = attributes[self.status]
+            if type(status) is not int:
+                return _pick_slowly(attributes)
+            event["status_code"] = status
+        path = _path(attributes)
+        if path is not None:
+            event["path"] = path
+        return event
+
+
+_STATUS_KEYS = next(names for name, names in otel.EVENT_ATTRIBUTES if name == "status_code")
+
+
+def _pick_slowly(attributes: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`_Plan.pick` for any values: the first name of each field that holds a value."""
+    event: dict[str, Any] = {}
+    for name, keys in otel.EVENT_ATTRIBUTES:
+        for key in keys:
+            value = attributes.get(key)
+            if value is not None:
+                event[name] = str(value) if name in _STRING_FIELDS and type(value) in (int, float) else value
+                break
+    path = _path(attributes)
+    if path is not None:
+        event["path"] = path
+    status = event.get("status_code")
+    if type(status) is str and status.isdigit():
+        event["status_code"] = int(status)
+    return event
 
 
 def _path(attributes: dict[str, Any]) -> str | None:
