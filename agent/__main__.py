@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_agent_config(args.config)
         configure_logging(config.log_level, config.log_format)
         try:
-            loop_factory = eventloop.loop_factory()
+            loop_factory = eventloop.loop_factory(default="asyncio")  # see core.eventloop
         except ValueError as exc:
             raise CliError(str(exc)) from None
         checkpoints = _open_checkpoints(config, args.reset_checkpoints)

@@ -29,7 +29,9 @@ def test_uvloop_by_default_when_installed(monkeypatch: pytest.MonkeyPatch) -> No
     factory = eventloop.loop_factory()
     assert eventloop.name(factory) == "uvloop"
     assert eventloop.run(_kind(), factory) == "uvloop"
-    assert eventloop.run(_kind(), eventloop.loop_factory("uvloop")) == "uvloop"
+    assert eventloop.loop_factory(default="asyncio") is None  # the agent's default
+    monkeypatch.setenv("SIDETRAIL_EVENT_LOOP", "uvloop")
+    assert eventloop.run(_kind(), eventloop.loop_factory(default="asyncio")) == "uvloop"
 
 
 def test_an_unknown_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
