@@ -1,7 +1,8 @@
 """API key records cached in the collector, without weakening revocation.
 
 A key is looked up on every authenticated request. Going to the database each time cost a thread hand-off
-(SQLite) or a round trip (PostgreSQL) per request - about 0.2-1.7 ms of a 2-4 ms first page. The cache
+(SQLite) or a pooled query - two round trips with the pool's reset - (PostgreSQL) per request: a third of
+the collector's CPU for a PostgreSQL first page (README "Performance", "Request overhead"). The cache
 below answers from memory only while the database says that no key can have changed behind its back:
 
 - every backend supplies a *key epoch* (``Database.key_epoch``): a value that changes whenever a key may
@@ -28,6 +29,8 @@ The epochs:
   down. The notice is asynchronous: between the revoking commit in *another* collector and this collector's
   event loop reading the notice (well under a millisecond on one host when the loop is not busy), a request
   here can still pass with the revoked key. That window is the price of not asking the database per request.
+  ``LISTEN`` needs a session of its own: behind a proxy that pools by transaction, notices never arrive,
+  and a revocation through another collector counts only after :data:`MAX_AGE`.
 
 As a last guard against a notice lost without the connection noticing, no record is trusted longer than
 :data:`MAX_AGE` seconds.

@@ -24,7 +24,8 @@ def _admin_token(collector: ThreadedCollector) -> str:
 
 def _revoked_by_the_next_request(backend: dict[str, Any], reader: ThreadedCollector, token: str) -> None:
     """SQLite: the very next request is refused. PostgreSQL: the notice is asynchronous, so the refusal
-    comes within a bounded poll (README "Keys": the window is the notice's delivery, well under a second)."""
+    comes within a bounded poll (README "Limits", "Query time and fairness": the window is the notice's
+    delivery, well under a second)."""
     url = f"{reader.url}/v1/audit-log"
     if backend["backend"] == "sqlite":
         assert request("GET", url, key=token).status == 401
