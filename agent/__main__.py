@@ -22,7 +22,7 @@ from agent.pipeline import Pipeline
 from agent.receivers.file import matching_files
 from agent.server import start_server
 from agent.stages import StartError
-from core import __version__
+from core import __version__, eventloop
 from core.config import CONFIG_ERROR_EXIT, ConfigError
 from core.logs import configure_logging
 
@@ -76,13 +76,14 @@ async def _run(config: AgentConfig, config_path: str, checkpoints: CheckpointSto
             await runner.cleanup()
         raise CliError(str(exc)) from None
     log.info(
-        "sidetrail-agent %s started: id=%s config=%s sources=%s exporter=%s metrics=%s",
+        "sidetrail-agent %s started: id=%s config=%s sources=%s exporter=%s metrics=%s event_loop=%s",
         __version__,
         config.agent.id,
         config_path,
         ",".join(config.sources),
         config.exporter.endpoint,
         config.agent.metrics_listen or "off",
+        eventloop.running(),
     )
     await stop.wait()
     log.info("stopping: draining in-flight batches (up to %.0fs)", config.shutdown_timeout)
@@ -162,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             return _explain(args.config, args.source, args.line)
         config = load_agent_config(args.config)
         configure_logging(config.log_level, config.log_format)
+        try:
+            loop_factory = eventloop.loop_factory(default="asyncio")  # see core.eventloop
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         checkpoints = _open_checkpoints(config, args.reset_checkpoints)
-        return asyncio.run(_run(config, args.config, checkpoints))
+        return eventloop.run(_run(config, args.config, checkpoints), loop_factory)
     except ConfigError as exc:
         print(f"sidetrail-agent: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT

@@ -33,7 +33,7 @@ from collector.keys import SCOPES, mint_key
 from collector.self_audit import self_event
 from collector.storage.base import EventQuery, Storage, StorageUnavailable
 from collector.tenancy import tenant_uuid
-from core import __version__
+from core import __version__, eventloop
 from core.config import CONFIG_ERROR_EXIT, ConfigError, load_file, load_mapping
 from core.event import now_ms, parse_rfc3339_ms
 from core.logs import configure_logging
@@ -56,7 +56,17 @@ def _serve(args: argparse.Namespace) -> None:
     config = _load_config(args.config)
     configure_logging(config.log_level, config.log_format)
     log = logging.getLogger("sidetrail.collector")
-    log.info("sidetrail-collector %s starting, config=%s listen=%s", __version__, args.config, config.listen)
+    try:
+        loop_factory = eventloop.loop_factory()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    log.info(
+        "sidetrail-collector %s starting, config=%s listen=%s event_loop=%s",
+        __version__,
+        args.config,
+        config.listen,
+        eventloop.name(loop_factory),
+    )
     listening = False
 
     def ready() -> None:
@@ -65,7 +75,7 @@ def _serve(args: argparse.Namespace) -> None:
         log.info("collector ready on http://%s (storage: %s)", config.listen, config.storage.backend)
 
     try:
-        asyncio.run(serve(create_app(config), config.host, config.port, ready, shutdown_timeout=10.0))
+        eventloop.run(serve(create_app(config), config.host, config.port, ready, shutdown_timeout=10.0), loop_factory)
     except ListenError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

@@ -17,7 +17,7 @@ import hashlib
 import ipaddress
 import re
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -101,8 +101,11 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
-_last_second: tuple[int, str] = (-1, "")
 _last_ms: tuple[int, str] = (-1, "")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_days: dict[int, str] = {}  # days since the epoch: "YYYY-MM-DDT"
+_TWO_DIGITS = [f"{n:02d}" for n in range(60)]
+_FRACTIONS = [f".{n:03d}Z" for n in range(1000)]
 
 
 def format_ms(ms: int) -> str:
@@ -111,18 +114,24 @@ def format_ms(ms: int) -> str:
     Never raises: a time before year 1 or after 9999 (a row stored before ingest checked the range)
     shows as the first or the last millisecond RFC 3339 can write.
     """
-    global _last_second, _last_ms
+    global _last_ms
     cached_ms, text = _last_ms  # log lines come in runs stamped with the same time (one tuple: atomic)
     if ms == cached_ms:
         return text
     if not _SHOWN_MIN_MS <= ms <= SHOWN_MAX_MS:
         ms = min(max(ms, _SHOWN_MIN_MS), SHOWN_MAX_MS)
+    # The date from a table of days, the time by arithmetic: 0.45 us a call against 2.0 for
+    # datetime.fromtimestamp(...).isoformat() (a page of 50 events formats 100 times; 2026-12 measurement).
     second, millis = divmod(ms, 1000)
-    cached_second, prefix = _last_second
-    if second != cached_second:
-        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]  # strftime drops zeros of years < 1000
-        _last_second = (second, prefix)
-    text = f"{prefix}.{millis:03d}Z"
+    day, second = divmod(second, 86400)
+    prefix = _days.get(day)
+    if prefix is None:
+        if len(_days) >= 100_000:  # bounded memory
+            _days.clear()
+        prefix = _days[day] = date.fromordinal(_EPOCH_ORDINAL + day).isoformat() + "T"  # zero-padded years
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    text = f"{prefix}{_TWO_DIGITS[hour]}:{_TWO_DIGITS[minute]}:{_TWO_DIGITS[second]}{_FRACTIONS[millis]}"
     _last_ms = (ms, text)
     return text
 

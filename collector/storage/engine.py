@@ -25,7 +25,8 @@ import dataclasses
 import itertools
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from collector.storage.base import (
@@ -39,6 +40,7 @@ from collector.storage.base import (
 from collector.storage.chain import ChainAccess, ChainStatements, Tombstoner
 from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
+from collector.storage.keycache import KeyCache
 from collector.storage.sql import (
     TEXT_PROBE_ROWS,
     Dialect,
@@ -104,6 +106,14 @@ class Database(Protocol[J]):
 
     async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """:meth:`fetch` for a key lookup: on a connection no tenant's query can hold for long."""
+
+    def key_epoch(self) -> Hashable | None:
+        """A value that changes whenever a key may have been changed through another connection (another
+        process or collector), or ``None`` when that cannot be known now; cheap, called on the event loop
+        per request (see :mod:`collector.storage.keycache`)."""
+
+    def revocation_notice(self, key_id: str) -> tuple[str, Sequence[Any]] | None:
+        """A statement to run in the revoking transaction so that other collectors hear of it, or ``None``."""
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         """:meth:`fetch` for ``SELECT_EVENTS`` statements: rows as events (``EVENT_COLUMNS`` keys)."""
@@ -265,6 +275,7 @@ class SqlStorage(ChainAccess, Generic[J]):
         self._closed = False
         self._slots = TenantSlots(max(1, database.readers // 2))
         self._commits = CommitSignal()
+        self._keys = KeyCache()
 
     # -- the writer's state, as the protocol names it ------------------------------------------------
 
@@ -310,7 +321,14 @@ class SqlStorage(ChainAccess, Generic[J]):
         await self._execute(self._sql.insert_key, key_values(record))
 
     async def revoke_key(self, key_id: str, revoked_at: int) -> bool:
-        return await self._execute(self._sql.revoke_key, (revoked_at, key_id)) == 1
+        statements: list[tuple[str, Sequence[Any]]] = [(self._sql.revoke_key, (revoked_at, key_id))]
+        if (notice := self.database.revocation_notice(key_id)) is not None:
+            statements.append(notice)
+        try:
+            changed = await self._writer.submit(self.database.statements_job(statements))
+        finally:  # committed (or maybe committed): no request after this one is answered from the cache
+            self._keys.invalidate()
+        return changed[0] == 1
 
     async def get_secret(self, name: str) -> bytes:
         await self._execute(self._sql.insert_secret, (name, secrets.token_bytes(32)))  # the first one stays
@@ -357,11 +375,19 @@ class SqlStorage(ChainAccess, Generic[J]):
         return events[0] if events else None
 
     async def find_key(self, key_id: str) -> ApiKeyRecord | None:
-        # Looked up on every request (a revocation, even by the CLI, counts on the next one), beside the
-        # queries: see Database.fetch_key.
+        # Asked on every request: from the cache while the key epoch holds (collector.storage.keycache),
+        # else beside the queries (Database.fetch_key).
         self._check_open()
+        cached = self._keys.get(key_id, self.database.key_epoch())
+        if cached is not None:
+            return cached
+        token, read_at = self._keys.token(), time.monotonic()
         rows = await self.database.fetch_key(self._sql.find_key, (key_id,))
-        return ApiKeyRecord(*rows[0]) if rows else None
+        if not rows:
+            return None
+        record = ApiKeyRecord(*rows[0])
+        self._keys.put(record, token, read_at)
+        return record
 
     async def list_keys(self, tenant_id: str | None = None) -> list[ApiKeyRecord]:
         if tenant_id is None:

@@ -50,6 +50,7 @@ from collector.storage.engine import (
     expire_tenants,
     numbered,
 )
+from collector.storage.keycache import NotifyWatch
 from collector.storage.postgres_schema import ensure_partitions, migrate
 from core.event import now_ms
 from core.schema import FIELD
@@ -129,6 +130,7 @@ class PostgresDatabase:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: concurrent.futures.Future[list[Any]] | None = None
         self._seq_lock = f"sidetrail-seq:{config.schema}"
+        self._key_watch = NotifyWatch(config.dsn, config.schema)
 
     async def open(self) -> None:
         try:
@@ -150,6 +152,7 @@ class PostgresDatabase:
             raise StorageUnavailable(f"cannot open PostgreSQL: {exc}") from exc
         self._loop = asyncio.get_running_loop()
         self._maintenance = asyncio.create_task(self._partitions_daily(), name="postgres-partitions")
+        await self._key_watch.start()
 
     async def close(self) -> None:
         in_flight = self._in_flight
@@ -159,6 +162,7 @@ class PostgresDatabase:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        await self._key_watch.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -277,6 +281,13 @@ class PostgresDatabase:
 
     async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return await self.fetch(sql, params)  # a query past its timeout is cancelled: the pool frees itself
+
+    def key_epoch(self) -> int | None:
+        return self._key_watch.epoch()
+
+    def revocation_notice(self, key_id: str) -> tuple[str, Sequence[Any]]:
+        # Sent when the revoking transaction commits, and only then (collector.storage.keycache).
+        return "SELECT pg_notify($1, $2)", (self._key_watch.channel, key_id)
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return [from_row(row) for row in await self.fetch(sql, params)]

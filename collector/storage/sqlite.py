@@ -8,7 +8,9 @@ Connections:
   (``chain_heads`` is read there: another process writing the file, such as ``keys create``, is seen).
 - reads run in a small thread pool, each thread with its own read-only connection (WAL lets readers run
   beside the writer without blocking it); a read whose caller stops waiting (the query timeout) is
-  interrupted. Key lookups run on a thread and connection of their own, never behind a query.
+  interrupted. Key lookups run on a thread and connection of their own, never behind a query; their
+  cache's epoch (:class:`~collector.storage.keycache.DataVersionProbe`) is one more connection, read on
+  the event loop.
 
 Expiry deletes per tenant in chunks of ``RETENTION_CHUNK`` rows, each its own writer job, so ingest
 requests queue between chunks instead of waiting for the whole expiry.
@@ -54,6 +56,7 @@ from collector.storage.engine import (
     expire_tenants,
     first_of_each,
 )
+from collector.storage.keycache import DataVersionProbe
 from collector.storage.sql import ip_in_network
 from collector.storage.sqlite_schema import flush_text_index, migrate
 
@@ -134,6 +137,7 @@ class SqliteDatabase:
         self._keys = ThreadPoolExecutor(1, thread_name_prefix="sqlite-keys")
         self._local = threading.local()
         self._conn: sqlite3.Connection | None = None
+        self._key_probe = DataVersionProbe(self.path)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,7 @@ class SqliteDatabase:
             await asyncio.to_thread(self._conn.close)
         self._readers.shutdown(wait=True)
         self._keys.shutdown(wait=True)
+        self._key_probe.close()
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -214,6 +219,12 @@ class SqliteDatabase:
 
     async def fetch_key(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return await self._read(lambda conn: conn.execute(sql, params).fetchall(), self._keys)
+
+    def key_epoch(self) -> int | None:
+        return self._key_probe.epoch() if self._conn is not None else None
+
+    def revocation_notice(self, key_id: str) -> None:
+        return None  # every other process's commit changes the data version (key_epoch)
 
     async def fetch_events(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return await self._read(lambda conn: [from_row(row) for row in conn.execute(sql, params)])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +30,13 @@ def test_event_ids_sort_by_time(t1: int, t2: int, o1: bytes, o2: bytes) -> None:
 @given(st.integers(0, 253402300799999))
 def test_time_format_round_trips(ms: int) -> None:
     assert parse_rfc3339_ms(format_ms(ms)) == ms
+
+
+@given(st.integers(-(2**64), 2**64))
+def test_time_format_is_datetimes_clamped_to_what_rfc3339_can_write(ms: int) -> None:
+    shown = min(max(ms, -62135596800000), 253402300799999)  # 0001-01-01 .. 9999-12-31T23:59:59.999
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=shown)
+    assert format_ms(ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.").zfill(20) + f"{shown % 1000:03d}Z"
 
 
 @pytest.mark.parametrize(
