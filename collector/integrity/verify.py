@@ -156,9 +156,9 @@ class Verifier:
         """:meth:`accept` each of ``rows[start:]`` (position, stored hash, seq, assembled bytes) in turn, up
         to the first one it does not take; return how many it took (the caller feeds the next one, decoded).
 
-        One loop with the verifier's state in locals: ~0.6 us a row less than a call of :meth:`accept`
-        per row (measured on a 200k-event chain). Rows at a checkpoint, and a ``seq`` out of order, take the
-        general bookkeeping (:meth:`_linked`)."""
+        One loop with the verifier's state in locals: 0.73 us a row where a call of :meth:`accept` per row
+        took 1.19 (50k rows of a SQLite chain, process CPU; the SHA-256 alone is 0.67). Rows at a checkpoint,
+        and a ``seq`` out of order, take the general bookkeeping (:meth:`_linked`)."""
         base = self._base
         if base is None:
             return 0
