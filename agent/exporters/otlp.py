@@ -63,20 +63,20 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _frame(tag: int, length: int) -> bytes:
+    """The tag and length that go before a length-delimited field's payload."""
+    return bytes((tag,)) + _varint(length)
+
+
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field: its tag byte, the payload's length, the payload."""
-    return bytes((tag,)) + _varint(len(payload)) + payload
+    return _frame(tag, len(payload)) + payload
 
 
 _MAX_CACHED = 10_000
 _RESOURCE_FIELD = _field(0x0A, _RESOURCE.SerializeToString())  # ResourceLogs.resource
 _SCOPE = _field(0x0A, InstrumentationScope(name=otel.SCOPE_NAME, version=__version__).SerializeToString())
 """ScopeLogs.scope"""
-
-
-def _frame(tag: int, length: int) -> bytes:
-    """The tag and length that go before a length-delimited field's payload."""
-    return bytes((tag,)) + _varint(length)
 
 
 class _RecordHeaders(dict[int, bytes]):
