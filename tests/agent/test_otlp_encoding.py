@@ -1,21 +1,17 @@
-"""The agent's OTLP record encoding (``RecordEncoder``, which writes protobuf's wire format itself), decoded
-with ``opentelemetry-proto``: every event field and metadata value becomes the right attribute with the right
-value type, an event never carries a value of the event before it, and what is written decodes to the
-records and the request that ``opentelemetry-proto``'s messages build."""
+"""The agent's OTLP record encoding (``RecordEncoder``), decoded with ``opentelemetry-proto``: every event
+field and metadata value becomes the right attribute with the right value type, and a record reused for
+events of one shape never carries a value of the event before it."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
 
-from agent.exporters.otlp import OtlpExporter, RecordEncoder
-from core import __version__, otel
+from agent.exporters.otlp import RecordEncoder
 from core.event import parse_rfc3339_ms
 
 
@@ -106,63 +102,3 @@ def test_a_reused_record_never_keeps_a_value_of_the_event_before(events: list[tu
         assert found.get("client.address") == sent.get("client_ip")
         assert {key: found[key] for key in metadata} == metadata
         assert set(found) - set(metadata) >= {"sidetrail.event_id", "enduser.id", "sidetrail.source"}
-
-
-def reference(event: dict[str, Any]) -> LogRecord:
-    """The record for ``event`` built with ``opentelemetry-proto``'s messages, attribute by attribute, from
-    ``core/otel.py``'s table: what the encoder's hand-written bytes must decode to."""
-    record = LogRecord(severity_number=SEVERITY_NUMBER_INFO, event_name=event["action"])
-    record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * 1_000_000
-    record.body.string_value = event["action"]
-    pairs: list[tuple[str, Any]] = [(otel.EVENT_ID, event["id"])]
-    pairs += [(keys[0], event[name]) for name, keys in otel.EVENT_ATTRIBUTES if event.get(name) is not None]
-    if event.get("path") is not None:
-        bare, mark, query = event["path"].partition("?")
-        pairs += [(otel.URL_PATH, bare)] + ([(otel.URL_QUERY, query)] if mark else [])
-    for key, value in pairs + list((event.get("metadata") or {}).items()):
-        pair = record.attributes.add()
-        pair.key = key
-        if value is not None:
-            setattr(pair.value, _FIELDS[type(value)], value)
-    if event.get("source"):
-        record.attributes.add(key=otel.SOURCE).value.string_value = orjson.dumps(event["source"]).decode()
-    return record
-
-
-_FIELDS = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}
-scalars = st.one_of(
-    st.none(), st.text(max_size=200), st.integers(-(2**63), 2**63 - 1), st.booleans(), st.floats(allow_nan=False)
-)
-events_strategy = st.builds(
-    lambda n, fields, metadata, path, source: event(n, path=path, metadata=metadata, source=source, **fields),
-    st.integers(0, 10_000),
-    st.dictionaries(st.sampled_from(["method", "user_agent", "actor_name", "resource_id", "status_code"]), scalars),
-    st.dictionaries(st.sampled_from(["a", "b", "ü"]), scalars, max_size=3),
-    st.one_of(st.none(), st.sampled_from(["/", "/a?b", "/é?", "?"])),
-    st.one_of(st.none(), st.just({"offset": 1})),
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(events_strategy, min_size=1, max_size=5), st.integers(1, 70))
-def test_the_written_bytes_decode_to_the_records_the_messages_build(events: list[dict[str, Any]], repeat: int) -> None:
-    """Every event, sent often enough for its shape to get its own function too, decodes with
-    ``opentelemetry-proto`` to the record built message by message; and a batch to the request built so."""
-    encoder = RecordEncoder()
-    for sent in events:
-        for _ in range(repeat):
-            encoded = encoder.encode(sent)
-        assert LogRecord.FromString(encoded) == reference(sent)
-    exporter = OtlpExporter.__new__(OtlpExporter)  # only its encoding is used
-    body, content_type = exporter.encode([encoder.encode(sent) for sent in events])
-    request = ExportLogsServiceRequest.FromString(body)
-    assert content_type == "application/x-protobuf"
-    (resource_logs,) = request.resource_logs
-    assert {pair.key: pair.value.string_value for pair in resource_logs.resource.attributes} == {
-        "service.name": "sidetrail-agent",
-        "service.version": __version__,
-        "host.name": socket.gethostname(),
-    }
-    (scope_logs,) = resource_logs.scope_logs
-    assert (scope_logs.scope.name, scope_logs.scope.version) == (otel.SCOPE_NAME, __version__)
-    assert list(scope_logs.log_records) == [reference(sent) for sent in events]
