@@ -33,6 +33,7 @@ from collector.storage.base import EventFilter, EventQuery
 from collector.storage.postgres import migrate_in_schema
 from collector.storage.sql import (
     INDEXED_TEXT_CHARS,
+    MAX_TEXT_PROBE_ROWS,
     TEXT_PROBE_ROWS,
     TEXT_SEARCH_COLUMNS,
     TEXT_SEARCH_EXPRESSION,
@@ -285,7 +286,7 @@ def test_postgres_trigram_index_serves_the_candidates(postgres_db: _Postgres) ->
 # -- the bounded scan SQLite tries first (build_text_probe), through the storage ---------------------
 
 _WORDS = ("user.created", "user.read", "invoice.paid", "rare-thing", "/api/v1/users/", "/api/v1/orders/")
-_PROBE_ROWS = 3 * TEXT_PROBE_ROWS  # past the probe's reach, so that both of its outcomes happen
+_PROBE_ROWS = MAX_TEXT_PROBE_ROWS + 2 * TEXT_PROBE_ROWS  # past both probes' reach: every outcome happens
 
 
 def _probe_row(n: int) -> tuple[Any, ...]:
