@@ -29,10 +29,12 @@ lowers it, so a column containing the pattern makes the expression contain it (a
 is a false candidate, which the scan's predicate drops)."""
 INDEXED_TEXT_CHARS = 3
 """Trigrams: SQLite's index cannot find a shorter ``q`` (such a ``q`` is served by the scan)."""
-TEXT_PROBE_ROWS = 5000
+TEXT_PROBE_ROWS = 2000
 """How many rows of a page's range :func:`build_text_probe` scans first, before a ``q`` page may turn to
-the index; :func:`wider_text_probe` may ask for up to :data:`MAX_TEXT_PROBE_ROWS` once more."""
-MAX_TEXT_PROBE_ROWS = 4 * TEXT_PROBE_ROWS
+the index; :func:`wider_text_probe` may ask for up to :data:`MAX_TEXT_PROBE_ROWS` once more. 2,000
+rather than 5,000: a rare q on a 1M-event tenant 7.0 ms instead of 10.8 CPU, one in every 200th 13.0
+instead of 16.7 (its wider probe does the work either way), a common one the same."""
+MAX_TEXT_PROBE_ROWS = 20_000
 _MIN_MS, _MAX_MS = -(2**63), 2**63 - 1
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _TEXT_COLUMNS = frozenset(name for name in QUERY_COLUMNS if FIELD[name].kind in ("string", "enum", "ip"))
@@ -143,8 +145,8 @@ def build_text_probe(
     hands a common one over as hundreds of thousands of candidates to sort, where the scan finds a page
     in its first few hundred rows. SQLite's planner cannot tell them apart (it has no statistics on FTS5
     matches); this bounded scan does, for ~1 ms per 1,000 rows. On the benchmark's 1M-event tenant (CPU
-    per first page, scan / index alone / probe then index): ``user`` (every 5th event) 0.5 / 338 / 0.8
-    ms, ``invoices/12345`` (4 events) 1,007 / 4.7 / 10.8 ms. PostgreSQL's planner estimates the ``LIKE``
+    per first page, scan / index alone / as the engine reads it): ``user`` (every 5th event) 0.4 / 354 /
+    0.8 ms, ``invoices/12345`` (4 events) 1,026 / 4.7 / 6.8 ms. PostgreSQL's planner estimates the ``LIKE``
     from the expression index's statistics and chooses itself: None there; None too for a ``q`` the index
     cannot serve, and for offset or sorted pages (the index query alone serves them)."""
     text = next((f for f in query.filters if f.op == "text"), None)
@@ -164,8 +166,8 @@ def build_text_probe(
 def wider_text_probe(rows: int, found: int, limit: int) -> int | None:
     """After a probe of ``rows`` rows found ``found`` of a page of ``limit`` (and the range goes on): the
     rows of one more, wider probe, when the matches seen say a page lies within :data:`MAX_TEXT_PROBE_ROWS`
-    rows; else None (the index). A q in every 200th event (``actor-42``) fills no page in 5,000 rows but
-    does in 10,000: 1M-event tenant, 9.7 ms scanned, 63 ms probe then index, 16 ms probe then wider probe."""
+    rows; else None (the index). A q in every 200th event (``actor-42``) fills no page in 2,000 rows but
+    does in 10,625: on a 1M-event tenant 10.2 ms CPU scanned, 57 ms by the index, 12.9 ms this way."""
     if rows >= MAX_TEXT_PROBE_ROWS or found == 0:
         return None
     needed = rows * limit // found * 5 // 4  # a quarter more than the density seen predicts

@@ -2,10 +2,12 @@
 
 The reference is the scan as it was before the index (``lower(column) LIKE '%q%'`` over the searched
 columns, ``q`` lowered by Python, ``%``/``_``/``\\`` escaped), written out here on its own. Each example
-stores a few rows of awkward text in one transaction, on the real schema (SQLite's triggers fill the FTS5
-table; PostgreSQL's GIN index is kept by the insert), runs :func:`build_query` and the reference, and rolls
-back. On PostgreSQL sequential scans are switched off for the comparison, so the GIN index serves it (a test
-below checks the plan).
+stores a few rows of awkward text in one transaction on the real schema, runs :func:`build_query` and the
+reference, and rolls back. SQLite: some rows indexed (flushed as the insert job does), some not yet, maybe
+one updated or deleted, and FTS5's integrity check after a flush. PostgreSQL: the collector's statement
+with whatever plan the planner picks, and the GIN index's own candidates read with nothing else to use,
+which must include every match. Last, SQLite's bounded scans before the index (``build_text_probe``)
+through the storage, on a tenant larger than they reach, against a reference in Python.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collector.storage.base import EventFilter, EventQuery
 from collector.storage.postgres import migrate_in_schema
 from collector.storage.sql import (
     INDEXED_TEXT_CHARS,
+    MAX_TEXT_PROBE_ROWS,
     TEXT_PROBE_ROWS,
     TEXT_SEARCH_COLUMNS,
     TEXT_SEARCH_EXPRESSION,
@@ -123,7 +126,8 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Conn
 def _stored_rows(stored: list[dict[str, Any]]) -> list[tuple[str, int, dict[str, Any]]]:
     """Ids and times for ``stored``: the action column is NOT NULL, so an absent one is stored empty."""
     return [
-        (str(uuid.uuid4()), 1_700_000_000_000 + n, {**r, "action": r["action"] or ""}) for n, r in enumerate(stored)
+        (str(uuid.UUID(int=n + 1)), 1_700_000_000_000 + n, {**r, "action": r["action"] or ""})
+        for n, r in enumerate(stored)
     ]
 
 
@@ -282,7 +286,7 @@ def test_postgres_trigram_index_serves_the_candidates(postgres_db: _Postgres) ->
 # -- the bounded scan SQLite tries first (build_text_probe), through the storage ---------------------
 
 _WORDS = ("user.created", "user.read", "invoice.paid", "rare-thing", "/api/v1/users/", "/api/v1/orders/")
-_PROBE_ROWS = 3 * TEXT_PROBE_ROWS  # past the probe's reach, so that both of its outcomes happen
+_PROBE_ROWS = MAX_TEXT_PROBE_ROWS + 2 * TEXT_PROBE_ROWS  # past both probes' reach: every outcome happens
 
 
 def _probe_row(n: int) -> tuple[Any, ...]:
