@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)(\*?)\}")
@@ -138,10 +138,21 @@ class SetTemplate:
     text: str
     parts: tuple[tuple[bool, str], ...]  # (is_placeholder, literal text or field name)
     literal: str | None = None  # the whole result when there are no placeholders (and it is not empty)
+    # (text before, placeholder, text after) when there is exactly one placeholder - most templates
+    # (``user.{verb}``, ``{user_id}``): filled without the loop over parts.
+    single: tuple[str, str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def placeholders(self) -> list[str]:
         return [value for is_field, value in self.parts if is_field]
+
+    def __post_init__(self) -> None:
+        names = [value for is_field, value in self.parts if is_field]
+        single = None
+        if len(names) == 1:
+            at = next(i for i, (is_field, _) in enumerate(self.parts) if is_field)
+            single = ("".join(v for _, v in self.parts[:at]), names[0], "".join(v for _, v in self.parts[at + 1 :]))
+        object.__setattr__(self, "single", single)
 
     def render(self, captures: Mapping[str, str], verb: str | None, fields: Mapping[str, Any]) -> str | None:
         """The text with each placeholder filled from the route's ``captures``, else ``verb``, else the line's
@@ -149,13 +160,27 @@ class SetTemplate:
         nothing at all is left, the result is ``None`` (the field stays unset)."""
         if self.literal is not None:
             return self.literal
+        single = self.single
+        if single is not None:
+            before, name, after = single
+            found: Any = captures[name] if name in captures else verb if name == "verb" else lookup_path(fields, name)
+            if found is not None and found != "" and found != "-":
+                return before + str(found) + after
+            return before + after or None
+        return self.render_parts(captures, verb, fields)
+
+    def render_parts(self, captures: Mapping[str, str], verb: str | None, fields: Mapping[str, Any]) -> str | None:
+        """What :meth:`render` returns, part by part: any template (the reference its shortcut is tested against)."""
+        if self.literal is not None:
+            return self.literal
         out: list[str] = []
+        found: Any
         for is_field, value in self.parts:
             if not is_field:
                 out.append(value)
                 continue
             if value in captures:
-                found: Any = captures[value]
+                found = captures[value]
             elif value == "verb":
                 found = verb
             else:

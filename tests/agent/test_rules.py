@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.config import AgentConfig, DefaultRuleConfig, RuleConfig
 from agent.loading import build_processors
 from core.config import ConfigError, load_mapping
-from core.routes import TemplateError, bare_path, compile_route
+from core.routes import TemplateError, bare_path, compile_route, compile_set_template
 from core.rules import RuleProcessor
 
 ACCESS_FIELDS = frozenset(
@@ -335,3 +335,20 @@ def test_the_route_table_without_routes_or_path() -> None:
     with_routes = processor(*TABLE_RULES)
     no_path = line(method="POST", path=None)
     assert with_routes.decide(no_path) == with_routes.decide_one_by_one(no_path)
+
+
+@given(
+    pieces=st.lists(
+        st.sampled_from(["user.", "{verb}", "{id}", "{path}", "{missing}", "{a.b}", "-", "x{{y}}"]), max_size=4
+    ),
+    captures=st.dictionaries(st.sampled_from(["id", "verb", "path"]), st.sampled_from(["7", "", "-"]), max_size=3),
+    verb=st.none() | st.sampled_from(["created", "", "-"]),
+    fields=st.dictionaries(
+        st.sampled_from(["path", "a.b", "missing"]), st.none() | st.sampled_from(["/p", "", "-", 5])
+    ),
+)
+def test_a_one_placeholder_template_renders_like_any_template(
+    pieces: list[str], captures: dict[str, str], verb: str | None, fields: dict[str, Any]
+) -> None:
+    template = compile_set_template("".join(pieces))
+    assert template.render(captures, verb, fields) == template.render_parts(captures, verb, fields)
