@@ -98,6 +98,8 @@ log_level: warning
         "wall_s": wall,
         "lines_per_s": lines / wall,
         "cpu_s_per_1m_lines": cpu / lines * 1_000_000,
+        # Everything the agent spent (start-up, dropped lines, HTTP included) over the lines it shipped.
+        "cpu_us_per_kept_line": cpu / expected * 1_000_000 if expected else None,
         "peak_rss_mib": peak,
         "events_expected": expected,
         "events_received": received,

@@ -22,6 +22,7 @@ from typing import Any
 from core.event import ACTOR_TYPES, OUTCOMES
 from core.routes import (
     Route,
+    RouteTable,
     SetTemplate,
     TemplateError,
     bare_path,
@@ -347,6 +348,7 @@ class RuleProcessor:
         self.verbs = {k.upper(): v for k, v in verbs.items()}
         self.drop_methods = self._leading_method_drops()
         self.drop_regex = _precheck_regex(self.drop_methods)
+        self._routes = RouteTable([(index, route) for index, rule in enumerate(self.rules) for route in rule.routes])
 
     def static_texts(self) -> list[str]:
         """Every text the rules can put into an event by themselves: rule names, route templates and the
@@ -377,6 +379,38 @@ class RuleProcessor:
         return self.drop_regex is not None and self.drop_regex.match(line) is not None
 
     def decide(self, fields: dict[str, Any]) -> Decision:
+        """The first matching rule's decision, else the default's. The routes of all rules are tried at
+        once (:class:`~core.routes.RouteTable`): rules with routes before the first whose route fits
+        cannot match, so only rules without routes are tried on the way to it."""
+        path = fields.get("path")
+        bare = None
+        hit, at_hit = -1, None  # the first rule with a route that fits (-1: none), its (captures, route)
+        if isinstance(path, str):
+            bare = path if "?" not in path and "#" not in path and ";" not in path else bare_path(path)
+            first = self._routes.first(bare)
+            if first is not None:
+                hit, route, captures = first
+                at_hit = captures, route
+        for index, rule in enumerate(self.rules):
+            if not rule.routes or index > hit >= 0:  # after the hit only when its conditions failed
+                matched = self._matches(rule, fields, bare)
+            elif index == hit and self._conditions_hold(rule, fields):
+                matched = at_hit
+            else:
+                continue  # no route of it fits the path, or its conditions fail
+            if matched is None:
+                continue
+            if rule.drop:
+                return Decision(rule.name, True, {})
+            captures, route = matched
+            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
+        if self.default_drop:
+            return Decision(None, True, {})
+        return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
+
+    def decide_one_by_one(self, fields: dict[str, Any]) -> Decision:
+        """What :meth:`decide` returns, each rule tried in turn with its routes one by one: the reference
+        the route table is tested against (``tests/agent/test_rules.py``)."""
         path = fields.get("path")
         bare = bare_path(path) if isinstance(path, str) else None
         for rule in self.rules:
@@ -425,6 +459,14 @@ class RuleProcessor:
                 return captures, route
         return None
 
+    @staticmethod
+    def _conditions_hold(rule: CompiledRule, fields: dict[str, Any]) -> bool:
+        for condition in rule.conditions:
+            key = condition.key
+            if not condition.test(lookup_path(fields, key) if condition.dotted else fields.get(key)):
+                return False
+        return True
+
     def _first_failure(self, rule: CompiledRule, fields: dict[str, Any], show: Callable[[Any], Any]) -> str | None:
         for condition in rule.conditions:
             value = lookup_path(fields, condition.key)
@@ -452,7 +494,9 @@ class RuleProcessor:
                 verb = self.verbs.get(method.upper(), method.lower())
         values: dict[str, Any] = {}
         for name, template in setters:
-            rendered = template.render(captures, verb, fields)
+            rendered = template.literal  # most set values are plain text: no call for them
+            if rendered is None:
+                rendered = template.render(captures, verb, fields)
             if rendered is not None:
                 values[name] = rendered
         if rule is not None:

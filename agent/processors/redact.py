@@ -29,7 +29,8 @@ _STRING_FIELDS = tuple(STRING_FIELD_LIMITS)  # every string field of the model
 
 
 def _normalize_key(raw_key: str) -> str:
-    return _BRACKETS.sub("", raw_key.strip()).lower()
+    key = raw_key.strip()
+    return (_BRACKETS.sub("", key) if key.endswith("]") else key).lower()  # the regex only ever cuts a "]" end
 
 
 class Redactor:
@@ -65,6 +66,8 @@ class Redactor:
         for index, piece in enumerate(pieces):
             decoded = piece
             for _ in range(3):  # undo double encoding (token%253Dabc) too
+                if "%" not in decoded and "+" not in decoded:
+                    break  # nothing for unquote_plus to change (it is Python, and most pieces are plain)
                 once = unquote_plus(decoded)
                 if once == decoded:
                     break
@@ -98,7 +101,7 @@ class Redactor:
         metadata = event.get("metadata")
         if isinstance(metadata, dict):
             for key, value in metadata.items():
-                if isinstance(value, str):
+                if isinstance(value, str) and ("=" in value or "%" in value):  # redact_url's own test, no call
                     metadata[key] = self.redact_url(value)
         for pattern, replacement, fields in self.masks:
             self._mask(event, pattern, replacement, fields)

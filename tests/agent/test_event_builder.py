@@ -9,7 +9,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.processors.event import EventBuilder
+from agent.processors.event import EventBuilder, _canonical_ipv4
+from core.event import normalize_ip
 
 TEXT = st.text(max_size=40) | st.sampled_from(["", "-", "a" * 600, "x" * 9000])
 ADDRESSES = st.sampled_from(
@@ -82,3 +83,14 @@ def test_other_shapes_take_the_general_path() -> None:
     builder = EventBuilder("a1", "host", "web")
     fields = {"created_at": 1_795_323_600_000, "method": "PUT", "path": "/a", "metadata.vhost": "v"}
     assert builder.build(fields, "/x", "k", 0, b"l") == builder.build_generic(fields, "/x", "k", 0, b"l")
+
+
+@given(
+    st.lists(st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "", "1a", "+1", "٣"]), min_size=3, max_size=5)
+)
+def test_an_address_kept_as_it_is_is_canonical(parts: list[str]) -> None:
+    text = ".".join(parts)
+    if _canonical_ipv4(text):
+        assert normalize_ip(text) == text
+    else:
+        assert normalize_ip(text) != text

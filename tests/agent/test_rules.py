@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.config import AgentConfig, DefaultRuleConfig, RuleConfig
 from agent.loading import build_processors
 from core.config import ConfigError, load_mapping
-from core.routes import TemplateError, bare_path, compile_route
+from core.routes import TemplateError, bare_path, compile_route, compile_set_template
 from core.rules import RuleProcessor
 
 ACCESS_FIELDS = frozenset(
@@ -296,3 +296,59 @@ def test_actor_from_a_header_captured_by_an_nginx_log_format() -> None:
         b'1.2.3.4 - - [22/Nov/2026:05:00:01 +0000] "PUT /users/3 HTTP/1.1" 200 5 "-" "curl/8" "u-17"'
     ).event
     assert event is not None and event["actor_id"] == "u-17" and event["actor_type"] == "user"
+
+
+# Rules whose routes overlap, share prefixes, capture the rest of a path, sit behind conditions and
+# between rules without routes: the route table must pick what trying each rule in turn picks.
+TABLE_RULES = (
+    {"name": "reads", "match": {"method": ["GET", "HEAD"]}, "drop": True},
+    {"name": "admin-deletes", "match": {"method": "DELETE", "path": "/api/{version}/users/{id}"}, "drop": True},
+    {"name": "users", "match": {"path": ["/api/{version}/users/{id}", "/api/{version}/users/{id}/{section}"]},
+     "set": {"action": "user.{verb}", "resource_id": "{id}", "resource_type": "{version}"}},
+    {"name": "errors", "match": {"status_code": "5xx"}, "set": {"action": "error.{verb}", "outcome": "failure"}},
+    {"name": "files", "match": {"path": "/files/{name}.pdf", "status_code": {"lt": 400}},
+     "set": {"action": "file.{verb}", "resource_id": "{name}"}},
+    {"name": "rest", "match": {"path": ["/files/{rest*}", "/api/v1/{rest*}"]}, "set": {"action": "any.{rest}"}},
+    {"name": "health", "match": {"path": "/health"}, "drop": True},
+)  # fmt: skip
+SEGMENTS = st.sampled_from(["api", "v1", "v2", "users", "7", "files", "a.pdf", "roles", "", "health", "x;sid=1"])
+
+
+@given(
+    method=st.sampled_from(["GET", "POST", "DELETE", "put", "PATCH"]),
+    segments=st.lists(SEGMENTS, max_size=5),
+    tail=st.sampled_from(["", "/", "?q=1", "#f", "?token=a;b"]),
+    status=st.sampled_from([200, 404, 503]),
+    default=st.sampled_from([{}, {"drop": True}, {"set": {"action": "web.{verb}"}}]),
+)
+def test_the_route_table_decides_like_trying_each_rule(
+    method: str, segments: list[str], tail: str, status: int, default: dict[str, Any]
+) -> None:
+    rules = processor(*TABLE_RULES, default=default)
+    fields = line(method=method, path="/" + "/".join(segments) + tail, status_code=status)
+    assert rules.decide(fields) == rules.decide_one_by_one(fields)
+
+
+def test_the_route_table_without_routes_or_path() -> None:
+    rules = processor({"name": "posts", "match": {"method": "POST"}, "set": {"action": "p"}})
+    assert rules.decide(line(method="POST")) == rules.decide_one_by_one(line(method="POST"))
+    with_routes = processor(*TABLE_RULES)
+    no_path = line(method="POST", path=None)
+    assert with_routes.decide(no_path) == with_routes.decide_one_by_one(no_path)
+
+
+@given(
+    pieces=st.lists(
+        st.sampled_from(["user.", "{verb}", "{id}", "{path}", "{missing}", "{a.b}", "-", "x{{y}}"]), max_size=4
+    ),
+    captures=st.dictionaries(st.sampled_from(["id", "verb", "path"]), st.sampled_from(["7", "", "-"]), max_size=3),
+    verb=st.none() | st.sampled_from(["created", "", "-"]),
+    fields=st.dictionaries(
+        st.sampled_from(["path", "a.b", "missing"]), st.none() | st.sampled_from(["/p", "", "-", 5])
+    ),
+)
+def test_a_one_placeholder_template_renders_like_any_template(
+    pieces: list[str], captures: dict[str, str], verb: str | None, fields: dict[str, Any]
+) -> None:
+    template = compile_set_template("".join(pieces))
+    assert template.render(captures, verb, fields) == template.render_parts(captures, verb, fields)
