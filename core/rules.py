@@ -398,15 +398,23 @@ class RuleProcessor:
                 matched = at_hit
             else:
                 continue  # no route of it fits the path, or its conditions fail
-            if matched is None:
-                continue
-            if rule.drop:
-                return Decision(rule.name, True, {})
-            captures, route = matched
-            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
-        if self.default_drop:
-            return Decision(None, True, {})
-        return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
+            if matched is not None:
+                return self._decision(rule, fields, matched)
+        return self._decision(None, fields, None)
+
+    def _decision(
+        self, rule: CompiledRule | None, fields: dict[str, Any], matched: tuple[dict[str, str], Route | None] | None
+    ) -> Decision:
+        """What ``rule`` decides for ``fields`` given its match's (captures, route); ``None``: the default's."""
+        if rule is None:
+            if self.default_drop:
+                return Decision(None, True, {})
+            return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
+        if rule.drop:
+            return Decision(rule.name, True, {})
+        assert matched is not None  # a rule decides only when it matched
+        captures, route = matched
+        return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
 
     def decide_one_by_one(self, fields: dict[str, Any]) -> Decision:
         """What :meth:`decide` returns, each rule tried in turn with its routes one by one: the reference
@@ -415,15 +423,9 @@ class RuleProcessor:
         bare = bare_path(path) if isinstance(path, str) else None
         for rule in self.rules:
             matched = self._matches(rule, fields, bare)
-            if matched is None:
-                continue
-            if rule.drop:
-                return Decision(rule.name, True, {})
-            captures, route = matched
-            return Decision(rule.name, False, self._render(rule.setters, fields, captures, rule, route))
-        if self.default_drop:
-            return Decision(None, True, {})
-        return Decision(None, False, self._render(self.default_setters, fields, {}, None, None))
+            if matched is not None:
+                return self._decision(rule, fields, matched)
+        return self._decision(None, fields, None)
 
     def explain(
         self, fields: dict[str, Any], show: Callable[[Any], Any] = lambda value: value
