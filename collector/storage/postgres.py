@@ -37,7 +37,7 @@ import asyncpg
 import orjson
 
 from collector.config import PostgresStorageConfig
-from collector.integrity.chain import Head, Linker
+from collector.integrity.chain import Head, Linker, prepare
 from collector.integrity.checkpoints import Cut
 from collector.storage.base import EVENT_COLUMNS, INSERT_COLUMNS, RetentionRun, StorageStats, StorageUnavailable
 from collector.storage.chain import CHAIN_COLUMNS, MAX_CUTS, ChainStatements, checkpoint_values
@@ -202,6 +202,9 @@ class PostgresDatabase:
                 return [await job(conn) for job in jobs]
 
     def insert_job(self, events: list[dict[str, Any]]) -> Job:
+        # Before the transaction: the events' canonical bytes are not made while holding the advisory lock.
+        prepared = prepare(events) if self.chain else None
+
         async def insert(conn: asyncpg.Connection) -> tuple[int, Any]:
             gaps = GapTracking(events)
             known = {key: row for key in gaps.keys if (row := await conn.fetchrow(_SELECT_STREAM, *key))}
@@ -213,7 +216,7 @@ class PostgresDatabase:
                 tenants = sorted({event["tenant_id"] for event in fresh})
                 rows = await conn.fetch(_SELECT_HEADS, tenants) if tenants else []
                 linker = Linker({row[0]: Head(row[1], bytes(row[2])) for row in rows})
-                links = linker.chain(fresh)
+                links = linker.chain(fresh, None if gaps.stats.gaps else prepared)  # a gap mark: re-made
                 if heads := linker.updates():
                     await conn.executemany(_CHAIN.upsert_head, heads)
             else:

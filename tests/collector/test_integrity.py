@@ -70,6 +70,27 @@ def test_untouched_store_verifies_clean_floats_duplicates_and_all(backend: dict[
     run_signed(backend, tmp_path, body)
 
 
+def test_an_event_marked_after_a_gap_is_chained_with_its_mark(backend: dict[str, Any], tmp_path: Path) -> None:
+    """The canonical bytes are made before the write transaction, the gap mark inside it: the hash must
+    cover the event as stored, mark included."""
+
+    def streamed(n: int, start: int) -> dict[str, Any]:
+        source = {"agent_id": "web-1", "name": "nginx", "stream": "s1", "seq": n, "range": [start, start + 10]}
+        return stored_event(n, source=source)
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        await storage.insert_events([streamed(1, 0), streamed(2, 10)])
+        result = await storage.insert_events([streamed(5, 40), streamed(6, 50)])  # seq 3-4, bytes 20-40 lost
+        assert (result.accepted, result.gaps, result.missing_events) == (2, 1, 2)
+        report = await verify(storage, keys)
+        assert report.clean and report.events == 4, report.findings
+        async with RawDb(backend) as db:
+            ((source,),) = await db.fetch("SELECT source FROM events WHERE chain_position = 3")
+        assert (orjson.loads(source) if isinstance(source, str) else source)["gap"] == {"events": 2, "bytes": 20}
+
+    run_signed(backend, tmp_path, body)
+
+
 def test_one_changed_field_is_modified_at_its_position(backend: dict[str, Any], tmp_path: Path) -> None:
     async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
         await db.execute("UPDATE events SET actor_id = 'mallory' WHERE tenant_id = 'acme' AND chain_position = 7")
