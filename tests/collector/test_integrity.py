@@ -70,6 +70,24 @@ def test_untouched_store_verifies_clean_floats_duplicates_and_all(backend: dict[
     run_signed(backend, tmp_path, body)
 
 
+def test_one_insert_of_two_tenants_chains_each_in_its_order_and_seq_follows(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        order = [("acme", 1), ("globex", 1), ("globex", 2), ("acme", 2), ("acme", 1), ("acme", 3), ("globex", 3)]
+        result = await storage.insert_events([stored_event(n, tenant=tenant) for tenant, n in order])
+        assert (result.accepted, result.duplicates) == (6, 1)  # acme 1 came twice
+        for tenant in ("acme", "globex"):
+            rows = await storage.chain_rows(tenant, (0, 0), 10)
+            assert [position for position, _, _ in rows] == [1, 2, 3]
+            assert [event["id"] for _, _, event in rows] == [stored_event(n, tenant=tenant)["id"] for n in (1, 2, 3)]
+            seqs = [event["seq"] for _, _, event in rows]
+            assert seqs == sorted(seqs)  # commit order is chain order
+            assert (await verify(storage, keys, tenant=tenant)).clean
+
+    run_signed(backend, tmp_path, body)
+
+
 def test_one_changed_field_is_modified_at_its_position(backend: dict[str, Any], tmp_path: Path) -> None:
     async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
         await db.execute("UPDATE events SET actor_id = 'mallory' WHERE tenant_id = 'acme' AND chain_position = 7")
