@@ -91,6 +91,24 @@ def test_an_event_marked_after_a_gap_is_chained_with_its_mark(backend: dict[str,
     run_signed(backend, tmp_path, body)
 
 
+def test_one_insert_of_two_tenants_chains_each_in_its_order_and_seq_follows(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        order = [("acme", 1), ("globex", 1), ("globex", 2), ("acme", 2), ("acme", 1), ("acme", 3), ("globex", 3)]
+        result = await storage.insert_events([stored_event(n, tenant=tenant) for tenant, n in order])
+        assert (result.accepted, result.duplicates) == (6, 1)  # acme 1 came twice
+        for tenant in ("acme", "globex"):
+            rows = await storage.chain_rows(tenant, (0, 0), 10)
+            assert [position for position, _, _ in rows] == [1, 2, 3]
+            assert [event["id"] for _, _, event in rows] == [stored_event(n, tenant=tenant)["id"] for n in (1, 2, 3)]
+            seqs = [event["seq"] for _, _, event in rows]
+            assert seqs == sorted(seqs)  # commit order is chain order
+            assert (await verify(storage, keys, tenant=tenant)).clean
+
+    run_signed(backend, tmp_path, body)
+
+
 def test_one_changed_field_is_modified_at_its_position(backend: dict[str, Any], tmp_path: Path) -> None:
     async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
         await db.execute("UPDATE events SET actor_id = 'mallory' WHERE tenant_id = 'acme' AND chain_position = 7")
@@ -210,6 +228,29 @@ def test_a_row_without_a_chain_position_is_inserted(backend: dict[str, Any], tmp
                          *forged.values())  # fmt: skip
 
     assert tampered(backend, tmp_path, edit) == [("inserted", None)]
+
+
+def test_a_row_written_around_the_collector_with_an_incoming_key_is_skipped_not_fatal(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    """An event whose key a row written around the collector already holds is taken as stored (as a resend):
+    the rest of its batch is stored and chained without a hole, and verify names the stray row."""
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        await storage.insert_events([stored_event(n) for n in (1, 2)])
+        stray = stored_event(4)
+        async with RawDb(backend) as db:
+            values = [orjson.dumps(v).decode() if isinstance(v, dict) else v for v in stray.values()]
+            await db.execute(f"INSERT INTO events ({', '.join(stray)}) VALUES ({', '.join('?' * len(stray))})", *values)
+        result = await storage.insert_events([stored_event(n) for n in (3, 4, 5)])
+        assert (result.accepted, result.duplicates) == (2, 1)
+        report = await verify(storage, keys)
+        assert kinds(report) == [("inserted", None)] and report.events == 4
+        async with RawDb(backend) as db:
+            rows = await db.fetch("SELECT chain_position, action FROM events WHERE tenant_id = 'acme' ORDER BY seq")
+        assert rows == [(1, "act.1"), (2, "act.2"), (None, "act.4"), (3, "act.3"), (4, "act.5")]
+
+    run_signed(backend, tmp_path, body)
 
 
 def test_retention_leaves_a_signed_tombstone_and_the_rest_verifies(backend: dict[str, Any], tmp_path: Path) -> None:
