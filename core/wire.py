@@ -29,7 +29,9 @@ def _wire_type(field: Field) -> tuple[Any, Any]:
     """(msgspec type, default) accepting only what ``validate_event`` accepts unchanged (stricter is fine:
     anything this refuses goes to ``validate_event``)."""
     if field.set_by in ("collector", "database"):
-        return Any, None  # accepted and ignored, as validate_event does
+        # Accepted and ignored, as validate_event does; a scalar only, so that nothing here is nested deeper
+        # than orjson reads (an object or array in it goes to the per-event path, which answers as before).
+        return str | int | float | bool | None, None
     wire: Any
     match field.kind:
         case "uuid":
@@ -81,7 +83,7 @@ def decode_events(body: bytes) -> list[Any] | None:
         return None
     try:
         decoded = _DECODER.decode(body)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # RecursionError: nested deeper than msgspec decodes
         return None
     return decoded if isinstance(decoded, list) else decoded.events
 

@@ -22,8 +22,8 @@ LATEST_MS = now_ms() + 60_000
 
 
 @dataclass(frozen=True)
-class Number:
-    """A JSON number written exactly as ``text``."""
+class Raw:
+    """JSON text written as is: a number in any spelling, an object nested deeper than Python recurses."""
 
     text: str
 
@@ -36,13 +36,13 @@ class Obj:
 
 
 def write(value: Any, escape: bool = False) -> str:
-    """JSON text of a value built from dicts, :class:`Obj`, lists, :class:`Number`, str, int, float, bool, None."""
+    """JSON text of a value built from dicts, :class:`Obj`, lists, :class:`Raw`, str, int, float, bool, None."""
     if isinstance(value, Obj | dict):
         pairs = value.pairs if isinstance(value, Obj) else tuple(value.items())
         return "{" + ",".join(f"{write(k, escape)}:{write(v, escape)}" for k, v in pairs) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(write(v, escape) for v in value) + "]"
-    if isinstance(value, Number):
+    if isinstance(value, Raw):
         return value.text
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # any size: the parsers are compared on integers orjson would not write
@@ -86,7 +86,7 @@ numbers = st.one_of(
     st.integers(-(2**63), 2**64 - 1),
     st.integers(),  # past 64 bits too: orjson reads a float, msgspec an int
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["-0", "-0.0", "1E2", "1e-400", "1e400", "0.1e1", "123456789012345678901234567890"]).map(Number),
+    st.sampled_from(["-0", "-0.0", "1E2", "1e-400", "1e400", "0.1e1", "123456789012345678901234567890"]).map(Raw),
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=20), st.sampled_from(["\x00", "a\x00b"]))
 json_values = st.recursive(
@@ -111,6 +111,7 @@ objects = st.one_of(
     st.none(),
     st.dictionaries(st.text(max_size=8), json_values, max_size=5),
     st.sampled_from([MAX_OBJECT_DEPTH - 1, MAX_OBJECT_DEPTH, MAX_OBJECT_DEPTH + 1]).map(nested),
+    st.just(Raw('{"a":' * 1100 + "{}" + "}" * 1100)),  # deeper than either parser reads
     st.integers(16_370, 16_390).map(lambda size: {"pad": "x" * (size - 10)}),  # around the 16 KiB limit
     json_values,
 )
@@ -262,6 +263,11 @@ def fast_path(body: bytes) -> list[dict[str, Any]] | None:
          b'"2025-03-14T07:58:11.000Z", "action": "a"}]}')  # fmt: skip
 @example(b'{"events": [{"id": "019593a9-2638-7635-aa59-d778ffd4f059", "created_at": "2025-03-14T07:58:11.000Z", '
          b'"action": "a", "metadata": {"n": 18446744073709551616}}]}')  # fmt: skip
+@example(b'{"events": [{"id": "019593a9-2638-7635-aa59-d778ffd4f059", "created_at": "2025-03-14T07:58:11.000Z", '
+         b'"action": "a", "metadata": ' + b'{"a":' * 1100 + b"{}" + b"}" * 1100 + b"}]}")  # fmt: skip
+@example(b'{"events": [{"id": "019593a9-2638-7635-aa59-d778ffd4f059", "created_at": "2025-03-14T07:58:11.000Z", '
+         b'"action": "a", "seq": ' + b"[" * 1100 + b"]" * 1100 + b"}]}")  # fmt: skip
+@example(b'{"events": [{"metadata": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}]}")  # msgspec: too deep
 def test_what_the_msgspec_path_stores_is_what_validate_event_stores(body: bytes) -> None:
     fast = fast_path(body)
     event("msgspec path" if fast is not None else "per-event path")
