@@ -285,7 +285,7 @@ def _time_ms(value: Any, name: str, required: bool) -> int | None:
             raise EventError("missing_field", f"{name}: is required")
         return None
     try:
-        return time_ms(value)
+        return time_ms(value) if isinstance(value, str) else parse_rfc3339_ms(value)  # which raises ValueError
     except ValueError:
         raise EventError("invalid_field", f"{name}: must be an RFC 3339 timestamp with offset") from None
 

@@ -1,6 +1,9 @@
 """``POST /v1/ingest``: validate each event on its own, store the good ones, answer after commit.
 
 :func:`store` is that path for every route that ingests (``/v1/logs`` maps OpenTelemetry records onto it).
+A JSON body is first tried whole by :func:`store_json` (msgspec decodes and checks every event in C); one
+with anything in it that is not plainly valid is decoded again and goes through :func:`store`, so every
+rejection keeps its code and message.
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ def times(latest_ms: int) -> st.SearchStrategy[Any]:
             ]
         ),
         st.integers(),
+        st.lists(st.integers(), max_size=1),
     )
 
 
