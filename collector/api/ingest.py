@@ -77,7 +77,7 @@ async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple
 
     Measured (2026-12, bench events in batches of 1,000): 5.9 us of CPU an event to decode and check a batch,
     against 12.4 with orjson and ``validate_event``; the collector's event-loop thread under ``bench.collector``
-    load 14.4-17.2 us an event against 22.9-28.6 (whole process 56-66 against 69-89)."""
+    load 13.7-17.2 us an event against 20.0-28.1 (whole process 53.9-66.6 against 59.6-84.2)."""
     events = decode_events(body)
     if events is None:
         return None
