@@ -21,12 +21,13 @@ from typing import Any
 import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent.exporters.http import HttpExporter
+from agent.exporters.otlp_view import RequestView, ResourceLogsView, ScopeLogsView
 from core import __version__, otel
 from core.event import parse_rfc3339_ms
 
@@ -45,6 +46,7 @@ _RESOURCE = Resource(
         )
     ]
 )
+_SCOPE = InstrumentationScope(name=otel.SCOPE_NAME, version=__version__)
 
 
 def set_value(target: AnyValue, value: Any) -> None:
@@ -192,15 +194,15 @@ class OtlpExporter(HttpExporter):
         self.encode_event = RecordEncoder().encode
 
     def encode(self, events: list[bytes]) -> tuple[bytes, str]:
-        request = ExportLogsServiceRequest()
-        resource_logs = request.resource_logs.add()
-        resource_logs.resource.MergeFrom(_RESOURCE)
-        scope_logs = resource_logs.scope_logs.add()
-        scope_logs.scope.name = otel.SCOPE_NAME
-        scope_logs.scope.version = __version__
-        add = scope_logs.log_records.add
-        for record in events:  # serialized log records (encode_event), parsed in place from C
-            add().MergeFromString(record)
+        """The ``ExportLogsServiceRequest`` of ``events`` (serialized log records, from ``encode_event``).
+
+        Serialized through ``RequestView`` (``agent/exporters/otlp_view.py``): the same bytes as the
+        request message holding the records, without parsing each record back first. Measured on the
+        benchmark's events in batches of 1,000: 2.66 -> 0.93 us an event (least of 9 alternating passes;
+        medians 2.94 -> 1.00), most of what is left the copy into a 650 KB body, as for a JSON body.
+        """
+        scope_logs = ScopeLogsView(scope=_SCOPE, log_records=events)
+        request = RequestView(resource_logs=[ResourceLogsView(resource=_RESOURCE, scope_logs=[scope_logs])])
         return request.SerializeToString(), PROTOBUF
 
     async def probe(self) -> bool:
