@@ -130,3 +130,12 @@ def test_the_request_is_the_real_message_holding_the_records(events: list[tuple[
     assert content_type == "application/x-protobuf"
     assert body == request.SerializeToString()
     assert ExportLogsServiceRequest.FromString(body) == request
+
+
+def test_a_shape_keeps_encoding_right_across_its_record_being_replaced() -> None:
+    """A shape's record is replaced every few hundred events (upb keeps every value set in its arena)."""
+    encoder = RecordEncoder()
+    for n in range(700):
+        record, found = attributes(encoder.encode(event(n)))
+        assert found["sidetrail.event_id"] == f"0190a000-0000-7000-8000-{n:012d}" and found["body_bytes"] == n
+        assert record.time_unix_nano == parse_rfc3339_ms(event(n)["created_at"]) * 1_000_000
