@@ -1,17 +1,21 @@
 """The agent's OTLP record encoding (``RecordEncoder``), decoded with ``opentelemetry-proto``: every event
 field and metadata value becomes the right attribute with the right value type, and a record reused for
-events of one shape never carries a value of the event before it."""
+events of one shape never carries a value of the event before it; the request body is the real message's."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
 
-from agent.exporters.otlp import RecordEncoder
+from agent.exporters.otlp import OtlpExporter, RecordEncoder
+from core import __version__
 from core.event import parse_rfc3339_ms
 
 
@@ -102,3 +106,36 @@ def test_a_reused_record_never_keeps_a_value_of_the_event_before(events: list[tu
         assert found.get("client.address") == sent.get("client_ip")
         assert {key: found[key] for key in metadata} == metadata
         assert set(found) - set(metadata) >= {"sidetrail.event_id", "enduser.id", "sidetrail.source"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.dictionaries(st.sampled_from("abc"), metadata_values)), max_size=5)
+)
+def test_the_request_is_the_real_message_holding_the_records(events: list[tuple[int, dict[str, Any]]]) -> None:
+    """The exporter serializes through a view with the records as bytes (``agent/exporters/otlp_view.py``):
+    its body is byte for byte the real ``ExportLogsServiceRequest`` built from the parsed records."""
+    encoder = RecordEncoder()
+    records = [encoder.encode(event(n, metadata=metadata)) for n, metadata in events]
+    body, content_type = OtlpExporter.encode(OtlpExporter.__new__(OtlpExporter), records)
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.extend(
+        KeyValue(key=key, value=AnyValue(string_value=value))
+        for key, value in (("service.name", "sidetrail-agent"), ("service.version", __version__),
+                           ("host.name", socket.gethostname()))
+    )  # fmt: skip
+    scope_logs = resource_logs.scope_logs.add(scope=InstrumentationScope(name="sidetrail.agent", version=__version__))
+    scope_logs.log_records.extend(map(LogRecord.FromString, records))
+    assert content_type == "application/x-protobuf"
+    assert body == request.SerializeToString()
+    assert ExportLogsServiceRequest.FromString(body) == request
+
+
+def test_a_shape_keeps_encoding_right_across_its_record_being_replaced() -> None:
+    """A shape's record is replaced every few hundred events (upb keeps every value set in its arena)."""
+    encoder = RecordEncoder()
+    for n in range(700):
+        record, found = attributes(encoder.encode(event(n)))
+        assert found["sidetrail.event_id"] == f"0190a000-0000-7000-8000-{n:012d}" and found["body_bytes"] == n
+        assert record.time_unix_nano == parse_rfc3339_ms(event(n)["created_at"]) * 1_000_000

@@ -1,0 +1,52 @@
+"""A view of ``ExportLogsServiceRequest`` whose log records are already serialized: :data:`RequestView`.
+
+``opentelemetry-proto``'s own messages, copied from its descriptors, with one change: ``ScopeLogs``'s
+``log_records`` is ``repeated bytes`` instead of ``repeated LogRecord`` (and the request and
+``ResourceLogs`` refer to these copies). Protobuf documents an embedded message and ``bytes`` holding
+its encoding as the same on the wire, so protobuf (upb) serializes this view to the bytes of the real
+``ExportLogsServiceRequest`` holding those records - without parsing every serialized record back into
+a message only to serialize it again. Nothing here writes protobuf's wire format: protobuf does, from
+the copied schema (``tests/agent/test_otlp_encoding.py`` holds the view to the real message's bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+_PACKAGE = "sidetrail.agent.otlp_view"
+
+
+def _view_classes() -> tuple[Any, Any, Any]:
+    """The request, ``ResourceLogs`` and ``ScopeLogs`` copied into ``_PACKAGE`` (see the module docstring)."""
+    copied = (ExportLogsServiceRequest, ResourceLogs, ScopeLogs)
+    renamed = {f".{message.DESCRIPTOR.full_name}": f".{_PACKAGE}.{message.DESCRIPTOR.name}" for message in copied}
+    file = descriptor_pb2.FileDescriptorProto(
+        name="sidetrail/agent/otlp_view.proto",
+        package=_PACKAGE,
+        syntax="proto3",
+        dependency=[Resource.DESCRIPTOR.file.name, InstrumentationScope.DESCRIPTOR.file.name],
+    )
+    for message in copied:
+        proto = file.message_type.add()
+        message.DESCRIPTOR.CopyToProto(proto)
+        for field in proto.field:
+            if field.type_name in renamed:
+                field.type_name = renamed[field.type_name]
+    (records,) = (field for field in file.message_type[2].field if field.name == "log_records")
+    records.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    records.ClearField("type_name")
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    return tuple(  # type: ignore[return-value]
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(renamed[f".{m.DESCRIPTOR.full_name}"][1:]))
+        for m in copied
+    )
+
+
+RequestView, ResourceLogsView, ScopeLogsView = _view_classes()
