@@ -4,17 +4,12 @@
 :class:`Linker` is the chain step of an insert transaction, for both backends: given each tenant's head
 (position, hash) as stored in ``chain_heads`` and the events the transaction really inserts, in order, it
 returns their (position, hash) and the new heads to store. It never touches a connection.
-
-:func:`prepare` is the part of that work that does not depend on the heads - each event's canonical bytes -
-done before the transaction, so that the writer (SQLite's one writer thread, PostgreSQL's advisory lock:
-the serial path every insert waits on) only hashes. Measured on SQLite ingest through ``POST /v1/ingest``
-(``python -m bench --only integrity``): see README "Tamper evidence".
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -24,18 +19,6 @@ from collector.integrity.canonical import canonical, canonical_each
 GENESIS = bytes(32)
 """The hash before position 1."""
 _TENANT = itemgetter("tenant_id")
-
-Prepared = dict[int, bytes]
-"""Canonical bytes by ``id(event)``, for events that stay alive and unchanged until they are chained."""
-
-
-def prepare(events: Iterable[dict[str, Any]]) -> Prepared:
-    """Each event's canonical bytes, keyed by the event object's identity, for :meth:`Linker.chain`.
-
-    The events (which hold every hashed field) must not change before they are chained; an event changed
-    in between needs ``prepared=None`` (the insert's gap marks: see the backends' insert jobs)."""
-    events = list(events)
-    return dict(zip(map(id, events), canonical_each(events), strict=True))
 
 
 def link(previous: bytes, event: dict[str, Any]) -> bytes:
@@ -58,16 +41,15 @@ class Linker:
         self.heads = dict(heads)
         self.changed: set[str] = set()
 
-    def chain(self, events: Sequence[dict[str, Any]], prepared: Prepared | None = None) -> list[tuple[int, bytes]]:
+    def chain(self, events: Sequence[dict[str, Any]]) -> list[tuple[int, bytes]]:
         """(position, hash) of each event, in order; advances :attr:`heads`. ``events`` hold every hashed
-        field, as :func:`~collector.integrity.canonical.canonical_each` needs; ``prepared``, when given,
-        holds the canonical bytes of each of them (:func:`prepare`)."""
+        field, as :func:`~collector.integrity.canonical.canonical_each` needs."""
         links: list[tuple[int, bytes]] = []
         if not events:
             return links
         append = links.append
         sha256 = hashlib.sha256
-        contents = canonical_each(events) if prepared is None else map(prepared.__getitem__, map(id, events))
+        contents = canonical_each(events)
         tenant = events[0]["tenant_id"]
         if all(map(tenant.__eq__, map(_TENANT, events))):  # one sender's batch: one tenant, a tight loop
             head = self.heads.get(tenant) or Head()

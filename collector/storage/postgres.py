@@ -36,7 +36,7 @@ import asyncpg
 import orjson
 
 from collector.config import PostgresStorageConfig
-from collector.integrity.chain import Head, Linker, Prepared, prepare
+from collector.integrity.chain import Head, Linker
 from collector.integrity.checkpoints import Cut
 from collector.storage.base import EVENT_COLUMNS, INSERT_COLUMNS, RetentionRun, StorageStats, StorageUnavailable
 from collector.storage.chain import CHAIN_COLUMNS, MAX_CUTS, ChainStatements, checkpoint_values
@@ -197,20 +197,16 @@ class PostgresDatabase:
             return [await job(conn) for job in jobs]
 
     def insert_job(self, events: list[dict[str, Any]]) -> Job:
-        # Before the transaction: the events' canonical bytes are not made while holding the advisory lock.
-        prepared = prepare(events) if self.chain else None
-
         async def insert(conn: asyncpg.Connection) -> tuple[int, Any]:
             gaps = GapTracking(events)
             known = {key: row for key in gaps.keys if (row := await conn.fetchrow(_SELECT_STREAM, *key))}
             if updates := gaps.apply(known):
                 await conn.executemany(_UPSERT_STREAM, updates)
             fresh = await _admitted(conn, events)
-            prepared_now = None if gaps.stats.gaps else prepared  # a gap mark changed an event: re-made
             for attempt in range(2):
                 try:  # in a savepoint: see _stored_around
                     async with conn.transaction():
-                        await self._copy_chained(conn, fresh, prepared_now)
+                        await self._copy_chained(conn, fresh)
                     break
                 except asyncpg.UniqueViolationError:
                     if attempt:
@@ -220,15 +216,13 @@ class PostgresDatabase:
 
         return insert
 
-    async def _copy_chained(
-        self, conn: asyncpg.Connection, fresh: list[dict[str, Any]], prepared: Prepared | None
-    ) -> None:
+    async def _copy_chained(self, conn: asyncpg.Connection, fresh: list[dict[str, Any]]) -> None:
         """Link ``fresh`` into their tenants' chains (integrity on) and COPY them into ``events``."""
         if self.chain:  # under the advisory lock: one line per tenant across collectors
             tenants = sorted({event["tenant_id"] for event in fresh})
             rows = await conn.fetch(_SELECT_HEADS, tenants) if tenants else []
             linker = Linker({row[0]: Head(row[1], bytes(row[2])) for row in rows})
-            links = linker.chain(fresh, prepared)
+            links = linker.chain(fresh)
             if heads := linker.updates():
                 await conn.executemany(_CHAIN.upsert_head, heads)
         else:

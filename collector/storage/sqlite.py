@@ -37,7 +37,7 @@ import orjson
 
 from collector.config import SqliteStorageConfig
 from collector.integrity.canonical import HASHED_FIELDS
-from collector.integrity.chain import Head, Linker, Prepared, prepare
+from collector.integrity.chain import Head, Linker
 from collector.storage.base import (
     EVENT_COLUMNS,
     INSERT_COLUMNS,
@@ -178,15 +178,12 @@ class SqliteDatabase:
         return results
 
     def insert_job(self, events: list[dict[str, Any]]) -> Job:
-        # Called on the event loop: the events' canonical bytes are made here, not on the writer thread.
-        prepared = prepare(events) if self.chain else None
-
         def insert(conn: sqlite3.Connection) -> tuple[int, Any]:
             gaps = GapTracking(events)
             known = {key: row for key in gaps.keys if (row := conn.execute(_SELECT_STREAM, key).fetchone())}
             conn.executemany(_UPSERT_STREAM, gaps.apply(known))
-            if self.chain:  # after the gap marks: they are part of what the hash covers (so a mark: re-made)
-                inserted = _insert_chained(conn, first_of_each(events), None if gaps.stats.gaps else prepared)
+            if self.chain:  # after the gap marks: they are part of what the hash covers
+                inserted = _insert_chained(conn, first_of_each(events))
             else:
                 rows = [to_row(event) for event in events]  # after the gap marks
                 before = conn.total_changes
@@ -266,9 +263,8 @@ class SqliteDatabase:
             raise StorageUnavailable(f"database read failed: {exc}") from exc
 
 
-def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]], prepared: Prepared | None) -> int:
-    """Insert ``events`` (no id twice) and chain those really stored; return how many that was. ``prepared``:
-    their canonical bytes, if made beforehand (:func:`~collector.integrity.chain.prepare`).
+def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> int:
+    """Insert ``events`` (no id twice) and chain those really stored; return how many that was.
 
     Resends are rare, so the rows are first inserted as if all were new (one ``executemany``); only when
     some id was already stored does a savepoint undo that and the stored ids get looked up, so that
@@ -279,7 +275,7 @@ def _insert_chained(conn: sqlite3.Connection, events: list[dict[str, Any]], prep
     conn.execute("SAVEPOINT chain")
     for attempt in range(2):
         linker = Linker(heads)
-        links = linker.chain(events, prepared)
+        links = linker.chain(events)
         before = conn.total_changes
         conn.executemany(_INSERT_CHAINED, list(map(operator.add, map(to_row, events), links)))
         inserted = conn.total_changes - before

@@ -71,8 +71,7 @@ def test_untouched_store_verifies_clean_floats_duplicates_and_all(backend: dict[
 
 
 def test_an_event_marked_after_a_gap_is_chained_with_its_mark(backend: dict[str, Any], tmp_path: Path) -> None:
-    """The canonical bytes are made before the write transaction, the gap mark inside it: the hash must
-    cover the event as stored, mark included."""
+    """The gap mark is made inside the write transaction: the hash covers the event as stored, mark included."""
 
     def streamed(n: int, start: int) -> dict[str, Any]:
         source = {"agent_id": "web-1", "name": "nginx", "stream": "s1", "seq": n, "range": [start, start + 10]}
