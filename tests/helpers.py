@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip as gzip_module
 import http.client
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,6 +310,23 @@ class TcpProxy:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+@contextlib.contextmanager
+def collector_behind_proxy(tmp_path: Path, pg_storage: dict[str, Any]) -> Iterator[tuple[ThreadedCollector, TcpProxy]]:
+    """A collector whose PostgreSQL connections pass through a :class:`TcpProxy` the test can cut; both are
+    stopped on the way out."""
+    parts = urlsplit(pg_storage["dsn"])
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    dsn = pg_storage["dsn"].replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    try:
+        server = ThreadedCollector(tmp_path, storage={**pg_storage, "dsn": dsn})
+        try:
+            yield server, proxy
+        finally:
+            server.close()
+    finally:
+        proxy.close()
 
 
 SCHEMATHESIS_CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"

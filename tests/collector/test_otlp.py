@@ -9,7 +9,6 @@ import gzip
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from core.event import format_ms
 from tests.collector.test_api import assert_envelope
-from tests.helpers import Reply, TcpProxy, ThreadedCollector, request, wait_until
+from tests.helpers import Reply, ThreadedCollector, collector_behind_proxy, request, wait_until
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -381,11 +380,7 @@ def test_the_ingest_keys_and_scope(collector: ThreadedCollector, keys: dict[str,
 
 
 def test_storage_away_is_503_with_retry_after(tmp_path: Path, pg_storage: dict[str, Any]) -> None:
-    parts = urlsplit(pg_storage["dsn"])
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    dsn = pg_storage["dsn"].replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    server = ThreadedCollector(tmp_path, storage={**pg_storage, "dsn": dsn})
-    try:
+    with collector_behind_proxy(tmp_path, pg_storage) as (server, proxy):
         key = server.key("acme", "ingest")
         body = export(record(event_name="x", time_unix_nano=time.time_ns())).SerializeToString()
         answer(post(server, key, body))
@@ -394,6 +389,3 @@ def test_storage_away_is_503_with_retry_after(tmp_path: Path, pg_storage: dict[s
         assert down.status == 503 and int(down.headers["Retry-After"]) >= 1  # retryable, per OTLP
         proxy.start()
         wait_until(lambda: post(server, key, body).status == 200, message="ingest resumes by itself")
-    finally:
-        server.close()
-        proxy.close()

@@ -11,13 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from core.event import format_ms, make_event_id
 from tests.e2e.processes import CollectorProcess, settle
-from tests.helpers import TcpProxy, ThreadedCollector, request
+from tests.helpers import ThreadedCollector, collector_behind_proxy, request
 
 pytestmark = pytest.mark.e2e
 
@@ -89,11 +88,7 @@ def request_fixture(request: pytest.FixtureRequest) -> pytest.FixtureRequest:
 
 
 def test_postgres_going_away_gives_503_then_recovers(tmp_path: Path, pg_storage: dict[str, Any]) -> None:
-    parts = urlsplit(pg_storage["dsn"])
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    dsn = pg_storage["dsn"].replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    server = ThreadedCollector(tmp_path, storage={**pg_storage, "dsn": dsn})
-    try:
+    with collector_behind_proxy(tmp_path, pg_storage) as (server, proxy):
         key = server.key("acme", "ingest")
         assert request("POST", f"{server.url}/v1/ingest", key=key, json={"events": batch(0, 10)}).status == 200
         proxy.cut()
@@ -109,9 +104,6 @@ def test_postgres_going_away_gives_503_then_recovers(tmp_path: Path, pg_storage:
             message="ingest resumes by itself",
         )
         assert request("GET", f"{server.url}/readyz").status == 200
-    finally:
-        server.close()
-        proxy.close()
 
 
 @pytest.fixture
