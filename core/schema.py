@@ -9,7 +9,7 @@ Everything else that names the event's fields is derived from this table:
 ``core.schema`` (here)                    the JSON Schemas of a stored event and of an ingested one, which the
                                           collector's OpenAPI document serves
 ``collector/storage/base.py``             ``INSERT_COLUMNS``, ``EVENT_COLUMNS``, ``FILTER_COLUMNS``,
-                                          ``JSON_COLUMNS``: the column lists both backends insert, select and stage
+                                          ``JSON_COLUMNS``: the column lists both backends insert and select
 ``core/rules.py``                         ``SETTABLE``: the fields an extraction rule may set
 ``core/wire.py``                          ``IngestEvent``: the msgspec struct a ``/v1/ingest`` body decodes into
                                           (one wire type per kind), and what is done after decoding, per kind
