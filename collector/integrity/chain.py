@@ -16,7 +16,9 @@ from typing import Any
 
 from collector.integrity.canonical import canonical, canonical_each
 
-GENESIS = bytes(32)
+HASH_BYTES = 32
+"""A link's length: SHA-256."""
+GENESIS = bytes(HASH_BYTES)
 """The hash before position 1."""
 _TENANT = itemgetter("tenant_id")
 

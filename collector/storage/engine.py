@@ -73,7 +73,8 @@ class Database(Protocol[J]):
     """Inserts link events into the hash chain (``integrity.enabled``)."""
     drain_timeout: float | None
     chain_contents: str | None
-    """The read behind :meth:`ChainAccess.chain_contents` (``None``: this backend has none)."""
+    """The read behind :meth:`ChainAccess.chain_contents`, a :func:`~collector.storage.chain.packed_contents_statement`
+    (``None``: this backend has none)."""
     readers: int
     """How many reads can run at once (reader threads, pool connections)."""
     """How long closing waits for queued writes (``None``: until they are done)."""

@@ -46,7 +46,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
-from collector.storage.chain import CHAIN_COLUMNS, ChainStatements, contents_statement
+from collector.storage.chain import CHAIN_COLUMNS, ChainStatements, packed_contents_statement
 from collector.storage.engine import (
     RETENTION_CHUNK,
     GapTracking,
@@ -125,7 +125,7 @@ class SqliteDatabase:
 
     dialect: Literal["sqlite"] = "sqlite"
     drain_timeout = None  # a local file: closing waits for every queued write
-    chain_contents = contents_statement(_CONTENT)
+    chain_contents = packed_contents_statement(_CONTENT)
 
     def __init__(self, config: SqliteStorageConfig, chain: bool = True) -> None:
         self.config = config

@@ -132,6 +132,24 @@ def test_a_changed_stored_hash_is_one_modified_row(backend: dict[str, Any], tmp_
     assert tampered(backend, tmp_path, edit) == [("modified", 7)]
 
 
+def test_stored_hashes_resized_with_their_bytes_kept_in_sequence_are_modified(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    """Rows 1 and 2 keep their hashes' 64 bytes end to end but 31 + 33 of them: no row may be taken as
+    stored with a hash that is not its own 32 bytes (SQLite's verify reads a range's hashes as one string;
+    rows before the first float-bearing one, 3, are taken from their candidate bytes)."""
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        one, two = (await storage.chain_hash_at("acme", 1)), (await storage.chain_hash_at("acme", 2))
+        assert one is not None and two is not None
+        for position, value in ((1, one[:31]), (2, one[31:] + two)):
+            await db.execute(
+                "UPDATE events SET chain_hash = ? WHERE tenant_id = 'acme' AND chain_position = ?", value, position
+            )
+
+    assert tampered(backend, tmp_path, edit) == [("modified", 1)]
+
+
 def test_a_row_deleted_in_the_middle_is_deleted(backend: dict[str, Any], tmp_path: Path) -> None:
     async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
         await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 10")
