@@ -3,8 +3,10 @@
 - ``signing-key create [--config FILE] [--out FILE] [--json]``: a new Ed25519 key file, owner-only; by
   default at the config's ``integrity.signing_key`` (or its default place); never overwrites one;
 - ``signing-key show [--config FILE] [--key FILE] [--json]``: the key id and public key of a key file;
-- ``verify --tenant T [--from POSITION] [--json]``: verify the tenant's stored chain; exit 0 only when it
-  is clean (1 with a one-line summary on stderr otherwise). Progress goes to stderr on a terminal (rich).
+- ``verify --tenant T [--from POSITION] [--json] [--workers N]``: verify the tenant's stored chain; exit 0
+  only when it is clean (1 with a one-line summary on stderr otherwise). Progress goes to stderr on a
+  terminal (rich). On SQLite a chain longer than one span is checked by N worker processes (default: one a
+  CPU), see :mod:`collector.integrity.parallel`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from collector.config import CollectorConfig
-from collector.integrity.service import public_key_ring, record_key_created, record_verification, verify_stored
+from collector.integrity.service import (
+    default_workers,
+    public_key_ring,
+    record_key_created,
+    record_verification,
+    verify_stored,
+)
 from collector.integrity.signing import Signer, create_key_file, encode_public, load_signing_key
 from collector.integrity.verify import Report
 from collector.storage.base import Storage, StorageUnavailable
@@ -57,6 +65,10 @@ def add_commands(
     verify.add_argument("--tenant", required=True)
     verify.add_argument("--from", dest="from_", type=int, default=1, metavar="POSITION", help="first position (1)")
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    verify.add_argument(
+        "--workers", type=_workers, default=default_workers(), metavar="N",
+        help="processes that check a long SQLite chain in spans (default: one a CPU, %(default)s; 1: none)",
+    )  # fmt: skip
     verify.set_defaults(func=lambda args: run_verify(args, load_config(args.config), with_storage))
 
 
@@ -110,6 +122,7 @@ def run_verify(args: argparse.Namespace, config: CollectorConfig, with_storage: 
                 report = await verify_stored(
                     storage, keys, args.tenant, args.from_,
                     progress=lambda position: progress.update(task, completed=max(position - args.from_ + 1, 0)),
+                    workers=args.workers,
                 )  # fmt: skip
             finally:
                 gc.enable()
@@ -125,6 +138,13 @@ def run_verify(args: argparse.Namespace, config: CollectorConfig, with_storage: 
         print(render(report))
     if not report.clean:
         raise VerifyFailed(f"tenant {args.tenant!r}: {len(report.findings) + report.more_findings} problem(s) found")
+
+
+def _workers(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return count
 
 
 def render(report: Report) -> str:

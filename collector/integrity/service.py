@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from typing import Any
 
 from collector.config import CollectorConfig, IntegrityConfig
 from collector.integrity.canonical import rendering
+from collector.integrity.parallel import LinkedSpan, linked_span
 from collector.integrity.signing import KeyRing, Signer, SigningKeyError, create_key_file, decode_public, encode_public
 from collector.integrity.signing import load_signing_key as _load
 from collector.integrity.verify import Report, Verifier
 from collector.self_audit import self_event
 from collector.storage.base import Storage, StorageUnavailable
+from collector.storage.chain import ContentRow, ContentsReader
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.integrity")
 _PAGE = 5000  # rows per read while verifying
 _AFTER_EVERYTHING = 2**62
+SPAN = 50_000
+"""Positions a worker process checks at a time (:func:`verify_stored` with ``workers``)."""
 Progress = Callable[[int], None]
 
 
@@ -105,6 +111,8 @@ async def verify_stored(
     start: int = 1,
     max_events: int | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
+    span: int = SPAN,
 ) -> Report:
     """Verify ``tenant``'s stored chain from position ``start`` to the last position stored when it starts
     (at most ``max_events`` positions; if more are stored, the report is not ``complete`` and the tail is not
@@ -115,6 +123,10 @@ async def verify_stored(
     the reader threads beside the hashing here; on PostgreSQL rendered from the row), and a row those bytes
     link is taken as it is (:meth:`Verifier.accept_run`). From the first that they do not, the rest of its
     range is read and decoded the exact way (:meth:`Verifier.feed`, which classifies it), one page ahead.
+
+    With ``workers`` > 1, where the backend can read in another process (SQLite) and more than one ``span``
+    of positions is to be verified, spans are first checked by that many worker processes
+    (:mod:`collector.integrity.parallel`); a span they do not vouch for is verified here as above.
     """
     start = max(1, start)
     heads = {head.tenant: head for head in await storage.chain_heads()}
@@ -123,10 +135,94 @@ async def verify_stored(
     checkpoints = await storage.verify_checkpoints(tenant, start, last)
     start_hash = await storage.chain_hash_at(tenant, start - 1) if start > 1 else None
     verifier = Verifier(tenant, keys, checkpoints, start, start_hash)
-    accept_run, feed = verifier.accept_run, verifier.feed
+    check = _Checker(storage, verifier, tenant, progress)
+    reader = storage.chain_contents_reader() if workers > 1 and last - start + 1 > span else None
+    if reader is None:
+        await check.range(start, last)
+    else:
+        await _in_processes(check, reader, workers, range(start, last + 1, span), last)
+    complete = last == stored_last
+    if complete:
+        verifier.unchained(*await storage.unchained(tenant))
+    head = heads.get(tenant)
+    return verifier.finish(complete, head.position if head is not None else None)
 
-    async def exact(after: tuple[int, int], upto: int) -> None:
+
+def default_workers() -> int:
+    """The worker processes the CLI's ``verify`` uses by default: one a CPU."""
+    return os.cpu_count() or 1
+
+
+async def _in_processes(check: _Checker, read: ContentsReader, workers: int, firsts: range, last: int) -> None:
+    """:meth:`_Checker.range` over the spans from each of ``firsts`` to ``last``, each first offered to a
+    worker process."""
+    loop = asyncio.get_running_loop()
+    spans = [(first, min(first + firsts.step - 1, last)) for first in firsts]
+    verifier = check.verifier
+    # spawn, not fork: this process runs threads (the storage's readers), which a fork would copy mid-step.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+
+        def submit(first: int, end: int) -> asyncio.Future[LinkedSpan | None]:
+            at = verifier.checkpoint_positions(first, end)
+            return loop.run_in_executor(pool, linked_span, read, check.tenant, first, end, at)
+
+        ahead = [submit(*span) for span in spans[: 2 * workers]]  # two a worker: none waits between spans
+        for index, (first, end) in enumerate(spans):
+            try:
+                span = await ahead[index]
+            except BrokenExecutor as exc:  # a worker died (killed, out of memory): the rest is verified here
+                log.warning("integrity: verify's worker processes failed (%s); going on in this process", exc)
+                await check.range(first, last)
+                return
+            if index + 2 * workers < len(spans):
+                ahead.append(submit(*spans[index + 2 * workers]))
+            if span is not None and verifier.take_linked(span):
+                check.advanced()
+            else:
+                await check.range(first, end)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Checker:
+    """Verifies ranges of one tenant's chain in this process, feeding :attr:`verifier` (see
+    :func:`verify_stored`)."""
+
+    def __init__(self, storage: Storage, verifier: Verifier, tenant: str, progress: Progress | None) -> None:
+        self.storage, self.verifier, self.tenant, self._progress = storage, verifier, tenant, progress
+
+    def advanced(self) -> None:
+        if self._progress is not None:
+            self._progress(self.verifier.report.last_position)
+
+    async def range(self, start: int, last: int) -> None:
+        """Positions ``start..last``: candidates first, then the exact way from the first they miss."""
+        storage, tenant, accept_run = self.storage, self.tenant, self.verifier.accept_run
+
+        def contents(first: int) -> asyncio.Future[list[ContentRow] | None]:
+            return asyncio.ensure_future(storage.chain_contents(tenant, first, min(first + _PAGE - 1, last)))
+
+        # Two ranges in flight: SQLite's assembly runs in the reader threads, in parallel with each other and
+        # with the hashing here (wall clock ~1.5x one range at a time on 2 idle cores).
+        ahead = [contents(first) for first in (start, start + _PAGE) if first <= last]
+        first = start
+        while ahead:
+            rows = await ahead.pop(0)
+            if first + 2 * _PAGE <= last:
+                ahead.append(contents(first + 2 * _PAGE))
+            end = min(first + _PAGE - 1, last)
+            count = accept_run(rows) if rows is not None else 0
+            if rows is None or count < len(rows):  # from the first row not taken as assembled: the exact way
+                after = (rows[count - 1][0], rows[count - 1][2]) if rows and count else (first - 1, _AFTER_EVERYTHING)
+                await self._exact(after, end)
+            else:
+                self.advanced()
+            first = end + 1
+
+    async def _exact(self, after: tuple[int, int], upto: int) -> None:
         """Feed the rows past ``after`` up to position ``upto``, decoded; reads run one page ahead."""
+        storage, tenant, verifier = self.storage, self.tenant, self.verifier
         page = asyncio.ensure_future(storage.chain_rows(tenant, after, _PAGE))
         while rows := await page:
             more = len(rows) == _PAGE and rows[-1][0] < upto
@@ -137,39 +233,13 @@ async def verify_stored(
             rendered = [(p, stored, event["seq"], rendering(event)) for p, stored, event in rows if p <= upto]
             index = 0
             while index < len(rendered):
-                index += accept_run(rendered, index)
+                index += verifier.accept_run(rendered, index)
                 if index < len(rendered):
-                    feed(*rows[index])
+                    verifier.feed(*rows[index])
                     index += 1
-            if progress is not None:
-                progress(verifier.report.last_position)
+            self.advanced()
             if not more:
                 break
-
-    def contents(first: int) -> asyncio.Future[list[tuple[int, bytes, int, bytes | None]] | None]:
-        return asyncio.ensure_future(storage.chain_contents(tenant, first, min(first + _PAGE - 1, last)))
-
-    # Two ranges in flight: SQLite's assembly runs in the reader threads, in parallel with each other and
-    # with the hashing here (wall clock ~1.5x one range at a time on 2 idle cores).
-    ahead = [contents(first) for first in (start, start + _PAGE) if first <= last]
-    first = start
-    while ahead:
-        rows = await ahead.pop(0)
-        if first + 2 * _PAGE <= last:
-            ahead.append(contents(first + 2 * _PAGE))
-        end = min(first + _PAGE - 1, last)
-        count = accept_run(rows) if rows is not None else 0
-        if rows is None or count < len(rows):  # from the first row not taken as assembled: the exact way
-            after = (rows[count - 1][0], rows[count - 1][2]) if rows and count else (first - 1, _AFTER_EVERYTHING)
-            await exact(after, end)
-        elif progress is not None:
-            progress(verifier.report.last_position)
-        first = end + 1
-    complete = last == stored_last
-    if complete:
-        verifier.unchained(*await storage.unchained(tenant))
-    head = heads.get(tenant)
-    return verifier.finish(complete, head.position if head is not None else None)
 
 
 async def record_verification(storage: Storage, report: Report, actor: str, actor_type: str) -> None:

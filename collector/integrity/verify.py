@@ -29,12 +29,15 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from collector.integrity.canonical import canonical
 from collector.integrity.chain import GENESIS
 from collector.integrity.checkpoints import Checkpoint, Cut, payload
 from collector.integrity.signing import KeyRing
+
+if TYPE_CHECKING:
+    from collector.integrity.parallel import LinkedSpan
 
 Kind = Literal["modified", "deleted", "inserted", "reordered", "truncated_tail", "forged_checkpoint"]
 KINDS: tuple[Kind, ...] = ("modified", "deleted", "inserted", "reordered", "truncated_tail", "forged_checkpoint")
@@ -123,6 +126,7 @@ class Verifier:
             self._latest = max(self._latest, checkpoint.position)
             if checkpoint.position >= start:
                 self._checkpoints.setdefault(checkpoint.position, []).append(checkpoint.head_hash)
+        self._checkpoint_positions = sorted(self._checkpoints)
         self._cuts.sort(key=lambda cut: cut.first)
         self._cut_starts = [cut.first for cut in self._cuts]
 
@@ -182,6 +186,41 @@ class Verifier:
         self._settle(base, expected, last_seq, pending)
         return taken
 
+    def take_linked(self, span: LinkedSpan) -> bool:
+        """Take positions ``span.first..span.last``, found elsewhere to link one to the next from
+        ``span.base`` in ``seq`` order (:func:`~collector.integrity.parallel.linked_span`), when they continue
+        this chain: ``span.base`` is the hash the next row must link from, and commit order holds across
+        the join. The checkpoints there are held against ``span.at``. ``False`` (nothing recorded): the
+        caller verifies the span here."""
+        if span.first != self._next or self._base is None or span.base != self._base:
+            return False
+        if self._last_seq is not None and span.first_seq < self._last_seq:
+            return False
+        for position in self.checkpoint_positions(span.first, span.last):
+            self._at_checkpoint(position, span.at[position])
+        self._settle(span.last_hash, span.last + 1, span.last_seq, span.last - span.first + 1)
+        return True
+
+    def checkpoint_positions(self, first: int, last: int) -> tuple[int, ...]:
+        """The positions in ``first..last`` that a valid checkpoint signed, in order."""
+        at = self._checkpoint_positions
+        return tuple(at[bisect.bisect_left(at, first) : bisect.bisect_right(at, last)])
+
+    @property
+    def base(self) -> bytes | None:
+        """The hash the next row must link from (``None``: unknown, after a gap)."""
+        return self._base
+
+    @property
+    def last_seq(self) -> int | None:
+        """The ``seq`` of the last row taken."""
+        return self._last_seq
+
+    @property
+    def in_commit_order(self) -> bool:
+        """No row so far was stored out of commit (``seq``) order."""
+        return not self._seq_suspects
+
     def _settle(self, base: bytes, expected: int, last_seq: int | None, pending: int) -> None:
         """Store :meth:`accept_run`'s locals back, counting its ``pending`` rows in the report."""
         self._base, self._next, self._last_seq = base, expected, last_seq
@@ -196,16 +235,21 @@ class Verifier:
             if self._last_seq is not None and seq < self._last_seq and len(self._seq_suspects) < _MAX_PENDING:
                 self._seq_suspects.append(position - 1)  # the row before stored out of commit order
             self._last_seq = seq
-        for signed in self._checkpoints.get(position, ()):
-            report.checkpoints += 1
-            if stored == signed:
-                self._segment_start, self._segment_flagged = position, False
-            else:
-                self._checkpoint_mismatch(position)
+        if position in self._checkpoints:
+            self._at_checkpoint(position, stored)
         self._base = next_base
         report.events += 1
         report.last_position = position
         self._next = position + 1
+
+    def _at_checkpoint(self, position: int, stored: bytes) -> None:
+        """Hold the hash stored at ``position`` against the signed checkpoints there."""
+        for signed in self._checkpoints[position]:
+            self.report.checkpoints += 1
+            if stored == signed:
+                self._segment_start, self._segment_flagged = position, False
+            else:
+                self._checkpoint_mismatch(position)
 
     def unchained(self, count: int, first_id: str | None = None) -> None:
         """Report ``count`` rows of the tenant that carry no chain position."""

@@ -20,7 +20,7 @@ from core.schema import FIELDS
 if TYPE_CHECKING:
     from collector.integrity.checkpoints import Checkpoint
     from collector.integrity.signing import Signer
-    from collector.storage.chain import ChainHeadRecord
+    from collector.storage.chain import ChainHeadRecord, ContentsReader
 
 # The event's columns, all derived from the one declaration in core/schema.py.
 INSERT_COLUMNS = tuple(field.name for field in FIELDS if field.set_by != "database")
@@ -220,6 +220,9 @@ class Storage(Protocol):
     ) -> list[tuple[int, bytes, int, bytes | None]] | None:
         """The chained rows at positions ``first..last`` as (position, stored hash, seq, candidate canonical
         bytes made from the stored row, ``None`` if none), or ``None`` (a row the read cannot assemble)."""
+
+    def chain_contents_reader(self) -> ContentsReader | None:
+        """``chain_contents`` as a picklable callable a worker process runs (``None``: the backend has none)."""
 
     async def chain_last_position(self, tenant: str) -> int:
         """The highest chain position stored for ``tenant`` (0: none)."""

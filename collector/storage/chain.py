@@ -15,7 +15,7 @@ Tables (each backend's ``_schema`` creates them):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -68,7 +68,14 @@ def packed_contents_statement(content: str) -> str:
     )
 
 
-def unpack_contents(packed: Sequence[Any]) -> list[tuple[int, bytes, int, bytes]] | None:
+ContentRow = tuple[int, bytes, int, bytes | None]
+"""A row as :meth:`ChainAccess.chain_contents` gives it: (position, stored hash, seq, candidate bytes)."""
+ContentsReader = Callable[[str, int, int], list[ContentRow] | None]
+"""``chain_contents(tenant, first, last)`` run in another process: a picklable callable that opens the
+store itself (see :meth:`ChainAccess.chain_contents_reader`)."""
+
+
+def unpack_contents(packed: Sequence[Any]) -> list[ContentRow] | None:
     """The rows of a :func:`packed_contents_statement` result as :meth:`ChainAccess.chain_contents` gives
     them; ``None`` when they cannot be told apart (a hash that is not a 32-byte BLOB, a candidate holding a
     NUL byte): the caller then reads the range row by row, the exact way, which reports on it."""
@@ -248,9 +255,7 @@ class ChainAccess:
         decode = self.database.decode_event
         return [(row[0], bytes(row[1]), decode(row[2:])) for row in rows]
 
-    async def chain_contents(
-        self, tenant: str, first: int, last: int
-    ) -> list[tuple[int, bytes, int, bytes | None]] | None:
+    async def chain_contents(self, tenant: str, first: int, last: int) -> list[ContentRow] | None:
         """The chained rows at positions ``first`` to ``last`` in :meth:`chain_rows`' order, as (position,
         stored hash, seq, candidate bytes): a guess at the row's canonical bytes (see
         :meth:`~collector.integrity.verify.Verifier.accept`), assembled in SQL where the backend can
@@ -271,6 +276,11 @@ class ChainAccess:
         except StorageUnavailable:
             return None
         return unpack_contents(packed)
+
+    def chain_contents_reader(self) -> ContentsReader | None:
+        """:meth:`chain_contents` as a picklable callable a worker process runs, reading the store itself
+        (SQLite: the file, read-only); ``None`` where the backend has none (PostgreSQL)."""
+        return self.database.contents_reader()
 
     async def chain_last_position(self, tenant: str) -> int:
         """The highest position stored for ``tenant`` (0: none)."""

@@ -37,7 +37,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
-from collector.storage.chain import ChainAccess, ChainStatements, Tombstoner
+from collector.storage.chain import ChainAccess, ChainStatements, ContentsReader, Tombstoner
 from collector.storage.commits import CommitSignal
 from collector.storage.groupcommit import GroupCommit
 from collector.storage.keycache import KeyCache
@@ -72,12 +72,15 @@ class Database(Protocol[J]):
     chain: bool
     """Inserts link events into the hash chain (``integrity.enabled``)."""
     drain_timeout: float | None
+    """How long closing waits for queued writes (``None``: until they are done)."""
     chain_contents: str | None
     """The read behind :meth:`ChainAccess.chain_contents`, a :func:`~collector.storage.chain.packed_contents_statement`
     (``None``: this backend has none)."""
     readers: int
     """How many reads can run at once (reader threads, pool connections)."""
-    """How long closing waits for queued writes (``None``: until they are done)."""
+
+    def contents_reader(self) -> ContentsReader | None:
+        """``chain_contents`` for another process (``None``: this backend has none)."""
 
     async def open(self) -> None:
         """Connect, create or migrate the schema; raise :class:`StorageUnavailable` naming the cause."""

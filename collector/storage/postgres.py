@@ -307,6 +307,9 @@ class PostgresDatabase:
         )
         return StorageStats(int(rows[0][0]), int(rows[0][1]))
 
+    def contents_reader(self) -> None:
+        return None  # rows are rendered in the collector's process (chain_contents)
+
     def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
         return tuple(stored)
 

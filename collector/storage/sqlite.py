@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import operator
 import os
 import sqlite3
@@ -46,7 +47,13 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
-from collector.storage.chain import CHAIN_COLUMNS, ChainStatements, packed_contents_statement
+from collector.storage.chain import (
+    CHAIN_COLUMNS,
+    ChainStatements,
+    ContentRow,
+    packed_contents_statement,
+    unpack_contents,
+)
 from collector.storage.engine import (
     RETENTION_CHUNK,
     GapTracking,
@@ -238,6 +245,9 @@ class SqliteDatabase:
         fs = os.statvfs(self.path.parent)
         return StorageStats(events, size, fs.f_bavail * fs.f_frsize, fs.f_blocks * fs.f_frsize)
 
+    def contents_reader(self) -> FileContents:
+        return FileContents(str(self.path))
+
     def dropped_partitions(self, stored: Any) -> tuple[str, ...]:
         return tuple(p for p in (stored or "").split(",") if p)
 
@@ -329,6 +339,26 @@ class SqliteStorage(SqlStorage[Job]):
         super().__init__(SqliteDatabase(config, chain), queue_max_events)
 
 
+@dataclasses.dataclass(frozen=True)
+class FileContents:
+    """:meth:`~collector.storage.chain.ChainAccess.chain_contents` for a worker process: the same packed read
+    of the SQLite file at ``path``, on a query-only connection the process opens once. ``None`` where the
+    in-process read would give ``None`` too (a row SQL's assembly cannot take)."""
+
+    path: str
+
+    def __call__(self, tenant: str, first: int, last: int) -> list[ContentRow] | None:
+        conn = _PROCESS_READERS.get(self.path)
+        if conn is None:
+            conn = _PROCESS_READERS[self.path] = connect(Path(self.path), readonly=True)
+        try:
+            packed = conn.execute(SqliteDatabase.chain_contents, (tenant, first, last)).fetchone()
+        except sqlite3.Error:
+            return None
+        return unpack_contents(packed)
+
+
+_PROCESS_READERS: dict[str, sqlite3.Connection] = {}  # FileContents' connections, in a worker process
 _SCALARS = operator.itemgetter(*_SCALAR_COLUMNS)
 _SORTED = orjson.OPT_SORT_KEYS
 

@@ -15,8 +15,9 @@ import orjson
 import pytest
 import sqlite_utils
 
-from collector.integrity.chain import link
+from collector.integrity.chain import GENESIS, link
 from collector.integrity.checkpoints import payload
+from collector.integrity.parallel import linked_span
 from collector.integrity.signing import KeyRing, Signer, create_key_file
 from collector.integrity.verify import Verifier
 from collector.storage import postgres_schema, sqlite_schema
@@ -434,5 +435,65 @@ def test_problems_across_read_ranges_are_each_found_once(backend: dict[str, Any]
         bounded = await verify(storage, keys, start=4990, max_events=5000)
         assert kinds(bounded) == [("modified", 5000), ("modified", 5003), ("deleted", 7000)]
         assert not bounded.complete and bounded.last_position == 9989
+
+    run_signed(backend, tmp_path, body)
+
+
+def test_a_worker_process_vouches_for_an_untouched_span_and_not_for_a_tampered_one(tmp_path: Path) -> None:
+    """What a worker process answers (``linked_span``, run here over the SQLite file the way a worker opens
+    it), and the verifier taking it: positions, hashes at checkpoints and counts as a verify in process."""
+    backend = {"backend": "sqlite", "path": str(tmp_path / "audit.db")}
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        for first in range(1, 12_001, 1000):
+            await storage.insert_events([stored_event(n) for n in range(first, first + 1000)])
+            await checkpoint_now(storage)  # one at every 1,000th position
+        read = storage.chain_contents_reader()
+        assert read is not None
+        checkpoints = await storage.verify_checkpoints("acme", 1, 12_000)
+        verifier = Verifier("acme", keys, checkpoints)
+        for first, last in ((1, 6000), (6001, 12_000)):
+            span = linked_span(read, "acme", first, last, verifier.checkpoint_positions(first, last))
+            assert span is not None and (span.first, span.last) == (first, last)
+            assert span.base == (GENESIS if first == 1 else await storage.chain_hash_at("acme", first - 1))
+            assert span.last_hash == await storage.chain_hash_at("acme", last)
+            assert sorted(span.at) == list(range(first + 999, last + 1, 1000))
+            assert verifier.take_linked(span)
+        assert not verifier.take_linked(span)  # the same span again does not continue the chain
+        report = verifier.finish()
+        assert report.clean and report.events == 12_000 and report.checkpoints == 12
+        async with RawDb(backend) as db:
+            await db.execute("UPDATE events SET action = 'x' WHERE tenant_id = 'acme' AND chain_position = 7000")
+        assert linked_span(read, "acme", 6001, 12_000, ()) is None
+        assert linked_span(read, "acme", 1, 6000, ()) is not None
+
+    run_signed(backend, tmp_path, body)
+
+
+def test_verify_with_worker_processes_reports_what_verify_in_process_reports(
+    backend: dict[str, Any], tmp_path: Path
+) -> None:
+    """Spans of 2,000 positions over three worker processes (real ones, spawned; PostgreSQL has no reader
+    for them and verifies in process): problems in some spans, clean spans around them."""
+
+    async def body(storage: Storage, signer: Signer, keys: KeyRing) -> None:
+        for first in range(1, 12_002, 1000):
+            await storage.insert_events([stored_event(n) for n in range(first, min(first + 1000, 12_002))])
+        await checkpoint_now(storage)
+        assert (storage.chain_contents_reader() is None) == (backend["backend"] == "postgres")
+        clean = await verify(storage, keys, workers=3, span=2000)
+        assert clean.clean and clean.events == 12_001 and clean.checkpoints == 1
+        async with RawDb(backend) as db:
+            for position in (2000, 5003):
+                await db.execute(
+                    "UPDATE events SET action = 'x' WHERE tenant_id = 'acme' AND chain_position = ?", position
+                )
+            await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 7000")
+            await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position >= 11990")
+        expected = [("modified", 2000), ("modified", 5003), ("deleted", 7000), ("truncated_tail", 11_990)]
+        in_process = await verify(storage, keys)
+        assert kinds(in_process) == expected
+        report = await verify(storage, keys, workers=3, span=2000)
+        assert report.as_dict() == in_process.as_dict()
 
     run_signed(backend, tmp_path, body)

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
+from bench.integrity import build_chain
+from collector.integrity.service import SPAN
 from collector.integrity.signing import load_signing_key
 from tests.collector.test_api import event, ingest
 from tests.e2e.processes import CollectorProcess
@@ -191,6 +193,28 @@ def test_cli_signing_key_and_verify(tmp_path: Path) -> None:
     assert re.search(r"modified\s+at 3\s", tampered.stdout)
     assert "tenant 'acme': 1 problem(s) found" in tampered.stderr
     assert run_cli(*verify[:-1], "nobody").returncode == 1
+
+
+def test_cli_verify_checks_a_long_sqlite_chain_in_worker_processes(tmp_path: Path) -> None:
+    """A chain longer than one span (``SPAN``): the CLI's worker processes, spawned from the console
+    script, vouch for the untouched spans and the collector's process classifies the tampered one."""
+    count = SPAN + 10_000
+    build_chain(tmp_path / "audit.db", count, tmp_path / "signing.key")
+    config = tmp_path / "collector.yaml"
+    config.write_text(
+        f"storage:\n  path: {tmp_path / 'audit.db'}\nintegrity:\n  signing_key: {tmp_path / 'signing.key'}\n"
+    )
+    verify = ("sidetrail-collector", "verify", "--config", str(config), "--tenant", "bench", "--workers", "2", "--json")
+    clean = run_cli(*verify)
+    assert clean.returncode == 0, clean.stderr
+    assert "worker processes failed" not in clean.stderr  # their spans were not all verified in process
+    report = orjson.loads(clean.stdout)
+    assert report["clean"] and report["events"] == count and report["checkpoints"] == count // 10_000
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        db.execute("UPDATE events SET resource_id = 'x' WHERE tenant_id = 'bench' AND chain_position = ?", (SPAN + 7,))
+    tampered = orjson.loads(run_cli(*verify).stdout)
+    assert [(f["kind"], f["position"]) for f in tampered["findings"]] == [("modified", SPAN + 7)]
+    assert tampered["events"] == count + 1  # and the first run's own record
 
 
 def test_config_reports_bad_public_keys_with_their_path(tmp_path: Path) -> None:
