@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import operator
 import os
 import sqlite3
@@ -37,7 +36,6 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from collector.config import SqliteStorageConfig
-from collector.integrity.canonical import HASHED_FIELDS
 from collector.integrity.chain import Head, Linker
 from collector.storage.base import (
     EVENT_COLUMNS,
@@ -50,9 +48,7 @@ from collector.storage.base import (
 from collector.storage.chain import (
     CHAIN_COLUMNS,
     ChainStatements,
-    ContentRow,
     packed_contents_statement,
-    unpack_contents,
 )
 from collector.storage.engine import (
     RETENTION_CHUNK,
@@ -64,7 +60,7 @@ from collector.storage.engine import (
     first_of_each,
 )
 from collector.storage.keycache import DataVersionProbe
-from collector.storage.sql import ip_in_network
+from collector.storage.sqlite_file import CONTENT, FileContents, connect
 from collector.storage.sqlite_schema import flush_text_index, migrate
 
 R = TypeVar("R")
@@ -84,16 +80,6 @@ _INSERT_CHAINED = INSERT_SQL.replace(
 )
 """The insert with integrity on: a :func:`to_row` row followed by (chain_position, chain_hash)."""
 _CHAIN = ChainStatements()
-# A row's canonical bytes built by SQLite itself, for verify (see Verifier.accept): the hashed fields in
-# RFC 8785 order (sorted; all ASCII names), with source and metadata as their stored JSON text, which the
-# insert writes in sorted-key form (to_row). SQLite's json() keeps that text as it is (key order, escapes,
-# number spelling, duplicate keys) and rejects malformed JSON (the page is then read the exact way). Bytes
-# that hash to the stored hash are the hashed bytes, so an untouched row is never decoded in Python. The
-# assembly costs ~2.5 us a row in the reader thread (outside the GIL; concatenating with || cost 5): verify
-# of a 200k-event chain went from ~50k to ~150k events per CPU-second (with the row-value keyset, chain.py).
-_CONTENT = "CAST(json_object({}) AS BLOB)".format(
-    ", ".join(f"'{n}', json({n})" if n in JSON_COLUMNS else f"'{n}', {n}" for n in sorted(HASHED_FIELDS))
-)
 _SELECT_STREAM = (
     "SELECT last_seq, last_end FROM source_streams WHERE tenant_id = ? AND agent_id = ? AND source = ? AND stream = ?"
 )
@@ -111,28 +97,12 @@ _RECORD_RUN = (
 )
 
 
-def connect(path: Path, *, readonly: bool, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
-    """A connection as the backend opens its own: a writer (WAL, ``synchronous``, file mode 0600) or a
-    query-only reader (with ``sidetrail_ip_in`` for CIDR filters). Transactions are explicit."""
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so group commit is one real transaction.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if readonly:
-        conn.execute("PRAGMA query_only = 1")
-        conn.create_function("sidetrail_ip_in", 2, ip_in_network, deterministic=True)
-    else:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        os.chmod(path, 0o600)  # audit data and key hashes: owner only
-    return conn
-
-
 class SqliteDatabase:
     """The SQLite side of :class:`~collector.storage.engine.Database`."""
 
     dialect: Literal["sqlite"] = "sqlite"
     drain_timeout = None  # a local file: closing waits for every queued write
-    chain_contents = packed_contents_statement(_CONTENT)
+    chain_contents = packed_contents_statement(CONTENT)
 
     def __init__(self, config: SqliteStorageConfig, chain: bool = True) -> None:
         self.config = config
@@ -339,26 +309,6 @@ class SqliteStorage(SqlStorage[Job]):
         super().__init__(SqliteDatabase(config, chain), queue_max_events)
 
 
-@dataclasses.dataclass(frozen=True)
-class FileContents:
-    """:meth:`~collector.storage.chain.ChainAccess.chain_contents` for a worker process: the same packed read
-    of the SQLite file at ``path``, on a query-only connection the process opens once. ``None`` where the
-    in-process read would give ``None`` too (a row SQL's assembly cannot take)."""
-
-    path: str
-
-    def __call__(self, tenant: str, first: int, last: int) -> list[ContentRow] | None:
-        conn = _PROCESS_READERS.get(self.path)
-        if conn is None:
-            conn = _PROCESS_READERS[self.path] = connect(Path(self.path), readonly=True)
-        try:
-            packed = conn.execute(SqliteDatabase.chain_contents, (tenant, first, last)).fetchone()
-        except sqlite3.Error:
-            return None
-        return unpack_contents(packed)
-
-
-_PROCESS_READERS: dict[str, sqlite3.Connection] = {}  # FileContents' connections, in a worker process
 _SCALARS = operator.itemgetter(*_SCALAR_COLUMNS)
 _SORTED = orjson.OPT_SORT_KEYS
 
