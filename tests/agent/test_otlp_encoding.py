@@ -139,3 +139,13 @@ def test_a_shape_keeps_encoding_right_across_its_record_being_replaced() -> None
         record, found = attributes(encoder.encode(event(n)))
         assert found["sidetrail.event_id"] == f"0190a000-0000-7000-8000-{n:012d}" and found["body_bytes"] == n
         assert record.time_unix_nano == parse_rfc3339_ms(event(n)["created_at"]) * 1_000_000
+
+
+def test_a_reused_record_takes_each_events_time_and_action() -> None:
+    """A shape's record sets its time and action only when they differ from the event before's."""
+    encoder = RecordEncoder()
+    for n in (0, 0, 1, 1, 0, 2, 2, 2):
+        action, created_at = f"user.action{n % 2}", f"2026-11-22T05:00:0{n}.000Z"
+        record, _ = attributes(encoder.encode(event(n, action=action, created_at=created_at)))
+        assert (record.event_name, record.body.string_value) == (action, action)
+        assert record.time_unix_nano == parse_rfc3339_ms(created_at) * 1_000_000
