@@ -52,9 +52,11 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
             415, "unsupported_media_type", f"Content-Type {kind!r} is not supported; send {PROTOBUF} or {JSON}"
         )
     body = await read_body(request)
-    message = decode_protobuf(body) if kind == PROTOBUF else decode_json(body)
     app = request.app
-    mapped = map_request(message, app[CONFIG].otlp)
+    if kind == PROTOBUF:
+        mapped = map_request(decode_protobuf(body), app[CONFIG].otlp, body)
+    else:
+        mapped = map_request(decode_json(body), app[CONFIG].otlp)
     app[METRICS].otlp_records_dropped.inc(mapped.dropped)
     _, rejected = await store(app, principal.tenant_id, mapped.events)
     response = ExportLogsServiceResponse()
