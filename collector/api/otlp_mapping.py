@@ -1,5 +1,5 @@
 """OpenTelemetry log records -> events in the ``/v1/ingest`` shape, which then take the one ingest path
-(``collector.api.ingest.store``: the same validation, storage, duplicates and metrics).
+(``collector.api.ingest.store_events``: the same validation, storage, duplicates and metrics).
 
 Per record (the table is ``core/otel.py``):
 
