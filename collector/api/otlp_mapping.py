@@ -1,5 +1,5 @@
 """OpenTelemetry log records -> events in the ``/v1/ingest`` shape, which then take the one ingest path
-(``collector.api.ingest.store``: the same validation, storage, duplicates and metrics).
+(``collector.api.ingest.store_events``: the same validation, storage, duplicates and metrics).
 
 Per record (the table is ``core/otel.py``):
 
@@ -31,6 +31,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from collector.api.otlp_encoded import EncodedAttributesRequest
 from collector.config import OtlpConfig
 from core import otel
 from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, EventError, format_ms, make_event_id, normalize_ip
@@ -71,19 +72,25 @@ class Mapped:
         self.dropped = 0
 
 
-def map_request(request: ExportLogsServiceRequest, config: OtlpConfig) -> Mapped:
-    """Every log record of ``request`` mapped (see the module docstring)."""
+def map_request(request: ExportLogsServiceRequest, config: OtlpConfig, body: bytes | None = None) -> Mapped:
+    """Every log record of ``request`` mapped (see the module docstring). ``body``: the protobuf bytes
+    ``request`` was decoded from, when it was (read again with the attributes left encoded)."""
+    encoded = EncodedAttributesRequest.FromString(request.SerializeToString() if body is None else body)
     mapper = _RecordMapper(config)
     mapped = Mapped()
-    for r, resource_logs in enumerate(request.resource_logs):
-        resource = attributes_of(resource_logs.resource.attributes)
+    # The two readings of one body hold the same messages in the same places: zip(strict=True) checks it.
+    resources = zip(request.resource_logs, encoded.resource_logs, strict=True)
+    for r, (resource_logs, resource_encoded) in enumerate(resources):
+        resource = attributes_of(resource_encoded.resource.attributes[:])
         resource_fields = {f"resource.{key}": value for key, value in resource.items()}
-        for s, scope_logs in enumerate(resource_logs.scope_logs):
+        scopes = zip(resource_logs.scope_logs, resource_encoded.scope_logs, strict=True)
+        for s, (scope_logs, scope_encoded) in enumerate(scopes):
             scope = scope_logs.scope
             context = _Context(resource_logs.resource, resource, resource_fields, scope)
-            for n, record in enumerate(scope_logs.log_records):
+            records = zip(scope_logs.log_records, scope_encoded.log_records, strict=True)
+            for n, (record, encoded_record) in enumerate(records):
                 try:
-                    event = mapper.map(record, context)
+                    event = mapper.map(record, encoded_record.attributes[:], context)
                 except EventError as exc:
                     event = exc
                 if event is None:
@@ -119,35 +126,32 @@ class _Context:
         self.source = {k: v for k, v in source.items() if v is not None}
 
 
-_SCALAR_TYPES = (str, int, float, bool)
 _MAX_DECODED = 20_000
 # Attributes repeat from record to record (a method, a status, a user agent, a rule's name): a scalar one is
-# decoded once and then found by its encoded bytes. The serializing and the lookups run as C-level map()s,
-# so an attribute seen before costs no Python bytecode. Measured on the agent's records (14.5 attributes,
-# 4.5 of them new in each record; 2-core machine, shared): 8.3 us a record instead of 11.7 for a Python
-# loop over the same cache. Protobuf's Python objects set the floor: iterating over a record's attributes
-# alone takes 2 us, serializing each 3.8.
+# decoded once and then found by its encoded bytes (as sent: collector.api.otlp_encoded reads them so). The
+# lookups run as a C-level map(), so an attribute seen before costs no Python bytecode. Measured on the
+# agent's records (14.5 attributes, 4.5 of them new in each record; 2-core machine, shared): 8.3 us a record
+# instead of 11.7 for a Python loop over the same cache, when the keys were the attributes serialized again.
 _decoded: dict[bytes, tuple[str, Any]] = {}
-_serialize = KeyValue.SerializeToString
+_parse_pair = KeyValue.FromString
 _UNIQUE = frozenset({otel.EVENT_ID, otel.SOURCE})
 """Attributes that differ in every record (an agent's id and source stamp): never cached."""
 
 
-def attributes_of(pairs: Any) -> dict[str, Any]:
-    """Repeated ``KeyValue``s as a dict (the last of a repeated key wins)."""
-    encoded = list(map(_serialize, pairs))
+def attributes_of(encoded: list[bytes]) -> dict[str, Any]:
+    """Encoded ``KeyValue``s (valid ones: their request decoded) as a dict (the last of a repeated key wins)."""
     found = list(map(_decoded.get, encoded))
     if None in found:
-        _decode_new(pairs, encoded, found)
+        _decode_new(encoded, found)
     return dict(found)
 
 
-def _decode_new(pairs: Any, encoded: list[bytes], found: list[Any]) -> None:
+def _decode_new(encoded: list[bytes], found: list[Any]) -> None:
     """Fill the slots of ``found`` that the cache did not hold, caching the scalar values."""
     if len(_decoded) >= _MAX_DECODED:
         _decoded.clear()  # bounded memory; clearing only costs decoding again
     for index in compress(range(len(found)), map(not_, found)):
-        pair = pairs[index]
+        pair = _parse_pair(encoded[index])
         key, value = pair.key, pair.value
         kind = value.WhichOneof("value")
         if kind in _SCALARS:
@@ -168,9 +172,10 @@ class _RecordMapper:
         # any limit from there up: no encoding needed to know.
         self._unchecked = (int, float, bool) if config.max_attribute_bytes >= 24 else ()
 
-    def map(self, record: LogRecord, context: _Context) -> dict[str, Any] | None:
-        """The raw event for ``record``, ``None`` when the rules drop it; :class:`EventError` when refused."""
-        attributes = attributes_of(record.attributes)
+    def map(self, record: LogRecord, encoded: list[bytes], context: _Context) -> dict[str, Any] | None:
+        """The raw event for ``record`` (``encoded``: its attributes as sent), ``None`` when the rules drop it;
+        :class:`EventError` when refused."""
+        attributes = attributes_of(encoded)
         keys = tuple(attributes)
         plan = self._plans.get(keys)
         if plan is None:

@@ -1,0 +1,58 @@
+"""The receiver's second reading of a request (``collector/api/otlp_encoded.py``: attributes left encoded, found
+again in a cache) gives the attributes the real messages hold, whatever they are and in whatever order the
+cache saw them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+
+from collector.api.otlp_encoded import EncodedAttributesRequest
+from collector.api.otlp_mapping import any_value, attributes_of
+
+KEYS = st.sampled_from(["http.request.method", "url.path", "sidetrail.event_id", "sidetrail.source", "k", ""])
+
+
+def any_values() -> st.SearchStrategy[AnyValue]:
+    scalars = st.one_of(
+        st.text(max_size=6).map(lambda v: AnyValue(string_value=v)),
+        st.booleans().map(lambda v: AnyValue(bool_value=v)),
+        st.integers(-(2**63), 2**63 - 1).map(lambda v: AnyValue(int_value=v)),
+        st.floats(allow_nan=False).map(lambda v: AnyValue(double_value=v)),
+        st.binary(max_size=4).map(lambda v: AnyValue(bytes_value=v)),
+        st.just(AnyValue()),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value=ArrayValue(values=vs))),
+            st.lists(st.tuples(KEYS, inner), max_size=3).map(
+                lambda pairs: AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=v) for k, v in pairs]))
+            ),
+        ),
+        max_leaves=6,
+    )
+
+
+def reference(pairs: Any) -> dict[str, Any]:
+    """The attributes straight from the real messages (the last of a repeated key wins)."""
+    return {pair.key: any_value(pair.value) for pair in pairs}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.tuples(KEYS, any_values()), max_size=6), min_size=1, max_size=4))
+def test_the_encoded_reading_gives_the_real_messages_attributes(records: list[list[tuple[str, AnyValue]]]) -> None:
+    request = ExportLogsServiceRequest()
+    scope_logs = request.resource_logs.add().scope_logs.add()
+    for pairs in records:
+        scope_logs.log_records.add().attributes.extend(KeyValue(key=k, value=v) for k, v in pairs)
+    encoded = EncodedAttributesRequest.FromString(request.SerializeToString())
+    (encoded_scope,) = encoded.resource_logs[0].scope_logs
+    for _ in range(2):  # the second time through, the scalars come from the cache
+        for record, encoded_record in zip(scope_logs.log_records, encoded_scope.log_records, strict=True):
+            got = attributes_of(encoded_record.attributes[:])
+            assert repr(got) == repr(reference(record.attributes))  # repr: True is not 1, -0.0 not 0.0
