@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from collector.integrity.canonical import HASHED_FIELDS, MAX_SAFE_INTEGER, canonical, canonical_each
 from collector.self_audit import self_event
 from core.event import MAX_OBJECT_DEPTH
+from core.source import mark_gap
+from core.wire import FlatEvents
 
 
 def _doubles(value: Any) -> Any:
@@ -98,6 +100,33 @@ def test_a_batch_of_agent_events_takes_the_shared_checks() -> None:
     events = [stored_event({"protocol": "HTTP/1.1", "n": n, "ok": True, "x": None}, agent_source) for n in range(5)]
     events.append(stored_event({"caf\u00e9": "cr\u00e8me", "big": 2**60}, agent_source))  # slow path
     events.append(stored_event({"f": 1.0, "e": 1e16}, agent_source))
+    assert list(canonical_each(events)) == [expected(event) for event in events]
+
+
+flat_values = scalars | st.lists(scalars, max_size=4)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.dictionaries(st.text(), flat_values, max_size=4),
+            st.dictionaries(st.text(), flat_values, max_size=4),
+            st.none() | st.tuples(st.integers(0, 2**63), st.integers(0, 2**63)),
+        ),
+        max_size=6,
+    )
+)
+def test_a_flat_events_batch_canonicalises_as_rfc8785(
+    batch: list[tuple[dict[str, Any], dict[str, Any], tuple[int, int] | None]],
+) -> None:
+    # FlatEvents skips the type checks: what its promise allows (non-ASCII keys, integers past 2^53, the
+    # collector's gap marks) must still give RFC 8785.
+    events = FlatEvents()
+    for metadata, source, gap in batch:
+        events.append(stored_event(metadata, source))
+        if gap is not None:
+            mark_gap(events[-1]["source"], *gap)
     assert list(canonical_each(events)) == [expected(event) for event in events]
 
 

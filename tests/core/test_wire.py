@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from core.event import MAX_OBJECT_DEPTH, SHOWN_MAX_MS, EventError, format_ms, now_ms, validate_event
 from core.schema import FIELD, FIELDS, Field
-from core.wire import converted_events, decode_events, stored_events
+from core.wire import FlatEvents, converted_events, decode_events, stored_events
 
 TENANT = "t1"
 LATEST_MS = now_ms() + 60_000
@@ -277,6 +277,19 @@ def test_what_the_msgspec_path_stores_is_what_validate_event_stores(body: bytes)
         assert isinstance(slow, list)
         assert all(isinstance(answer, dict) for answer in slow), slow
         assert exact(fast) == exact(slow)
+        if isinstance(fast, FlatEvents):  # what the chain step relies on (core.wire.FlatEvents)
+            assert all(flat(stored[name]) for stored in fast for name in ("source", "metadata"))
+
+
+SCALARS = (str, int, bool, type(None))
+
+
+def flat(value: dict[str, Any]) -> bool:
+    """Every value a string, integer, boolean, null, or a list of those (written apart from core.wire)."""
+    return all(
+        isinstance(item, SCALARS) or (isinstance(item, list) and all(isinstance(x, SCALARS) for x in item))
+        for item in value.values()
+    )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -342,3 +355,16 @@ def test_an_event_error_slot_goes_to_the_per_event_path() -> None:
     assert converted_events([good]) is not None
     assert converted_events([good, EventError("missing_field", "time_unix_nano: not set")]) is None
     assert converted_events([{**good, "action": "a\x00"}]) is None
+
+
+def test_a_batch_of_flat_objects_is_stored_as_flat_events() -> None:
+    good = {"id": "019593a9-2638-7635-aa59-d778ffd4f059", "created_at": "2025-03-14T07:58:11.000Z", "action": "a"}
+    agent = {**good, "source": {"seq": 2, "range": [0, 97], "x": None}, "metadata": {"caf\u00e9": True, "n": 2**63}}
+    stored = fast_path(orjson.dumps({"events": [good, agent]}))
+    assert isinstance(stored, FlatEvents)
+    assert exact(stored) == exact(per_event(orjson.dumps([good, agent])))
+    for odd in ({"f": 1.0}, {"e": Raw("1e2")}, {"o": {}}, {"l": [[1]]}, {"l": [{"a": 1}]}):
+        body = write({"events": [agent, {**good, "metadata": odd}]}).encode()
+        stored = fast_path(body)
+        assert stored is not None and not isinstance(stored, FlatEvents), odd
+        assert exact(stored) == exact(per_event(body))
