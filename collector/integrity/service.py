@@ -175,6 +175,9 @@ async def _in_processes(check: _Checker, read: ContentsReader, workers: int, fir
                 log.warning("integrity: verify's worker processes failed (%s); going on in this process", exc)
                 await check.range(first, last)
                 return
+            except Exception as exc:  # a worker's failure on one span only costs speed: verified here
+                log.warning("integrity: a verify worker failed on positions %d..%d (%r)", first, end, exc)
+                span = None
             if index + 2 * workers < len(spans):
                 ahead.append(submit(*spans[index + 2 * workers]))
             if span is not None and verifier.take_linked(span):

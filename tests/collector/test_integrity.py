@@ -151,6 +151,26 @@ def test_stored_hashes_resized_with_their_bytes_kept_in_sequence_are_modified(
     assert tampered(backend, tmp_path, edit) == [("modified", 1)]
 
 
+@pytest.mark.parametrize("value", ["'abc'", "NULL"])
+def test_a_stored_hash_turned_into_text_or_null_is_one_modified_row(
+    backend: dict[str, Any], tmp_path: Path, value: str
+) -> None:
+    """Not a crash: whatever an attacker leaves in the hash column fails its check (text as SQLite's TEXT or
+    as PostgreSQL's bytea of those bytes)."""
+
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute(f"UPDATE events SET chain_hash = {value} WHERE tenant_id = 'acme' AND chain_position = 7")
+
+    assert tampered(backend, tmp_path, edit) == [("modified", 7)]
+
+
+def test_a_checkpoint_signature_turned_into_text_is_forged(backend: dict[str, Any], tmp_path: Path) -> None:
+    async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
+        await db.execute("UPDATE checkpoints SET signature = 'abc' WHERE tenant_id = 'acme'")
+
+    assert tampered(backend, tmp_path, edit) == [("forged_checkpoint", 20)]
+
+
 def test_a_row_deleted_in_the_middle_is_deleted(backend: dict[str, Any], tmp_path: Path) -> None:
     async def edit(db: RawDb, storage: Storage, signer: Signer) -> None:
         await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 10")
@@ -490,7 +510,11 @@ def test_verify_with_worker_processes_reports_what_verify_in_process_reports(
                 )
             await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position = 7000")
             await db.execute("DELETE FROM events WHERE tenant_id = 'acme' AND chain_position >= 11990")
-        expected = [("modified", 2000), ("modified", 5003), ("deleted", 7000), ("truncated_tail", 11_990)]
+            # Text where the hash before a span was: the worker of the next span refuses it (verified here).
+            await db.execute("UPDATE events SET chain_hash = 'abc' WHERE tenant_id = 'acme' AND chain_position = 4000")
+        expected = [
+            ("modified", 2000), ("modified", 4000), ("modified", 5003), ("deleted", 7000), ("truncated_tail", 11_990)
+        ]  # fmt: skip
         in_process = await verify(storage, keys)
         assert kinds(in_process) == expected
         report = await verify(storage, keys, workers=3, span=2000)
