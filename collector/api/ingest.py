@@ -82,11 +82,7 @@ async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple
     if events is None:
         return None
     _check_count(app, len(events))
-    received_at, latest_ms = _clock(app)
-    valid = stored_events(events, tenant_id, latest_ms)
-    if valid is None:
-        return None
-    return await _commit(app, valid, received_at), []
+    return await _store_typed(app, tenant_id, events)
 
 
 async def store_events(
@@ -100,12 +96,20 @@ async def store_events(
     dicts (a copy of each) and :func:`stored_events`' Python loop cost most of what validate_event did."""
     _check_count(app, len(raw_events))
     events = converted_events(raw_events)
-    if events is not None:
-        received_at, latest_ms = _clock(app)
-        valid = stored_events(events, tenant_id, latest_ms)
-        if valid is not None:
-            return await _commit(app, valid, received_at), []
-    return await store(app, tenant_id, raw_events)
+    stored = await _store_typed(app, tenant_id, events) if events is not None else None
+    return stored if stored is not None else await store(app, tenant_id, raw_events)
+
+
+async def _store_typed(
+    app: web.Application, tenant_id: str, events: list[Any]
+) -> tuple[InsertResult, list[Rejection]] | None:
+    """Store events msgspec typed (:func:`core.wire.decode_events`, :func:`core.wire.converted_events`) when
+    every one is plainly valid; ``None`` (nothing stored) when any needs the per-event path."""
+    received_at, latest_ms = _clock(app)
+    valid = stored_events(events, tenant_id, latest_ms)
+    if valid is None:
+        return None
+    return await _commit(app, valid, received_at), []
 
 
 async def store(

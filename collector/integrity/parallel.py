@@ -21,7 +21,8 @@ from collector.integrity.signing import KeyRing
 from collector.integrity.verify import Verifier
 from collector.storage.chain import ContentsReader
 
-PAGE = 5000  # positions per read inside a span
+PAGE = 5000
+"""Positions per read while verifying, in a worker and in the collector's process alike."""
 
 
 @dataclass(frozen=True)

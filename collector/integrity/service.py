@@ -16,6 +16,7 @@ from typing import Any
 
 from collector.config import CollectorConfig, IntegrityConfig
 from collector.integrity.canonical import rendering
+from collector.integrity.parallel import PAGE as _PAGE
 from collector.integrity.parallel import LinkedSpan, linked_span
 from collector.integrity.signing import KeyRing, Signer, SigningKeyError, create_key_file, decode_public, encode_public
 from collector.integrity.signing import load_signing_key as _load
@@ -26,7 +27,6 @@ from collector.storage.chain import ContentRow, ContentsReader
 from core.event import now_ms
 
 log = logging.getLogger("sidetrail.collector.integrity")
-_PAGE = 5000  # rows per read while verifying
 _AFTER_EVERYTHING = 2**62
 SPAN = 50_000
 """Positions a worker process checks at a time (:func:`verify_stored` with ``workers``)."""

@@ -45,11 +45,7 @@ from collector.storage.base import (
     StorageStats,
     StorageUnavailable,
 )
-from collector.storage.chain import (
-    CHAIN_COLUMNS,
-    ChainStatements,
-    packed_contents_statement,
-)
+from collector.storage.chain import CHAIN_COLUMNS, ChainStatements, packed_contents_statement
 from collector.storage.engine import (
     RETENTION_CHUNK,
     GapTracking,
