@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from typing import Any
@@ -161,13 +162,21 @@ async def _in_processes(check: _Checker, read: ContentsReader, workers: int, fir
     verifier = check.verifier
     # spawn, not fork: this process runs threads (the storage's readers), which a fork would copy mid-step.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    ahead: list[asyncio.Future[LinkedSpan | None]] = []
     try:
 
         def submit(first: int, end: int) -> asyncio.Future[LinkedSpan | None]:
             at = verifier.checkpoint_positions(first, end)
-            return loop.run_in_executor(pool, linked_span, read, check.tenant, first, end, at)
+            # A worker is spawned by a submit, inheriting this thread's signal mask: with SIGINT blocked it
+            # does not die of the Ctrl-C its terminal sends the whole process group (a traceback from each
+            # worker, mid-import or mid-span); this process takes the interrupt and the pool stops them.
+            unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                return loop.run_in_executor(pool, linked_span, read, check.tenant, first, end, at)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
 
-        ahead = [submit(*span) for span in spans[: 2 * workers]]  # two a worker: none waits between spans
+        ahead.extend(submit(*span) for span in spans[: 2 * workers])  # two a worker: none waits between spans
         for index, (first, end) in enumerate(spans):
             try:
                 span = await ahead[index]
@@ -184,8 +193,24 @@ async def _in_processes(check: _Checker, read: ContentsReader, workers: int, fir
                 check.advanced()
             else:
                 await check.range(first, end)
+    except BaseException:  # interrupted (Ctrl-C, a cancelled request): the spans in flight are not wanted
+        _stop_workers(pool)
+        raise
     finally:
+        for pending in ahead:  # answers left unread (a broken pool, an interruption) are not logged as lost
+            if not pending.done():
+                pending.cancel()
+            elif not pending.cancelled():
+                pending.exception()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate ``pool``'s worker processes now rather than after their current span (seconds each).
+    ``ProcessPoolExecutor`` has no public way to before Python 3.14's ``terminate_workers``."""
+    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        process.terminate()
 
 
 class _Checker:

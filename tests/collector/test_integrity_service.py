@@ -3,9 +3,13 @@ required, owner-only), the routes (checkpoints, keys, verify) and the CLI (signi
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from collector.integrity.service import SPAN
 from collector.integrity.signing import load_signing_key
 from tests.collector.test_api import event, ingest
 from tests.e2e.processes import CollectorProcess
-from tests.helpers import ThreadedCollector, request, run_cli, signing_key, wait_until
+from tests.helpers import BIN, ThreadedCollector, request, run_cli, signing_key, wait_until
 
 
 def test_routes_serve_checkpoints_keys_and_a_verify_report(collector: ThreadedCollector, keys: dict[str, str]) -> None:
@@ -210,11 +214,49 @@ def test_cli_verify_checks_a_long_sqlite_chain_in_worker_processes(tmp_path: Pat
     assert "worker processes failed" not in clean.stderr  # their spans were not all verified in process
     report = orjson.loads(clean.stdout)
     assert report["clean"] and report["events"] == count and report["checkpoints"] == count // 10_000
+    _interrupt_when_workers_run(verify)
     with sqlite3.connect(tmp_path / "audit.db") as db:
         db.execute("UPDATE events SET resource_id = 'x' WHERE tenant_id = 'bench' AND chain_position = ?", (SPAN + 7,))
     tampered = orjson.loads(run_cli(*verify).stdout)
     assert [(f["kind"], f["position"]) for f in tampered["findings"]] == [("modified", SPAN + 7)]
-    assert tampered["events"] == count + 1  # and the first run's own record
+    assert tampered["events"] == count + 1  # the first run's own record; the interrupted run recorded nothing
+
+
+def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) once ``verify`` has spawned its worker
+    processes: it exits 130 at once, with no traceback from any process, and leaves no worker behind."""
+    command = [str(BIN / verify[0]), *verify[1:]]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as cli:
+        try:
+            workers = wait_until(lambda: len(found := _workers(cli.pid)) == 2 and found, message="2 worker processes")
+            os.killpg(cli.pid, signal.SIGINT)
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                os.killpg(cli.pid, signal.SIGKILL)
+    assert cli.returncode == 130, (out, err)
+    assert not err, err.decode()
+    wait_until(lambda: not any(map(_running, workers)), message="the workers gone")
+
+
+def _workers(pid: int) -> list[int]:
+    """The running multiprocessing workers ``pid`` spawned (from /proc: no psutil here)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            child = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            # spawn_main: a worker, not the resource tracker
+            if child and _running(int(proc.name)) and b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_config_reports_bad_public_keys_with_their_path(tmp_path: Path) -> None:
