@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -72,25 +72,23 @@ class Mapped:
         self.dropped = 0
 
 
-def map_request(request: ExportLogsServiceRequest, config: OtlpConfig, body: bytes | None = None) -> Mapped:
-    """Every log record of ``request`` mapped (see the module docstring). ``body``: the protobuf bytes
-    ``request`` was decoded from, when it was (read again with the attributes left encoded)."""
-    encoded = EncodedAttributesRequest.FromString(request.SerializeToString() if body is None else body)
+def map_request(request: Any, config: OtlpConfig) -> Mapped:
+    """Every log record of ``request`` mapped (see the module docstring). ``request``: an
+    :data:`~collector.api.otlp_encoded.EncodedAttributesRequest` (:func:`read_request` of a body).
+
+    Raises :class:`~google.protobuf.message.DecodeError` for an attribute that is not a valid ``KeyValue``:
+    every attribute is decoded here (or was, as the same bytes, into the cache), which is what makes this one
+    reading of a body check all of it, as the real schema's reading did."""
     mapper = _RecordMapper(config)
     mapped = Mapped()
-    # The two readings of one body hold the same messages in the same places: zip(strict=True) checks it.
-    resources = zip(request.resource_logs, encoded.resource_logs, strict=True)
-    for r, (resource_logs, resource_encoded) in enumerate(resources):
-        resource = attributes_of(resource_encoded.resource.attributes[:])
+    for r, resource_logs in enumerate(request.resource_logs):
+        resource = attributes_of(resource_logs.resource.attributes[:])
         resource_fields = {f"resource.{key}": value for key, value in resource.items()}
-        scopes = zip(resource_logs.scope_logs, resource_encoded.scope_logs, strict=True)
-        for s, (scope_logs, scope_encoded) in enumerate(scopes):
-            scope = scope_logs.scope
-            context = _Context(resource_logs.resource, resource, resource_fields, scope)
-            records = zip(scope_logs.log_records, scope_encoded.log_records, strict=True)
-            for n, (record, encoded_record) in enumerate(records):
+        for s, scope_logs in enumerate(resource_logs.scope_logs):
+            context = _Context(resource_logs.resource, resource, resource_fields, scope_logs.scope)
+            for n, record in enumerate(scope_logs.log_records):
                 try:
-                    event = mapper.map(record, encoded_record.attributes[:], context)
+                    event = mapper.map(record, context)
                 except EventError as exc:
                     event = exc
                 if event is None:
@@ -101,19 +99,25 @@ def map_request(request: ExportLogsServiceRequest, config: OtlpConfig, body: byt
     return mapped
 
 
+def read_request(body: bytes) -> Any:
+    """A protobuf body as :data:`~collector.api.otlp_encoded.EncodedAttributesRequest`
+    (:class:`~google.protobuf.message.DecodeError` if it is not one)."""
+    return EncodedAttributesRequest.FromString(body)
+
+
+def encoded_request(request: ExportLogsServiceRequest) -> Any:
+    """A request decoded some other way (OTLP/JSON) as :func:`read_request` reads it."""
+    return EncodedAttributesRequest.FromString(request.SerializeToString())
+
+
 class _Context:
-    """What the records of one scope share: the id's origin prefix, the rules' resource fields, the source."""
+    """What the records of one scope share: the rules' resource fields, the source, and (when a record needs
+    it for its id) the origin prefix of the id's hash."""
 
-    __slots__ = ("fields", "origin", "source")
+    __slots__ = ("_origin", "_resource", "_scope", "fields", "source")
 
-    def __init__(
-        self, resource: Resource, attributes: dict[str, Any], fields: dict[str, Any], scope: InstrumentationScope
-    ) -> None:
-        # Fixed-length digests, so no resource/scope pair can encode like another one.
-        self.origin = (
-            hashlib.blake2b(resource.SerializeToString(deterministic=True), digest_size=16).digest()
-            + hashlib.blake2b(scope.SerializeToString(deterministic=True), digest_size=16).digest()
-        )
+    def __init__(self, resource: Any, attributes: dict[str, Any], fields: dict[str, Any], scope: Any) -> None:
+        self._resource, self._scope, self._origin = resource, scope, b""
         self.fields = {**fields, "scope.name": scope.name} if scope.name else fields
         rest = {k: v for k, v in attributes.items() if k not in (otel.SERVICE_NAME, otel.HOST_NAME)}
         source = {
@@ -124,6 +128,19 @@ class _Context:
             "resource": rest or None,
         }
         self.source = {k: v for k, v in source.items() if v is not None}
+
+    @property
+    def origin(self) -> bytes:
+        """Fixed-length digests of the resource and the scope as the real messages encode them
+        (deterministically), so no resource/scope pair can encode like another one. Only records without an
+        agent's id need it: worked out on first use."""
+        if not self._origin:
+            resource = Resource.FromString(self._resource.SerializeToString())  # attributes as KeyValues again
+            self._origin = (
+                hashlib.blake2b(resource.SerializeToString(deterministic=True), digest_size=16).digest()
+                + hashlib.blake2b(self._scope.SerializeToString(deterministic=True), digest_size=16).digest()
+            )
+        return self._origin
 
 
 _MAX_DECODED = 20_000
@@ -172,10 +189,10 @@ class _RecordMapper:
         # any limit from there up: no encoding needed to know.
         self._unchecked = (int, float, bool) if config.max_attribute_bytes >= 24 else ()
 
-    def map(self, record: LogRecord, encoded: list[bytes], context: _Context) -> dict[str, Any] | None:
-        """The raw event for ``record`` (``encoded``: its attributes as sent), ``None`` when the rules drop it;
-        :class:`EventError` when refused."""
-        attributes = attributes_of(encoded)
+    def map(self, record: Any, context: _Context) -> dict[str, Any] | None:
+        """The raw event for ``record`` (a log record of :func:`read_request`), ``None`` when the rules drop
+        it; :class:`EventError` when refused."""
+        attributes = attributes_of(record.attributes[:])
         keys = tuple(attributes)
         plan = self._plans.get(keys)
         if plan is None:
@@ -235,7 +252,7 @@ class _RecordMapper:
         if type(given) is str:
             event["id"] = given  # an agent's own id: the same line keeps it whatever else changed (its path)
         else:
-            event["id"] = make_event_id(created_ms, context.origin + record.SerializeToString(deterministic=True))
+            event["id"] = make_event_id(created_ms, context.origin + _record_encoding(record))
         event["created_at"] = format_ms(created_ms)
         return event
 
@@ -341,6 +358,13 @@ def _path(attributes: dict[str, Any]) -> str | None:
         if type(value) is str:
             return value if value.startswith("/") else _path({otel.URL_FULL: value})
     return None
+
+
+def _record_encoding(record: Any) -> bytes:
+    """``record`` (of :func:`read_request`) as the real ``LogRecord`` encodes it deterministically: what its
+    id hashes. Read back through the real schema, so the attributes are the same KeyValues again whatever
+    bytes the sender wrote for them (ids do not change with this reading: tests/collector/test_otlp_encoded.py)."""
+    return LogRecord.FromString(record.SerializeToString()).SerializeToString(deterministic=True)
 
 
 def _source(value: Any) -> dict[str, Any] | None:
