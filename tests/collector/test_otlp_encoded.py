@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -68,7 +69,7 @@ def test_a_records_id_hashes_what_the_real_message_encodes(
     request = ExportLogsServiceRequest()
     scope_logs = request.resource_logs.add().scope_logs.add()
     for pairs in records:
-        scope_logs.log_records.add(time_unix_nano=1, event_name="e").attributes.extend(
+        scope_logs.log_records.add(time_unix_nano=1, event_name="e", body=AnyValue(string_value="b")).attributes.extend(
             KeyValue(key=k, value=v) for k, v in pairs
         )
     encoded = EncodedAttributesRequest.FromString(request.SerializeToString())
@@ -93,3 +94,18 @@ def _varint(n: int) -> bytes:
         out.append(n & 0x7F | 0x80)
         n >>= 7
     return bytes([*out, n])
+
+
+@settings(max_examples=500, deadline=None)
+@given(KEYS, any_values())
+def test_an_attributes_json_is_at_most_six_bytes_a_byte_of_its_keyvalue_plus_24(key: str, value: AnyValue) -> None:
+    """The bound the receiver skips ``otlp.max_attribute_bytes`` checks by (``_RecordMapper.map``)."""
+    encoded = KeyValue(key=key, value=value).SerializeToString()
+    assert len(orjson.dumps(any_value(value))) <= 6 * len(encoded) + 24
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet='\x00\x01\x1f"\\\u2028é', max_size=40))
+def test_the_bound_holds_for_text_that_json_escapes(text: str) -> None:
+    encoded = KeyValue(key="", value=AnyValue(string_value=text)).SerializeToString()
+    assert len(orjson.dumps(text)) <= 6 * len(encoded) + 24
