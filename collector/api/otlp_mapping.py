@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from itertools import compress
 from operator import not_
 from typing import Any
@@ -269,7 +270,12 @@ class _RecordMapper:
             metadata["severity"] = severity_text
         client = event.get("client_ip")
         if client is not None:
-            ip = normalize_ip(client) if type(client) is str else None
+            if type(client) is not str:
+                ip = None
+            elif _CANONICAL_IPV4.match(client):
+                ip = client
+            else:
+                ip = normalize_ip(client)
             if ip is None:
                 del event["client_ip"]
                 metadata["client"] = str(client)[:256]
@@ -312,6 +318,11 @@ class _RecordMapper:
             )
         return value
 
+
+_BYTE = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"(?:{_BYTE}\.){{3}}{_BYTE}\Z")
+"""An IPv4 address as ``normalize_ip`` prints it (what agents send): kept as it is, without the C library's
+round trip (callgrind: ~2,600 instructions a record for ``inet_pton`` + ``inet_ntop``, ~700 for the match)."""
 
 _MAX_PLANS = 1_000
 _PICKED_TYPES = {str}.issuperset

@@ -13,7 +13,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector.api.otlp_encoded import EncodedAttributesRequest
-from collector.api.otlp_mapping import _record_encoding, any_value, attributes_of, read_request
+from collector.api.otlp_mapping import _CANONICAL_IPV4, _record_encoding, any_value, attributes_of, read_request
+from core.event import normalize_ip
 
 KEYS = st.sampled_from(["http.request.method", "url.path", "sidetrail.event_id", "sidetrail.source", "k", ""])
 
@@ -109,3 +110,17 @@ def test_an_attributes_json_is_at_most_six_bytes_a_byte_of_its_keyvalue_plus_24(
 def test_the_bound_holds_for_text_that_json_escapes(text: str) -> None:
     encoded = KeyValue(key="", value=AnyValue(string_value=text)).SerializeToString()
     assert len(orjson.dumps(text)) <= 6 * len(encoded) + 24
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.lists(
+            st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "007", "", "1e1", " 1"]), min_size=3, max_size=5
+        ).map(".".join),
+    )
+)
+def test_an_ipv4_address_kept_as_sent_is_what_normalize_ip_prints(text: str) -> None:
+    if _CANONICAL_IPV4.match(text):
+        assert normalize_ip(text) == text
