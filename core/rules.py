@@ -430,8 +430,9 @@ class RuleProcessor:
 
         Not remembered: a list or map among the values (not hashable), or a float (``-0.0 == 0.0``, yet
         templates and ``eq`` tell them apart as text). Measured (callgrind, the bench's records mapped by
-        ``/v1/logs`` under the default ``otlp`` rules): ~12,000 instructions a record for ``decide``, ~2,000
-        for this lookup."""
+        ``/v1/logs`` under the default ``otlp`` rules): ``decide`` ~12,000 instructions a record (the
+        mapping cut short before and after it); this lookup, with the other changes of the same commit
+        (bodies cached, size checks bounded), took the receiver's whole path 199,400 -> 191,100."""
         values = tuple(map(fields.get, self.reads))
         types = tuple(map(type, values))
         if float in types:
