@@ -35,7 +35,7 @@ from collector.api.auth import Principal
 from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.ingest import store_events
-from collector.api.otlp_mapping import map_request, place
+from collector.api.otlp_mapping import encoded_request, map_request, place, read_request
 from collector.api.state import CONFIG, METRICS
 
 PROTOBUF = "application/x-protobuf"
@@ -53,10 +53,11 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
         )
     body = await read_body(request)
     app = request.app
-    if kind == PROTOBUF:
-        mapped = map_request(decode_protobuf(body), app[CONFIG].otlp, body)
-    else:
-        mapped = map_request(decode_json(body), app[CONFIG].otlp)
+    request_read = decode_protobuf(body) if kind == PROTOBUF else encoded_request(decode_json(body))
+    try:
+        mapped = map_request(request_read, app[CONFIG].otlp)
+    except DecodeError as exc:  # an attribute that is no KeyValue: the body does not decode, as a whole
+        raise _not_protobuf(exc) from None
     app[METRICS].otlp_records_dropped.inc(mapped.dropped)
     _, rejected = await store_events(app, principal.tenant_id, mapped.events)
     response = ExportLogsServiceResponse()
@@ -70,11 +71,17 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
     return web.Response(body=orjson.dumps(json_format.MessageToDict(response)), content_type=JSON)
 
 
-def decode_protobuf(body: bytes) -> ExportLogsServiceRequest:
+def decode_protobuf(body: bytes) -> Any:
+    """The body read with attributes left encoded (:func:`~collector.api.otlp_mapping.read_request`); the
+    attributes are checked as they are decoded, by :func:`~collector.api.otlp_mapping.map_request`."""
     try:
-        return ExportLogsServiceRequest.FromString(body)
+        return read_request(body)
     except DecodeError as exc:
-        raise invalid_parameter("body", f"not a protobuf ExportLogsServiceRequest ({exc})") from None
+        raise _not_protobuf(exc) from None
+
+
+def _not_protobuf(exc: DecodeError) -> ApiError:
+    return invalid_parameter("body", f"not a protobuf ExportLogsServiceRequest ({exc})")
 
 
 def decode_json(body: bytes) -> ExportLogsServiceRequest:

@@ -17,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from collector.api.otlp_encoded import EncodedAttributesRequest
 from core.event import format_ms
 from tests.collector.test_api import assert_envelope
 from tests.helpers import Reply, ThreadedCollector, collector_behind_proxy, request, wait_until
@@ -324,11 +325,21 @@ def test_partial_success_in_otlp_json(collector: ThreadedCollector, keys: dict[s
     assert stored(collector, keys["read"]) == []
 
 
+def _bad_attribute(pair: bytes) -> bytes:
+    """An export whose record's one attribute is ``pair``, a ``KeyValue`` that does not decode (the receiver
+    reads attributes as bytes first: each must still refuse the body)."""
+    encoded = EncodedAttributesRequest.FromString(export(record(event_name="x")).SerializeToString())
+    encoded.resource_logs[0].scope_logs[0].log_records[0].attributes.append(pair)
+    return encoded.SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "says"),
     [
         (b"\x0a\x05\x0a\x03\xff\xff", PROTOBUF, 400, "not a protobuf ExportLogsServiceRequest"),  # malformed
         (export(record(event_name="x")).SerializeToString()[:-7], PROTOBUF, 400, "not a protobuf"),  # truncated
+        (_bad_attribute(b"\x0a\x02\xff\xff"), PROTOBUF, 400, "not a protobuf"),  # a key that is not UTF-8
+        (_bad_attribute(b"\x12\x05\x0a\x01"), PROTOBUF, 400, "not a protobuf"),  # a value cut short
         (b'{"resourceLogs": [', JSON, 400, "not valid JSON"),
         (b'{"resourceLogs": "many"}', JSON, 400, "not an OTLP ExportLogsServiceRequest"),
         (b"[]", JSON, 400, "must be a JSON object"),
