@@ -45,7 +45,9 @@ HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
 _HASHED = frozenset(HASHED_FIELDS)
 _HASHED_AND_SEQ = _HASHED | {"seq"}
 MAX_SAFE_INTEGER = 2**53 - 1
-_SORTED_STRICT = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_SORTED = orjson.OPT_SORT_KEYS
+_SORTED_STRICT = _SORTED | orjson.OPT_STRICT_INTEGER
+_Fragment = orjson.Fragment
 _FLAT_TYPES = frozenset((str, int, bool, type(None)))
 _FLAT_OR_LIST = _FLAT_TYPES | {list}
 _DICT = frozenset((dict,))
@@ -110,6 +112,43 @@ def canonical_each(events: Sequence[dict[str, Any]]) -> Iterator[bytes]:
             yield content
     else:
         yield from map(canonical, events)
+
+
+def canonical_and_objects_each(events: Sequence[dict[str, Any]]) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """(``canonical(event)``, ``orjson.dumps(event["source"], option=OPT_SORT_KEYS)``, the same of
+    ``metadata``) for each of ``events`` in turn, as :func:`canonical_each` (same precondition, same
+    laziness): for a backend that stores the two objects as sorted JSON text (SQLite). For the usual event
+    the canonical bytes are assembled around those two texts (``orjson.Fragment``) instead of serialising
+    the objects a second time. Callgrind of SQLite's chained insert job (1,000-event bench batches, per
+    event): 194.2k instructions with :func:`canonical_each` beside the row's own two dumps, 189.5k with
+    this feeding rows to ``executemany`` as they are made (an ``orjson.dumps`` call costs ~2k before it
+    writes a byte, so the Fragments save less than the nested objects' share of the bytes suggests)."""
+    dumps = orjson.dumps
+    if all(map(_HASHED_COUNT.__eq__, map(len, events))) and (
+        isinstance(events, FlatEvents) or _orjson_is_canonical(events)
+    ):
+        for event in events:
+            source, metadata = _OBJECTS(event)
+            try:  # strict here too: a fragment is copied as it is, unchecked
+                source_json = dumps(source, option=_SORTED_STRICT)
+                metadata_json = dumps(metadata, option=_SORTED_STRICT)
+            except orjson.JSONEncodeError:  # an integer beyond +-(2^53 - 1)
+                yield canonical(event), dumps(source, option=_SORTED), dumps(metadata, option=_SORTED)
+                continue
+            document = event.copy()
+            document["source"], document["metadata"] = _Fragment(source_json), _Fragment(metadata_json)
+            try:
+                content = dumps(document, option=_SORTED_STRICT)
+            except orjson.JSONEncodeError:
+                content = canonical(event)
+            # Only the two objects can hold a non-ASCII key: their texts are a third of the bytes to look at.
+            if not (source_json.isascii() and metadata_json.isascii()) and not _ascii_keys((event,)):
+                content = canonical(event)
+            yield content, source_json, metadata_json
+    else:
+        for event in events:
+            source, metadata = _OBJECTS(event)
+            yield canonical(event), dumps(source, option=_SORTED), dumps(metadata, option=_SORTED)
 
 
 def rendering(event: dict[str, Any]) -> bytes | None:

@@ -9,10 +9,10 @@ returns their (position, hash) and the new heads to store. It never touches a co
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from collector.integrity.canonical import canonical, canonical_each
 
@@ -21,6 +21,7 @@ HASH_BYTES = 32
 GENESIS = bytes(HASH_BYTES)
 """The hash before position 1."""
 _TENANT = itemgetter("tenant_id")
+C = TypeVar("C", bound=tuple[Any, ...])
 
 
 def link(previous: bytes, event: dict[str, Any]) -> bytes:
@@ -78,6 +79,43 @@ class Linker:
             self.heads[tenant] = Head(position, digest)
         self.changed.update(moved)
         return links
+
+    def link_each(self, events: Sequence[dict[str, Any]], contents: Iterable[C]) -> Iterator[tuple[C, int, bytes]]:
+        """(item, position, hash) of each event in turn, lazily, where ``contents`` gives an item for each
+        event whose first element is its canonical bytes, the rest whatever the caller wants carried beside
+        the link (SQLite: its row's JSON texts). :attr:`heads` advance once the last one is taken. Lazily, so
+        that a caller inserting each row as it comes (``executemany`` over this) holds no batch of ~700-byte
+        contents: holding them cost ~3 us an event in allocation and page faults (see ``canonical_each``).
+        (:meth:`chain`'s loop again rather than :meth:`chain` built on this: the generator and the items
+        cost its callers ~1k instructions an event, callgrind of 1,000 bench events.)"""
+        if not events:
+            return
+        sha256 = hashlib.sha256
+        tenant = events[0]["tenant_id"]
+        if all(map(tenant.__eq__, map(_TENANT, events))):  # one sender's batch: one tenant, a tight loop
+            head = self.heads.get(tenant) or Head()
+            position, digest = head.position, head.hash
+            for item in contents:
+                digest = sha256(digest + item[0]).digest()
+                position += 1
+                yield item, position, digest
+            self.heads[tenant] = Head(position, digest)
+            self.changed.add(tenant)
+            return
+        # Plain tuples in the loop: a frozen dataclass per event cost a microsecond.
+        moved: dict[str, tuple[int, bytes]] = {}
+        for event, item in zip(events, contents, strict=True):
+            tenant = event["tenant_id"]
+            last = moved.get(tenant)
+            if last is None:
+                head = self.heads.get(tenant) or Head()
+                last = (head.position, head.hash)
+            link = (last[0] + 1, sha256(last[1] + item[0]).digest())
+            moved[tenant] = link
+            yield item, *link
+        for tenant, (position, digest) in moved.items():
+            self.heads[tenant] = Head(position, digest)
+        self.changed.update(moved)
 
     def updates(self) -> list[tuple[str, int, bytes]]:
         """``(tenant_id, position, hash)`` of every head this transaction moved."""
