@@ -29,6 +29,15 @@ CONTENT = "CAST(json_object({}) AS BLOB)".format(
 )
 
 
+# Python's sqlite3 binds exact int, float, str and bytearray values directly; for any other it first looks
+# for an adapter, and for None that lookup fails by raising and formatting an AttributeError inside. With an
+# adapter registered for None that returns it (a C-level call), the lookup succeeds and None still binds as
+# NULL. Measured: executemany of rows holding five None values, 3.74 -> 2.06 us a row (process CPU, best of
+# 5); the SQLite insert job, callgrind on 1,000-event bench batches, 145.1k -> 132.2k instructions an event
+# with the chain off, 189.5k -> 177.1k with it on. Process-wide, which changes no value anyone binds.
+sqlite3.register_adapter(type(None), {}.get)
+
+
 def connect(path: Path, *, readonly: bool, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
     """A connection as the backend opens its own: a writer (WAL, ``synchronous``, file mode 0600) or a
     query-only reader (with ``sidetrail_ip_in`` for CIDR filters). Transactions are explicit."""
