@@ -15,7 +15,8 @@ its own key, the source stamp as JSON text in ``sidetrail.source``, the event's 
 from __future__ import annotations
 
 import socket
-from itertools import compress
+from itertools import compress, repeat
+from operator import setitem
 from typing import Any
 
 import aiohttp
@@ -27,7 +28,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent.exporters.http import HttpExporter
-from agent.exporters.otlp_view import RequestView
+from agent.exporters.otlp_view import RecordView, RequestView
 from core import __version__, otel
 from core.event import parse_rfc3339_ms, time_ms
 
@@ -83,6 +84,8 @@ _FIELD_OF_TYPE = {
     bool: "bool_value",
     float: "double_value",
 }
+_ZERO_OF_FIELD = {"string_value": "", "int_value": 0, "bool_value": False, "double_value": 0.0}
+_FIRST = repeat(0)  # the index each value is set at in its repeated field (see otlp_view.RecordView)
 _ABSENT = type(None)
 _ATTRIBUTE_OF_FIELD = {"id": otel.EVENT_ID, **dict(_WRITTEN)}  # event field -> its attribute (path: two)
 _NO_METADATA: dict[str, Any] = {}
@@ -145,13 +148,16 @@ class _Shape:
 
     def renew(self) -> None:
         """A new record holding the attribute keys (upb keeps what was set on a record until it is freed)."""
-        self.record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
-        self.body = self.record.body
-        self.targets: list[AnyValue] = []
-        for key in self.keys:
+        self.record = RecordView(severity_number=SEVERITY_NUMBER_INFO)
+        self.body = self.record.body.string_value  # the view's repeated field: one element, the action
+        self.body.append("")
+        self.targets: list[Any] = []  # the repeated field of each attribute value, holding one element
+        for key, field in zip(self.keys, self.fields, strict=True):
             pair = self.record.attributes.add()
             pair.key = key
-            self.targets.append(pair.value)
+            target = getattr(pair.value, field)
+            target.append(_ZERO_OF_FIELD[field])
+            self.targets.append(target)
         self.created_at: str | None = None  # the time text and action the record holds (None: not set)
         self.action: str | None = None
         self.uses = _RECORD_USES
@@ -195,9 +201,9 @@ def _filled(shape: _Shape, values: list[Any]) -> bytes:
         record.time_unix_nano = time_ms(created_at) * _NANOS_PER_MS
         shape.created_at = created_at
     if action != shape.action:
-        record.event_name = shape.body.string_value = action
+        record.event_name = shape.body[0] = action
         shape.action = action
-    any(map(setattr, shape.targets, shape.fields, compress(values, shape.present)))  # setattr gives None
+    any(map(setitem, shape.targets, _FIRST, compress(values, shape.present)))  # setitem gives None
     shape.uses -= 1
     if not shape.uses:
         encoded = record.SerializeToString()
