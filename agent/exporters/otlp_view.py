@@ -53,7 +53,14 @@ def _view_classes() -> tuple[Any, Any, Any]:
 RequestView, ResourceLogsView, ScopeLogsView = _view_classes()
 
 
-_SCALARS = ("string_value", "bool_value", "int_value", "double_value")
+# The fields the encoder sets (the others it never sets, so leaving them out changes no byte, and spares
+# the encoder a look at each: callgrind, 8,000 bench events, 40,789 -> 39,807 instructions an event, the
+# AnyValue members other than these four the most of it).
+_KEPT = {
+    "LogRecord": ("time_unix_nano", "severity_number", "body", "attributes", "event_name"),
+    "KeyValue": ("key", "value"),
+    "AnyValue": ("string_value", "bool_value", "int_value", "double_value"),  # what event values are sent as
+}
 
 
 def _record_view() -> Any:
@@ -63,9 +70,8 @@ def _record_view() -> Any:
     be another encoding). A repeated scalar holding one element is encoded as that field set alone, so the
     record serializes to the real ``LogRecord``'s bytes; what it buys is the setter: ``values[0] = x`` on
     a repeated container, against ``value.string_value = x`` looking the field up by name each time
-    (callgrind, 17 attributes: 1,040 -> 850 instructions an attribute). Only the members an event's values
-    are sent as are kept (``_SCALARS``): the others cost the encoder a look at each empty one, and records
-    holding arrays or maps are built as real ``LogRecord``s.
+    (callgrind, 17 attributes: 1,040 -> 850 instructions an attribute). Only the fields the encoder sets
+    are kept (``_KEPT``); records holding arrays or maps are built as real ``LogRecord``s.
     """
     copied = (LogRecord, KeyValue, AnyValue)
     package = f"{_PACKAGE}.record"
@@ -78,16 +84,16 @@ def _record_view() -> Any:
         for field in proto.field:
             if field.type_name in renamed:
                 field.type_name = renamed[field.type_name]
+    for proto in file.message_type:
+        kept = [field for field in proto.field if field.name in _KEPT[proto.name]]
+        del proto.field[:]
+        proto.field.extend(kept)
     any_value = file.message_type[2]
-    scalars = [field for field in any_value.field if field.name in _SCALARS]
     any_value.ClearField("oneof_decl")
-    del any_value.field[:]
-    for field in scalars:
-        copy = any_value.field.add()
-        copy.CopyFrom(field)
-        copy.ClearField("oneof_index")
-        copy.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
-        copy.options.packed = False
+    for field in any_value.field:
+        field.ClearField("oneof_index")
+        field.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+        field.options.packed = False
     pool = descriptor_pool.Default()
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.LogRecord"))
