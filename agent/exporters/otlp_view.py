@@ -59,7 +59,7 @@ RequestView, ResourceLogsView, ScopeLogsView = _view_classes()
 _KEPT = {
     "LogRecord": ("time_unix_nano", "severity_number", "body", "attributes", "event_name"),
     "KeyValue": ("key", "value"),
-    "AnyValue": ("string_value", "bool_value", "int_value", "double_value"),  # what event values are sent as
+    "AnyValue": ("string_value", "int_value"),  # what the encoder's shapes send values as
 }
 
 
