@@ -15,7 +15,9 @@ its own key, the source stamp as JSON text in ``sidetrail.source``, the event's 
 from __future__ import annotations
 
 import socket
-from itertools import compress
+from collections import deque
+from itertools import compress, repeat
+from operator import setitem
 from typing import Any
 
 import aiohttp
@@ -27,7 +29,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_INFO, LogRecord
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent.exporters.http import HttpExporter
-from agent.exporters.otlp_view import RequestView, ResourceLogsView, ScopeLogsView
+from agent.exporters.otlp_view import RecordView, RequestView
 from core import __version__, otel
 from core.event import parse_rfc3339_ms, time_ms
 
@@ -75,18 +77,22 @@ def set_value(target: AnyValue, value: Any) -> None:
             set_value(items.add(), item)
 
 
-# The AnyValue field of each value type; bytes are JSON text (the source stamp, as orjson writes it).
-_FIELD_OF_TYPE = {
-    str: "string_value",
-    bytes: "string_value",
-    int: "int_value",
-    bool: "bool_value",
-    float: "double_value",
-}
+# The AnyValue field of each value type a shape holds; bytes are JSON text (the source stamp, as orjson
+# writes it). Booleans and floats (in metadata only, and rare) have their records built anew: a shape's
+# record holds only these two fields in each value, which spares its encoder a look at two empty ones
+# a value (callgrind, 8,000 bench events: 39,662 -> 39,112 instructions an event).
+_FIELD_OF_TYPE = {str: "string_value", bytes: "string_value", int: "int_value"}
+_ZERO_OF_FIELD = {"string_value": "", "int_value": 0}
+_dumps = orjson.dumps
+# Runs an iterator to its end from C, keeping nothing (against any(): no truth test of each None; callgrind,
+# 8,000 bench events: 39,112 -> 38,834 instructions an event).
+_consume = deque(maxlen=0).extend
+_FIRST = repeat(0)  # the index each value is set at in its repeated field (see otlp_view.RecordView)
 _ABSENT = type(None)
-_FIELDS = ("id", *(name for name, _ in _WRITTEN))  # the event fields read for every event, in order
-_KEYS = (otel.EVENT_ID, *(key for _, key in _WRITTEN), otel.URL_PATH, otel.URL_QUERY)  # their attributes
+_ATTRIBUTE_OF_FIELD = {"id": otel.EVENT_ID, **dict(_WRITTEN)}  # event field -> its attribute (path: two)
 _NO_METADATA: dict[str, Any] = {}
+_NO_SHAPE = object()  # not looked at yet
+_METADATA = object()  # in a shape's key, between the event's keys and its metadata's (neither is ever this)
 _MAX_SHAPES = 1_000
 # upb keeps every value set on a record in the record's arena until the record is freed: a record reused
 # for ever grew ~380 bytes an event (RSS +76 MB over the 200,000 events of 1M bench lines). A shape's
@@ -95,94 +101,204 @@ _RECORD_USES = 256
 
 
 class _Shape:
-    """A reusable record for events with the same attribute keys and value types: the keys are set once,
-    each event only overwrites the values (each ``AnyValue`` kept, with the field its type goes in).
-    ``present`` selects from an event's values (absent ones included, as ``None``) the ones it has."""
+    """A reusable record for events with the same keys (the event's and its metadata's, in order) and
+    value types: the attribute keys are set once, each event only overwrites the values (each ``AnyValue``
+    kept, with the field its type goes in).
 
-    __slots__ = ("action", "body", "created_at", "fields", "present", "record", "targets", "uses")
+    An event's values are read in its own order (``event.values()``, then the metadata's), then the path
+    before its ``?``, the source stamp's JSON and the query (if any) are appended: ``present`` selects
+    from that list the values that go into ``targets``, one for one. Events whose path has a query use
+    ``queried``, the same shape with a ``url.query`` attribute.
+    """
 
-    def __init__(self, keys: tuple[str, ...], kinds: tuple[type, ...]) -> None:
-        self.record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
-        self.uses = _RECORD_USES
-        self.body = self.record.body
-        self.present = tuple(kind is not _ABSENT for kind in kinds)
-        self.targets: list[AnyValue] = []
+    __slots__ = ("action", "action_at", "body", "created_at", "fields", "keys", "path_at", "present", "queried",
+                 "record", "source_at", "strict", "targets", "time_at", "uses")  # fmt: skip
+
+    def __init__(self, event_keys: tuple[str, ...], metadata_keys: tuple[str, ...], kinds: tuple[type, ...]) -> None:
+        self.keys: list[str] = []
         self.fields: list[str] = []
+        present: list[bool] = []
+        self.path_at = self.source_at = None
+        for at, (name, kind) in enumerate(zip(event_keys, kinds, strict=False)):
+            present.append(name in _ATTRIBUTE_OF_FIELD and kind is not _ABSENT)
+            if present[-1]:
+                self._add(_ATTRIBUTE_OF_FIELD[name], kind)
+            elif name == "path" and kind is not _ABSENT:
+                self.path_at = at
+            elif name == "source" and kind is not _ABSENT:
+                self.source_at = at
+        for name, kind in zip(metadata_keys, kinds[len(event_keys) :], strict=True):
+            present.append(kind is not _ABSENT)
+            if present[-1]:
+                self._add(name, kind)
+        # Strict: nothing absent. upb refuses any other type than its own for a string or an integer field
+        # (TypeError; bytes go in a string), so such a shape holds every event with its keys that upb takes,
+        # and needs no check of each event's value types (see RecordEncoder.encode).
+        self.strict = _ABSENT not in kinds
+        self.time_at, self.action_at = event_keys.index("created_at"), event_keys.index("action")
+        if self.path_at is not None:
+            self._add(otel.URL_PATH, str)  # the path before its "?"
+        self.present = (*present, *(True for _ in range((self.path_at is not None) + (self.source_at is not None))))
+        if self.source_at is not None:
+            self._add(otel.SOURCE, bytes)
+        self.queried: _Shape | None = None
+        self.renew()
+
+    def _add(self, key: str, kind: type) -> None:
+        self.keys.append(key)
+        self.fields.append(_FIELD_OF_TYPE[kind])
+
+    def renew(self) -> None:
+        """A new record holding the attribute keys (upb keeps what was set on a record until it is freed)."""
+        self.record = RecordView(severity_number=SEVERITY_NUMBER_INFO)
+        self.body = self.record.body.string_value  # the view's repeated field: one element, the action
+        self.body.append("")
+        self.targets: list[Any] = []  # the repeated field of each attribute value, holding one element
+        for key, field in zip(self.keys, self.fields, strict=True):
+            pair = self.record.attributes.add()
+            pair.key = key
+            target = getattr(pair.value, field)
+            target.append(_ZERO_OF_FIELD[field])
+            self.targets.append(target)
         self.created_at: str | None = None  # the time text and action the record holds (None: not set)
         self.action: str | None = None
-        for key, kind in zip(keys, kinds, strict=True):
-            if kind is not _ABSENT:
-                pair = self.record.attributes.add()
-                pair.key = key
-                self.targets.append(pair.value)
-                self.fields.append(_FIELD_OF_TYPE[kind])
+        self.uses = _RECORD_USES
+
+    def with_query(self) -> _Shape:
+        """This shape plus ``url.query`` (set from the value appended last)."""
+        if self.queried is None:
+            queried = self.queried = _Shape.__new__(_Shape)
+            for name in self.__slots__:
+                setattr(queried, name, getattr(self, name, None))
+            queried.keys, queried.fields, queried.present = [*self.keys], [*self.fields], (*self.present, True)
+            queried._add(otel.URL_QUERY, str)
+            queried.queried = queried
+            queried.renew()
+        return self.queried
+
+
+# What upb raises for a value its field cannot take (a str method for None, too), and orjson for a source
+# it cannot write: the event then gets the shape of its value types, or is built anew.
+_MISFIT = (TypeError, ValueError, OverflowError, AttributeError)
 
 
 class RecordEncoder:
     """Encodes events as serialized ``LogRecord``s (:meth:`encode`).
 
-    Events come in a few shapes (which attributes they have, and the type of each value), so each shape
+    Events come in a few shapes (which keys they have, and the type of each value), so each shape
     gets one record that is reused: per event only the time, the action and the values are set, then it
     is serialized. Measured on the benchmark's events (2-core machine, protobuf upb): 4.6 us an event,
     against 10.2 us assembling cached per-attribute fragments and 26.5 us building every record anew.
-    An event's values are read, typed and set by C-level ``map()`` passes (absent fields as ``None``,
-    skipped by ``compress``), and a time is parsed once for the events sharing it (``core.event.time_ms``):
-    9.5 -> 6.8 us an event (least of 7 alternating passes over 20,000 events, medians 12.4 -> 7.8; the same
-    records).
+    An event's values are read in the event's own key order and set by C-level ``map()`` passes
+    (``compress`` skipping those that are not attributes), and a time is parsed once for the events sharing
+    it (``core.event.time_ms``).
+
+    Shapes are found by the event's keys alone when the shape is strict (nothing absent: upb itself refuses
+    a value of another type than a string or an integer field's), else by the keys and every value's type.
+    Measured by callgrind over 8,000 bench events, instructions an event: 49,574 before; 42,806 reading the
+    values in the event's order instead of looking each field up by name, and keying strict shapes by the
+    keys alone (the key with every value's type costs ~5,000 more); 39,112 with the record a
+    ``RecordView`` (``agent/exporters/otlp_view.py``: values set by index, fewer fields to encode).
     """
 
     def __init__(self) -> None:
-        self._shapes: dict[tuple[Any, ...], _Shape] = {}
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}  # strict shapes, by the keys
+        self._typed: dict[tuple[Any, ...], _Shape | None] = {}  # the others, by the keys and the value types
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        path = event.get("path")
-        bare = query = None
-        if path is not None:
-            bare, mark, query = path.partition("?")
-            if not mark:
-                query = None
+    def encode(self, event: dict[str, Any], typed: bool = False) -> bytes:
+        """The serialized record of ``event`` (``typed``: its shape found by its value types too, after a
+        value its strict shape could not take)."""
         metadata = event.get("metadata") or _NO_METADATA
-        source = event.get("source")
-        values = [*map(event.get, _FIELDS), bare, query, *metadata.values(), orjson.dumps(source) if source else None]
-        # The shape's key: every value's type (NoneType for an absent one), then the metadata keys. Built and
-        # hashed from C; the types come first and are never strings, so no two shapes share a key.
-        kinds = (*map(type, values), *metadata)
-        shape = self._shapes.get(kinds)
+        values = [*event.values(), *metadata.values()]
+        keys = (*event, _METADATA, *metadata)  # built and hashed from C (the key strings keep their hashes)
+        shape = None if typed else self._shapes.get(keys)
         if shape is None:
-            keys = (*_KEYS, *metadata, otel.SOURCE)
-            types = kinds[: len(values)]
-            if not all(kind in _FIELD_OF_TYPE or kind is _ABSENT for kind in types):  # maps, lists: built whole
-                return _built(event, keys, values)
-            if len(self._shapes) >= _MAX_SHAPES:
-                self._shapes.clear()  # bounded memory; clearing only costs rebuilding
-            shape = self._shapes[kinds] = _Shape(keys, types)
-        record = shape.record
-        created_at, action = event["created_at"], event["action"]
-        # Events come in runs sharing a time, and a few actions repeat: the record keeps what it holds unless
-        # it changed (callgrind, 3,947 bench events: 52,800 -> 50,800 instructions an encode), and core.event's
-        # cache of recent times parses each time once.
-        if created_at != shape.created_at:
-            record.time_unix_nano = time_ms(created_at) * _NANOS_PER_MS
-            shape.created_at = created_at
-        if action != shape.action:
-            record.event_name = shape.body.string_value = action
-            shape.action = action
+            kinds = (*keys, *map(type, values))
+            shape = self._typed.get(kinds, _NO_SHAPE)
+            if shape is _NO_SHAPE:
+                shape = self._new_shape(keys, kinds, len(event), len(metadata))
+            if shape is None:  # maps, lists: built whole
+                return _built(event)
+            typed = True
+        # Filled in line, not by a function of its own (callgrind, 8,000 bench events: 39,807 -> 39,662).
         try:
-            any(map(setattr, shape.targets, shape.fields, compress(values, shape.present)))  # setattr gives None
-        except ValueError:  # an integer beyond int64 (JSON allows it)
-            return _built(event, (*_KEYS, *metadata, otel.SOURCE), values)
+            mark = ""
+            if shape.path_at is not None:
+                bare, mark, query = values[shape.path_at].partition("?")
+                values.append(bare)
+            if shape.source_at is not None:
+                source = values[shape.source_at]
+                values.append(_dumps(source) if source else None)  # None: refused below (an empty source is absent)
+            if mark:
+                values.append(query)
+                shape = shape.queried or shape.with_query()
+            record = shape.record
+            created_at, action = values[shape.time_at], values[shape.action_at]
+            # Events come in runs sharing a time, and a few actions repeat: the record keeps what it holds
+            # unless it changed (callgrind, 3,947 bench events: 52,800 -> 50,800 instructions an encode), and
+            # core.event's cache of recent times parses each time once.
+            if created_at != shape.created_at:
+                record.time_unix_nano = time_ms(created_at) * _NANOS_PER_MS
+                shape.created_at = created_at
+            if action != shape.action:
+                record.event_name = shape.body[0] = action
+                shape.action = action
+            _consume(map(setitem, shape.targets, _FIRST, compress(values, shape.present)))
+        except _MISFIT:  # another value type than a strict shape's; an integer beyond int64, an empty source
+            return _built(event) if typed else self.encode(event, True)
         shape.uses -= 1
         if not shape.uses:
-            del self._shapes[kinds]  # the next event of this shape gets a new record (see _RECORD_USES)
+            encoded = record.SerializeToString()
+            shape.renew()  # the next event of this shape gets a new record (see _RECORD_USES)
+            return encoded
         return record.SerializeToString()
 
+    def _new_shape(self, keys: tuple[Any, ...], kinds: tuple[Any, ...], size: int, metadata_size: int) -> _Shape | None:
+        """The shape of an event with ``keys`` (``size`` event keys, ``metadata_size`` metadata keys) and
+        value types (``kinds`` is both), remembered; ``None`` (remembered too) when a record cannot be reused
+        for it."""
+        event_keys, metadata_keys = keys[:size], keys[size + 1 :]
+        types = kinds[len(keys) :]
+        attributes = [kind for name, kind in zip(event_keys, types, strict=False) if name in _ATTRIBUTE_OF_FIELD]
+        attributes += types[size:]
+        path = dict(zip(event_keys, types, strict=False)).get("path", _ABSENT)
+        fits = all(kind in _FIELD_OF_TYPE or kind is _ABSENT for kind in attributes) and path in (str, _ABSENT)
+        if not (fits and {"created_at", "action"} <= {*event_keys}):
+            shape = None
+        else:
+            shape = _Shape(event_keys, metadata_keys, types)
+        if len(self._shapes) + len(self._typed) >= _MAX_SHAPES:
+            self._shapes.clear()  # bounded memory; clearing only costs rebuilding
+            self._typed.clear()
+        if shape is not None and shape.strict and keys not in self._shapes:
+            self._shapes[keys] = shape
+        else:
+            self._typed[kinds] = shape
+        return shape
 
-def _built(event: dict[str, Any], keys: tuple[str, ...], values: list[Any]) -> bytes:
-    """The record built anew, for what a shape cannot hold (``None`` values are absent attributes)."""
+
+def _built(event: dict[str, Any]) -> bytes:
+    """The record built anew, for what a shape cannot hold (``None`` values are absent attributes): the
+    reference a shape's record equals (``tests/agent/test_otlp_encoding.py``)."""
     record = LogRecord(severity_number=SEVERITY_NUMBER_INFO)
     record.time_unix_nano = parse_rfc3339_ms(event["created_at"]) * _NANOS_PER_MS
     record.event_name = record.body.string_value = event["action"]
-    for key, value in zip(keys, values, strict=True):
+    path = event.get("path")
+    bare = query = None
+    if path is not None:
+        bare, mark, query = path.partition("?")
+        if not mark:
+            query = None
+    metadata = event.get("metadata") or _NO_METADATA
+    source = event.get("source")
+    pairs = (
+        *((key, event.get(name)) for name, key in _ATTRIBUTE_OF_FIELD.items()),
+        (otel.URL_PATH, bare),
+        (otel.URL_QUERY, query),
+        *metadata.items(),
+        (otel.SOURCE, orjson.dumps(source) if source else None),
+    )
+    for key, value in pairs:
         if value is None:
             continue
         pair = record.attributes.add()
@@ -209,9 +325,13 @@ class OtlpExporter(HttpExporter):
         request message holding the records, without parsing each record back first. Measured on the
         benchmark's events in batches of 1,000: 2.66 -> 0.93 us an event (least of 9 alternating passes;
         medians 2.94 -> 1.00), most of what is left the copy into a 650 KB body, as for a JSON body.
+        The request is filled in place (``add`` and ``extend``), not built from its parts: a message
+        passed to a constructor is copied in by serializing and parsing it, which for the records was a
+        second pass over the body (callgrind, 8,000 bench events: 6,565 -> 2,321 instructions an event).
         """
-        scope_logs = ScopeLogsView(scope=_SCOPE, log_records=events)
-        request = RequestView(resource_logs=[ResourceLogsView(resource=_RESOURCE, scope_logs=[scope_logs])])
+        request = RequestView()
+        scope_logs = request.resource_logs.add(resource=_RESOURCE).scope_logs.add(scope=_SCOPE)
+        scope_logs.log_records.extend(events)
         return request.SerializeToString(), PROTOBUF
 
     async def probe(self) -> bool:

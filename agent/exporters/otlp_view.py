@@ -1,4 +1,5 @@
-"""A view of ``ExportLogsServiceRequest`` whose log records are already serialized: :data:`RequestView`.
+"""A view of ``ExportLogsServiceRequest`` whose log records are already serialized: :data:`RequestView`;
+and a view of ``LogRecord`` whose values are set without a lookup by name: :data:`RecordView`.
 
 ``opentelemetry-proto``'s own messages, copied from its descriptors, with one change: ``ScopeLogs``'s
 ``log_records`` is ``repeated bytes`` instead of ``repeated LogRecord`` (and the request and
@@ -15,8 +16,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 _PACKAGE = "sidetrail.agent.otlp_view"
@@ -50,3 +51,52 @@ def _view_classes() -> tuple[Any, Any, Any]:
 
 
 RequestView, ResourceLogsView, ScopeLogsView = _view_classes()
+
+
+# The fields the encoder sets (the others it never sets, so leaving them out changes no byte, and spares
+# the encoder a look at each: callgrind, 8,000 bench events, 40,789 -> 39,807 instructions an event, the
+# AnyValue members other than these four the most of it).
+_KEPT = {
+    "LogRecord": ("time_unix_nano", "severity_number", "body", "attributes", "event_name"),
+    "KeyValue": ("key", "value"),
+    "AnyValue": ("string_value", "int_value"),  # what the encoder's shapes send values as
+}
+
+
+def _record_view() -> Any:
+    """``LogRecord`` with every ``AnyValue`` (attribute values, the body) made of repeated scalars.
+
+    ``AnyValue``'s scalar fields lose their oneof and become ``repeated`` (unpacked: a packed integer would
+    be another encoding). A repeated scalar holding one element is encoded as that field set alone, so the
+    record serializes to the real ``LogRecord``'s bytes; what it buys is the setter: ``values[0] = x`` on
+    a repeated container, against ``value.string_value = x`` looking the field up by name each time
+    (callgrind, 17 attributes: 1,040 -> 850 instructions an attribute). Only the fields the encoder sets
+    are kept (``_KEPT``); records holding arrays or maps are built as real ``LogRecord``s.
+    """
+    copied = (LogRecord, KeyValue, AnyValue)
+    package = f"{_PACKAGE}.record"
+    renamed = {f".{message.DESCRIPTOR.full_name}": f".{package}.{message.DESCRIPTOR.name}" for message in copied}
+    file = descriptor_pb2.FileDescriptorProto(name="sidetrail/agent/otlp_record_view.proto", package=package,
+                                              syntax="proto3")  # fmt: skip
+    for message in copied:
+        proto = file.message_type.add()
+        message.DESCRIPTOR.CopyToProto(proto)
+        for field in proto.field:
+            if field.type_name in renamed:
+                field.type_name = renamed[field.type_name]
+    for proto in file.message_type:
+        kept = [field for field in proto.field if field.name in _KEPT[proto.name]]
+        del proto.field[:]
+        proto.field.extend(kept)
+    any_value = file.message_type[2]
+    any_value.ClearField("oneof_decl")
+    for field in any_value.field:
+        field.ClearField("oneof_index")
+        field.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+        field.options.packed = False
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.LogRecord"))
+
+
+RecordView = _record_view()
