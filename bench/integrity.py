@@ -48,8 +48,10 @@ _INSERT = (
 )
 
 
-def bench_chain_cost(workdir: Path, log_file: Path, count: int, pg_dsn: str | None) -> dict[str, Any]:
-    """Ingest events/s with the chain off and on, per backend (best of ``ROUNDS`` alternating runs), and the
+def bench_chain_cost(
+    workdir: Path, log_file: Path, count: int, pg_dsn: str | None, rounds: int = ROUNDS
+) -> dict[str, Any]:
+    """Ingest events/s with the chain off and on, per backend (best of ``rounds`` alternating runs), and the
     collector's CPU per event (median of the rounds)."""
     events = build_events(log_file, count)
     results: dict[str, Any] = {}
@@ -59,7 +61,7 @@ def bench_chain_cost(workdir: Path, log_file: Path, count: int, pg_dsn: str | No
     for backend, dsn in backends:
         best: dict[str, float] = {"off": 0.0, "on": 0.0}
         cpu_us: dict[str, list[float]] = {"off": [], "on": []}
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
                 run_dir = workdir / f"{backend}-{mode}-{round_}"
                 run_dir.mkdir(parents=True)
