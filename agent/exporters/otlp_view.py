@@ -23,22 +23,27 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 _PACKAGE = "sidetrail.agent.otlp_view"
 
 
-def _view_classes() -> tuple[Any, Any, Any]:
-    """The request, ``ResourceLogs`` and ``ScopeLogs`` copied into ``_PACKAGE`` (see the module docstring)."""
-    copied = (ExportLogsServiceRequest, ResourceLogs, ScopeLogs)
-    renamed = {f".{message.DESCRIPTOR.full_name}": f".{_PACKAGE}.{message.DESCRIPTOR.name}" for message in copied}
-    file = descriptor_pb2.FileDescriptorProto(
-        name="sidetrail/agent/otlp_view.proto",
-        package=_PACKAGE,
-        syntax="proto3",
-        dependency=[Resource.DESCRIPTOR.file.name, InstrumentationScope.DESCRIPTOR.file.name],
-    )
-    for message in copied:
+def _copied(
+    name: str, package: str, messages: tuple[Any, ...], dependency: list[str] | None = None
+) -> tuple[descriptor_pb2.FileDescriptorProto, dict[str, str]]:
+    """A file descriptor ``name`` in ``package`` holding copies of ``messages``' descriptors, their
+    references to each other pointed at the copies; and the map of those full names (old to new)."""
+    renamed = {f".{message.DESCRIPTOR.full_name}": f".{package}.{message.DESCRIPTOR.name}" for message in messages}
+    file = descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto3", dependency=dependency)
+    for message in messages:
         proto = file.message_type.add()
         message.DESCRIPTOR.CopyToProto(proto)
         for field in proto.field:
             if field.type_name in renamed:
                 field.type_name = renamed[field.type_name]
+    return file, renamed
+
+
+def _view_classes() -> tuple[Any, Any, Any]:
+    """The request, ``ResourceLogs`` and ``ScopeLogs`` copied into ``_PACKAGE`` (see the module docstring)."""
+    copied = (ExportLogsServiceRequest, ResourceLogs, ScopeLogs)
+    dependency = [Resource.DESCRIPTOR.file.name, InstrumentationScope.DESCRIPTOR.file.name]
+    file, renamed = _copied("sidetrail/agent/otlp_view.proto", _PACKAGE, copied, dependency)
     (records,) = (field for field in file.message_type[2].field if field.name == "log_records")
     records.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
     records.ClearField("type_name")
@@ -73,17 +78,8 @@ def _record_view() -> Any:
     (callgrind, 17 attributes: 1,040 -> 850 instructions an attribute). Only the fields the encoder sets
     are kept (``_KEPT``); records holding arrays or maps are built as real ``LogRecord``s.
     """
-    copied = (LogRecord, KeyValue, AnyValue)
     package = f"{_PACKAGE}.record"
-    renamed = {f".{message.DESCRIPTOR.full_name}": f".{package}.{message.DESCRIPTOR.name}" for message in copied}
-    file = descriptor_pb2.FileDescriptorProto(name="sidetrail/agent/otlp_record_view.proto", package=package,
-                                              syntax="proto3")  # fmt: skip
-    for message in copied:
-        proto = file.message_type.add()
-        message.DESCRIPTOR.CopyToProto(proto)
-        for field in proto.field:
-            if field.type_name in renamed:
-                field.type_name = renamed[field.type_name]
+    file, _ = _copied("sidetrail/agent/otlp_record_view.proto", package, (LogRecord, KeyValue, AnyValue))
     for proto in file.message_type:
         kept = [field for field in proto.field if field.name in _KEPT[proto.name]]
         del proto.field[:]
