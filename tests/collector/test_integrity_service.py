@@ -223,20 +223,33 @@ def test_cli_verify_checks_a_long_sqlite_chain_in_worker_processes(tmp_path: Pat
 
 
 def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
-    """Ctrl-C (SIGINT to the process group, as a terminal sends it) once ``verify`` has spawned its worker
-    processes: it exits 130 at once, with no traceback from any process, and leaves no worker behind."""
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while ``verify`` waits for its worker
+    processes: it exits 130 at once, with no report and no traceback from any process, and leaves no worker
+    behind."""
     command = [str(BIN / verify[0]), *verify[1:]]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as cli:
+        stopped: set[int] = set()
+
+        def stop_new_workers() -> bool:
+            # Each worker is stopped as soon as it is seen (it has only just been exec'd; its imports alone
+            # take half a second): the run cannot end before the interrupt, however fast the machine.
+            for pid in set(_workers(cli.pid)) - stopped:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.add(pid)
+            return len(stopped) == 2
+
         try:
-            workers = wait_until(lambda: len(found := _workers(cli.pid)) == 2 and found, message="2 worker processes")
-            os.killpg(cli.pid, signal.SIGINT)
+            wait_until(stop_new_workers, interval=0.005, message="2 worker processes")
+            os.killpg(cli.pid, signal.SIGINT)  # the workers' copy waits, blocked, as a terminal's would
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
             out, err = cli.communicate(timeout=60)
         finally:
             if cli.poll() is None:
                 os.killpg(cli.pid, signal.SIGKILL)
     assert cli.returncode == 130, (out, err)
-    assert not err, err.decode()
-    wait_until(lambda: not any(map(_running, workers)), message="the workers gone")
+    assert not out and not err, (out, err.decode())
+    wait_until(lambda: not any(map(_running, stopped)), message="the workers gone")
 
 
 def _workers(pid: int) -> list[int]:
