@@ -227,7 +227,11 @@ def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
     processes: it exits 130 at once, with no report and no traceback from any process, and leaves no worker
     behind."""
     command = [str(BIN / verify[0]), *verify[1:]]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as cli:
+    # SIGINT at its default, as in a terminal: a test run started in the background of a shell (as CI may
+    # be) has it ignored, which a child would inherit, and Python then leaves it ignored.
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_default_sigint
+    ) as cli:
         stopped: set[int] = set()
 
         def stop_new_workers() -> bool:
@@ -250,6 +254,10 @@ def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
     assert cli.returncode == 130, (out, err)
     assert not out and not err, (out, err.decode())
     wait_until(lambda: not any(map(_running, stopped)), message="the workers gone")
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _workers(pid: int) -> list[int]:
