@@ -322,15 +322,10 @@ def to_row(event: dict[str, Any]) -> tuple[Any, ...]:
 def _chained_rows(linker: Linker, events: list[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
     """:func:`to_row` of each event followed by its (chain_position, chain_hash): :data:`_INSERT_CHAINED`'s
     rows, made as ``executemany`` takes them. The JSON texts of source and metadata are those the
-    canonical bytes were assembled around (:func:`~collector.integrity.canonical.canonical_and_objects_each`).
-
-    The hash goes as a ``bytearray``: Python's sqlite3 binds ``bytes`` only after looking for an adapter
-    for it, and failing that lookup raises and formats an AttributeError inside (``need_adapt`` lets only
-    exact int, float, str and bytearray through), ~2,500 instructions a row where the copy costs ~300.
-    (Callgrind of the insert job on 1,000-event bench batches, chain on minus off: see the commits.)"""
+    canonical bytes were assembled around (:func:`~collector.integrity.canonical.canonical_and_objects_each`)."""
     links = linker.link_each(events, canonical_and_objects_each(events))
     for event, ((_, source, metadata), position, digest) in zip(events, links, strict=True):
-        yield (*_SCALARS(event), source.decode(), metadata.decode(), position, bytearray(digest))
+        yield (*_SCALARS(event), source.decode(), metadata.decode(), position, digest)
 
 
 def from_row(row: tuple[Any, ...]) -> dict[str, Any]:
