@@ -1,6 +1,7 @@
-"""What the chain does not change: the row an event is stored as. SQLite's chained insert cuts the columns out
-of the rendering the chain hashes (``json_extract``) instead of binding them: every column must come out
-as the unchained insert binds it - value and type - for the usual event and for every kind of fallback."""
+"""What the chain does not change: the row an event is stored as. SQLite's chained insert makes the row's
+``source``/``metadata`` JSON texts once, for the row and for the canonical bytes the chain hashes
+(``canonical_and_objects_each``): every column must come out as the unchained insert binds it - value and
+type - for the usual event and for every kind of fallback."""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def _flat_batch() -> FlatEvents:
 
 def _fallback_batch() -> list[dict[str, Any]]:
     """Events the canonical form's fast path refuses: floats, an integer past 2^53, a nested object, a
-    non-ASCII key - each makes the chain's bytes differ from ``orjson``'s, so the row is cut from a second
-    rendering."""
+    non-ASCII key - each makes the chain's bytes differ from ``orjson``'s, so they are made the exact way
+    and the row's texts apart from them."""
     metadata = [
         {"ratio": 1.5, "hundred": 1e2, "tenth": 0.1, "neg": -0.0},
         {"big": 2**60, "small": -(2**63)},
