@@ -177,8 +177,9 @@ def _at(records: list[dict[str, Any]], pattern: str) -> dict[str, Any]:
     return record
 
 
-def _run_and_stop(terminal: Terminal, data: Path) -> str:
-    """Wait for the demo to store some events, then type Ctrl-C; return what the terminal showed."""
+def _run_and_stop(terminal: Terminal, data: Path, impatient: bool = False) -> str:
+    """Wait for the demo to store some events, then type Ctrl-C (``impatient``: again while the agent drains);
+    return what the terminal showed."""
     terminal.read_until(b"Press Ctrl-C to stop.")
     keys = dict(line.split("=", 1) for line in (data / "keys.env").read_text().split())
     printed = re.search(rb"API:\s+(http://\S+)", terminal.output)
@@ -194,6 +195,9 @@ def _run_and_stop(terminal: Terminal, data: Path) -> str:
     before = stored()
     wait_until(lambda: stored() >= before + 20, timeout=60, message="the demo's events to arrive")
     terminal.type(b"\x03")  # the terminal driver signals the foreground process group, as for a user
+    if impatient:  # a second Ctrl-C mid-stop must not leave the agent and the collector running unstopped
+        terminal.read_until(b"stopping the agent")
+        terminal.type(b"\x03")
     assert terminal.wait() == 0
     return terminal.output.decode(errors="replace")
 
@@ -202,8 +206,8 @@ def test_ctrl_c_in_a_terminal_stops_writer_then_drained_agent_then_collector(
     demo: tuple[Callable[[], Terminal], Path],
 ) -> None:
     start, data = demo
-    for _ in range(2):  # the second run carries on, and appends to the first run's logs
-        text = _run_and_stop(start(), data)
+    for run in range(2):  # the second run carries on, and appends to the first run's logs
+        text = _run_and_stop(start(), data, impatient=run == 1)
         stops = [text.index(f"stopping the {name}") for name in ("traffic writer", "agent", "collector")]
         assert stops == sorted(stops), text
 
