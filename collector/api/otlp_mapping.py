@@ -1,5 +1,7 @@
-"""OpenTelemetry log records -> events in the ``/v1/ingest`` shape, which then take the one ingest path
-(``collector.api.ingest.store_events``: the same validation, storage, duplicates and metrics).
+"""OpenTelemetry log records -> events in the ``/v1/ingest`` shape but for ``created_at``, epoch ms (as stored),
+which ``collector.api.otlp_rows`` turns into stored rows, or, for a request with any record that is not
+plainly valid, into ``/v1/ingest`` events for the one per-event ingest path (``collector.api.ingest.store``:
+the same validation, storage, duplicates and metrics).
 
 Per record (the table is ``core/otel.py``):
 
@@ -35,7 +37,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from collector.api.otlp_encoded import EncodedAttributesRequest
 from collector.config import OtlpConfig
 from core import otel
-from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, EventError, format_ms, make_event_id, normalize_ip
+from core.event import ACTOR_TYPES, OUTCOMES, STRING_FIELD_LIMITS, EventError, make_event_id, normalize_ip
 
 _SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 _ACTION_LIMIT = STRING_FIELD_LIMITS["action"]
@@ -64,7 +66,8 @@ def place(where: tuple[int, int, int]) -> str:
 
 
 class Mapped:
-    """A request's records as raw events (an :class:`EventError` in the slot of a record refused here),
+    """A request's records as mapped events (``created_at`` in epoch ms; an :class:`EventError` in the slot of
+    a record refused here),
     where each came from (indexes, as :func:`place` names them), and how many records the rules dropped."""
 
     def __init__(self) -> None:
@@ -217,7 +220,7 @@ class _RecordMapper:
     def map(
         self, record: Any, attributes: dict[str, Any], encoded: list[bytes], context: _Context
     ) -> dict[str, Any] | None:
-        """The raw event for ``record`` (a log record of :func:`read_request`; ``attributes`` decoded from
+        """The mapped event for ``record`` (a log record of :func:`read_request`; ``attributes`` decoded from
         ``encoded``), ``None`` when the rules drop it; :class:`EventError` when refused."""
         body = _body(record.body)
         keys = tuple(attributes)
@@ -297,7 +300,7 @@ class _RecordMapper:
             event["id"] = given  # an agent's own id: the same line keeps it whatever else changed (its path)
         else:
             event["id"] = make_event_id(created_ms, context.origin + _record_encoding(record))
-        event["created_at"] = format_ms(created_ms)
+        event["created_at"] = created_ms  # epoch ms, as stored (collector.api.otlp_rows)
         return event
 
     def _metadata(self, attributes: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
