@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from itertools import chain
-from operator import itemgetter
+from operator import itemgetter, le
 from typing import Any, Final
 
 import orjson
@@ -55,8 +55,10 @@ _STRINGS: Final = tuple((field.name, field.max_length, field.required) for field
 _STRING_VALUES: Final = itemgetter(*(name for name, _, _ in _STRINGS))
 _ENUMS: Final = tuple((field.name, (None, *field.values)) for field in FIELDS if field.kind == "enum")
 _INTEGERS: Final = tuple((field.name, field.minimum, field.maximum) for field in FIELDS if field.kind == "integer")
-_OBJECTS: Final = tuple((field.name, field.max_bytes) for field in FIELDS if field.kind == "object")
-_OBJECT_VALUES: Final = itemgetter(*(name for name, _ in _OBJECTS))
+_OBJECTS: Final = tuple(field for field in FIELDS if field.kind == "object")
+_OBJECT_VALUES: Final = itemgetter(*(field.name for field in _OBJECTS))
+_OBJECT_BYTES: Final = tuple(field.max_bytes for field in _OBJECTS)
+_MAX_BYTES: Final = min(_OBJECT_BYTES)
 _UUID = re.compile(UUID_PATTERN).match
 _NUL_ESCAPE: Final = b"\\u0000"  # how orjson writes a NUL character: its only way into the encoded bytes
 _FLAT_TYPES: Final = frozenset((str, int, bool, type(None)))
@@ -98,16 +100,19 @@ def stored_rows(events: list[Any], tenant_id: str, latest_ms: int) -> list[dict[
             value = row[name]
             if value is not None and (type(value) is not int or not low <= value <= high):
                 return None
-        for name, max_bytes in _OBJECTS:
-            value = row[name]
-            if type(value) is not dict:
-                return None
-            try:
-                encoded = dumps(value)
-            except orjson.JSONEncodeError:  # too deep, a key that is no string, an integer past 64 bits
-                return None
-            if len(encoded) > max_bytes or _NUL_ESCAPE in encoded:  # a false alarm only costs the slow path
-                return None
+        objects = _OBJECT_VALUES(row)
+        if type(objects[0]) is not dict or type(objects[1]) is not dict:
+            return None
+        try:
+            # Both at once, within the limit together is within it each: an orjson call costs ~3,500 instructions
+            # here whatever it writes (callgrind, as in the module docstring: 182.3k -> 178.7k an event).
+            encoded = dumps(objects)
+        except orjson.JSONEncodeError:  # too deep, a key that is no string, an integer past 64 bits
+            return None
+        if _NUL_ESCAPE in encoded:  # a false alarm only costs the slow path
+            return None
+        if len(encoded) > _MAX_BYTES and not all(map(le, map(len, map(dumps, objects)), _OBJECT_BYTES)):
+            return None
         rows.append(row)
     return FlatEvents(rows) if _flat(rows) else rows
 
