@@ -211,7 +211,7 @@ def _string_pair(raw: bytes) -> tuple[str, str] | None:
 
     Why: the attributes no cache holds (each agent record has 2 unique ones, its id and its source stamp, and
     ~1 more not seen before) each cost a message, its value's message and three calls into upb. Measured
-    (callgrind, the bench's records, reading + mapping + rows + canonical step, reps 4 minus 1): 187.5k -> 182.5k
+    (callgrind, the bench's records, reading + mapping + rows, reps 4 minus 1): 187.5k -> 182.3k
     instructions an event."""
     try:
         if raw[0] != _KEY_TAG:
