@@ -9,7 +9,7 @@ rejection keeps its code and message.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
 import orjson
@@ -21,7 +21,7 @@ from collector.api.errors import ApiError, invalid_parameter
 from collector.api.state import CONFIG, METRICS, STORAGE
 from collector.storage.base import InsertResult
 from core.event import EventError, now_ms, validate_event
-from core.wire import converted_events, decode_events, stored_events
+from core.wire import decode_events, stored_events
 
 _CREATED_AT = operator.itemgetter("created_at")
 NDJSON = "application/x-ndjson"
@@ -85,25 +85,29 @@ async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple
     return await _store_typed(app, tenant_id, events)
 
 
-async def store_events(
-    app: web.Application, tenant_id: str, raw_events: list[Any]
+async def store_rows(
+    app: web.Application,
+    tenant_id: str,
+    count: int,
+    rows: Callable[[int], list[dict[str, Any]] | None],
+    raw_events: Callable[[], Sequence[Any]],
 ) -> tuple[InsertResult, list[Rejection]]:
-    """:func:`store`, the events first checked all at once by msgspec in C (:func:`core.wire.converted_events`)
-    and, if any is not plainly valid, by :func:`store`'s per-event path, which then answers as it would have.
-
-    Measured (callgrind, reps 5 minus reps 1; the bench's events as ``/v1/logs`` maps them, batches of 1,000):
-    48,894 instructions an event against 56,579 for ``validate_event`` on each - a small gain: converting
-    dicts (a copy of each) and :func:`stored_events`' Python loop cost most of what validate_event did."""
-    _check_count(app, len(raw_events))
-    events = converted_events(raw_events)
-    stored = await _store_typed(app, tenant_id, events) if events is not None else None
-    return stored if stored is not None else await store(app, tenant_id, raw_events)
+    """:func:`store` for ``count`` events that a route has in the stored form already (``/v1/logs``:
+    ``collector.api.otlp_rows``): ``rows(latest_ms)`` gives what ``validate_event`` returns for each, or
+    ``None`` when any needs :func:`store`'s per-event path, which then takes ``raw_events()`` and answers as
+    it would have."""
+    _check_count(app, count)
+    received_at, latest_ms = _clock(app)
+    valid = rows(latest_ms)
+    if valid is None:
+        return await store(app, tenant_id, raw_events())
+    return await _commit(app, valid, received_at), []
 
 
 async def _store_typed(
     app: web.Application, tenant_id: str, events: list[Any]
 ) -> tuple[InsertResult, list[Rejection]] | None:
-    """Store events msgspec typed (:func:`core.wire.decode_events`, :func:`core.wire.converted_events`) when
+    """Store events msgspec typed (:func:`core.wire.decode_events`) when
     every one is plainly valid; ``None`` (nothing stored) when any needs the per-event path."""
     received_at, latest_ms = _clock(app)
     valid = stored_events(events, tenant_id, latest_ms)

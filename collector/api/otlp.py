@@ -4,7 +4,8 @@ An ``ExportLogsServiceRequest`` comes as ``application/x-protobuf`` or ``applica
 mapping: hex trace and span ids, enums as numbers, 64-bit integers as strings; unknown fields ignored), in
 any ``Content-Encoding`` the ingest route takes (gzip, zstd), with the same keys and scope (``ingest``).
 Each record is mapped to an event (``collector.api.otlp_mapping``) and stored through the one ingest path
-(``collector.api.ingest.store_events``). Answers, per the OTLP/HTTP specification:
+(``collector.api.ingest.store_rows``: as stored rows made directly, ``collector.api.otlp_rows``, when every
+record is plainly valid; else each event checked by ``validate_event``). Answers, per the OTLP/HTTP specification:
 
 ========================================  ============================================================
 200, ``ExportLogsServiceResponse``        stored (or dropped by the ``otlp`` rules); records refused one
@@ -23,6 +24,7 @@ native route (OTLP clients act on the status; they only log the body).
 from __future__ import annotations
 
 import base64
+from functools import partial
 from typing import Any
 
 import orjson
@@ -34,8 +36,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from collector.api.auth import Principal
 from collector.api.encoding import read_body
 from collector.api.errors import ApiError, invalid_parameter
-from collector.api.ingest import store_events
+from collector.api.ingest import store_rows
 from collector.api.otlp_mapping import encoded_request, map_request, place, read_request
+from collector.api.otlp_rows import raw_events, stored_rows
 from collector.api.state import CONFIG, METRICS
 
 PROTOBUF = "application/x-protobuf"
@@ -59,7 +62,10 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
     except DecodeError as exc:  # an attribute that is no KeyValue: the body does not decode, as a whole
         raise _not_protobuf(exc) from None
     app[METRICS].otlp_records_dropped.inc(mapped.dropped)
-    _, rejected = await store_events(app, principal.tenant_id, mapped.events)
+    tenant_id, events = principal.tenant_id, mapped.events
+    _, rejected = await store_rows(
+        app, tenant_id, len(events), partial(stored_rows, events, tenant_id), partial(raw_events, events)
+    )
     response = ExportLogsServiceResponse()
     if rejected:  # left unset on full success, as the specification asks
         response.partial_success.rejected_log_records = len(rejected)
