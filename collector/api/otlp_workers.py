@@ -34,14 +34,17 @@ MAX_DEFAULT_WORKERS = 4
 
 
 def default_workers() -> int:
-    """``otlp.workers`` left unset: one a CPU beyond the first (the event loop's), at most 4."""
-    return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
+    """``otlp.workers`` left unset: one a CPU this process may run on beyond the first (the event loop's), at
+    most 4."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(MAX_DEFAULT_WORKERS, cpus - 1))
 
 
 _config: OtlpConfig | None = None
 
 
 def _start_worker(config: OtlpConfig) -> None:
+    """Once in each worker process: the config its decoding maps records by."""
     global _config
     _config = config
 
