@@ -3,6 +3,7 @@ required, owner-only), the routes (checkpoints, keys, verify) and the CLI (signi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -245,7 +246,9 @@ def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
             wait_until(stop_new_workers, interval=0.005, message="2 worker processes")
             os.killpg(cli.pid, signal.SIGINT)  # the workers' copy waits, blocked, as a terminal's would
             for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+                # Gone already when the CLI got there first: its SIGTERM kills a stopped process too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
             out, err = cli.communicate(timeout=60)
         finally:
             if cli.poll() is None:
