@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,9 +24,22 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
+    """User + system CPU time so far of a process and its descendants - the live ones, and those it has
+    waited for - (the collector's ``/v1/logs`` worker processes, say)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    own = sum(map(int, fields[11:15])) / CLOCK_TICKS  # utime, stime, cutime, cstime
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile (then counted in cutime, if waited for)
+            own += cpu_seconds(child)
+    return own
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            children.extend(map(int, (task / "children").read_text().split()))
+    return children
 
 
 def memory_mib(pid: int, field: str = "VmHWM") -> float:

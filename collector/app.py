@@ -23,8 +23,18 @@ from collector.api.guard import guard_middleware, security_headers
 from collector.api.jwt_auth import JWT_VERIFIER, JwtVerifier
 from collector.api.limits import FailedAuthLimiter, RateLimiter, parser_limits
 from collector.api.mount import mount, mount_beside, mount_compat
+from collector.api.otlp_workers import OtlpDecoder, default_workers
 from collector.api.server import ApiRunner
-from collector.api.state import CONFIG, CURSOR_SECRET, FAILED_AUTH, INTEGRITY_KEYS, LIMITER, METRICS, STORAGE
+from collector.api.state import (
+    CONFIG,
+    CURSOR_SECRET,
+    FAILED_AUTH,
+    INTEGRITY_KEYS,
+    LIMITER,
+    METRICS,
+    OTLP_DECODER,
+    STORAGE,
+)
 from collector.config import CollectorConfig, PostgresStorageConfig, split_listen
 from collector.integrity.service import checkpoint_loop, final_checkpoints, key_ring, open_signer
 from collector.metrics import CollectorMetrics
@@ -178,6 +188,7 @@ def _application(
     limiter: RateLimiter,
     failed_auth: FailedAuthLimiter,
     jwt: JwtVerifier | None,
+    otlp: OtlpDecoder,
 ) -> web.Application:
     # The metrics middleware is outermost so it records the status the error middleware produced.
     app = web.Application(
@@ -191,6 +202,7 @@ def _application(
     app[METRICS] = metrics
     app[LIMITER] = limiter
     app[FAILED_AUTH] = failed_auth
+    app[OTLP_DECODER] = otlp
     app.on_response_prepare.append(security_headers)
     if jwt is not None:
         app[JWT_VERIFIER] = jwt
@@ -210,8 +222,10 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
         RateLimiter(config.limits.requests_per_second, config.limits.burst),
         FailedAuthLimiter(config.limits.failed_auth_per_second, config.limits.failed_auth_burst),
         JwtVerifier(config.auth.jwt) if config.auth.jwt is not None else None,  # keys read once, here
+        OtlpDecoder(config.otlp, default_workers() if config.otlp.workers is None else config.otlp.workers),
     )
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_otlp_ctx)  # cleaned up after the listeners: they may hold /v1/logs requests
     app.cleanup_ctx.append(_listeners_ctx)
     main, *others = DIALECTS.values()
     mount(app, main)
@@ -226,12 +240,24 @@ def create_app(config: CollectorConfig, storage: Storage | None = None) -> web.A
 def listener_app(main: web.Application, dialect: Dialect) -> web.Application:
     """An app serving ``dialect`` alone at its documented paths, over ``main``'s storage and limits."""
     app = _application(
-        main[CONFIG], main[STORAGE], main[METRICS], main[LIMITER], main[FAILED_AUTH], main.get(JWT_VERIFIER)
+        main[CONFIG],
+        main[STORAGE],
+        main[METRICS],
+        main[LIMITER],
+        main[FAILED_AUTH],
+        main.get(JWT_VERIFIER),
+        main[OTLP_DECODER],
     )
     app[CURSOR_SECRET] = main[CURSOR_SECRET]
     app[INTEGRITY_KEYS] = main[INTEGRITY_KEYS]
     mount(app, dialect)
     return app
+
+
+async def _otlp_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The OTLP decoder's worker processes (started by the first ``/v1/logs`` request) stop with the app."""
+    yield
+    await app[OTLP_DECODER].close()
 
 
 async def _listeners_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -162,17 +162,23 @@ def _audit_records_only() -> list[RuleConfig]:
     return [RuleConfig("not-an-audit-record", match={"event_name": absent, "audit": absent}, drop=True)]
 
 
+MAX_OTLP_WORKERS = 64
+
+
 @dataclass(frozen=True)
 class OtlpConfig:
     """``POST /v1/logs`` (OpenTelemetry logs): which records become audit events and what they set - the
     agent's rule language (``rules``, ``default``, ``verbs``) over each record's fields (README
     "OpenTelemetry") - and the largest attribute value kept in ``metadata`` (as JSON; a record with a
-    larger one is rejected)."""
+    larger one is rejected) - and ``workers``, the processes that decode and map ``/v1/logs`` bodies beside
+    the event loop (``collector.api.otlp_workers``; unset: one a CPU beyond the first, at most 4; ``0``: in
+    the collector's own process)."""
 
     rules: list[RuleConfig] = field(default_factory=_audit_records_only)
     default: DefaultRuleConfig = field(default_factory=DefaultRuleConfig)
     verbs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VERBS))
     max_attribute_bytes: Size = 8192
+    workers: int | None = None
 
     @cached_property
     def processor(self) -> RuleProcessor:
@@ -183,6 +189,8 @@ class OtlpConfig:
         errors = [(error.path, error.message) for error in self.processor.errors]
         if not 16 <= self.max_attribute_bytes <= 16 * 1024:
             errors.append(("max_attribute_bytes", "must be between 16B and 16KiB"))
+        if self.workers is not None and not 0 <= self.workers <= MAX_OTLP_WORKERS:
+            errors.append(("workers", f"must be from 0 to {MAX_OTLP_WORKERS}"))
         return errors
 
 

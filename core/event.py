@@ -96,6 +96,10 @@ class EventError(ValueError):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[EventError], tuple[str, str]]:
+        # Pickled by its own arguments: ``/v1/logs`` workers send refused records back in their results.
+        return type(self), (self.code, self.message)
+
 
 def now_ms() -> int:
     """The current time in milliseconds since the Unix epoch."""

@@ -358,3 +358,23 @@ def run_schemathesis(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout.split("Test cases:")[-1]
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The running multiprocessing workers that ``pid`` spawned (from /proc: no psutil here)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            child = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
+            # spawn_main: a worker, not the resource tracker
+            if child and running(int(proc.name)) and b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -38,6 +38,10 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
 
+    def __reduce__(self) -> tuple[type[ApiError], tuple[int, str, str, dict[str, str]]]:
+        # Pickled by its own arguments: raised in ``/v1/logs`` worker processes, answered by this one.
+        return type(self), (self.status, self.code, self.message, self.headers)
+
 
 def invalid_parameter(name: str, problem: str) -> ApiError:
     """A 400 whose message starts with the offending parameter's name."""

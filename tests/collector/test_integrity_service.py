@@ -21,7 +21,7 @@ from collector.integrity.service import SPAN
 from collector.integrity.signing import load_signing_key
 from tests.collector.test_api import event, ingest
 from tests.e2e.processes import CollectorProcess
-from tests.helpers import BIN, ThreadedCollector, request, run_cli, signing_key, wait_until
+from tests.helpers import BIN, ThreadedCollector, request, run_cli, running, signing_key, spawned_workers, wait_until
 
 
 def test_routes_serve_checkpoints_keys_and_a_verify_report(collector: ThreadedCollector, keys: dict[str, str]) -> None:
@@ -237,7 +237,7 @@ def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
         def stop_new_workers() -> bool:
             # Each worker is stopped as soon as it is seen (it has only just been exec'd; its imports alone
             # take half a second): the run cannot end before the interrupt, however fast the machine.
-            for pid in set(_workers(cli.pid)) - stopped:
+            for pid in set(spawned_workers(cli.pid)) - stopped:
                 os.kill(pid, signal.SIGSTOP)
                 stopped.add(pid)
             return len(stopped) == 2
@@ -246,38 +246,20 @@ def _interrupt_when_workers_run(verify: tuple[str, ...]) -> None:
             wait_until(stop_new_workers, interval=0.005, message="2 worker processes")
             os.killpg(cli.pid, signal.SIGINT)  # the workers' copy waits, blocked, as a terminal's would
             for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+                # Gone already when the CLI got there first: its SIGTERM kills a stopped process too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
             out, err = cli.communicate(timeout=60)
         finally:
             if cli.poll() is None:
                 os.killpg(cli.pid, signal.SIGKILL)
     assert cli.returncode == 130, (out, err)
     assert not out and not err, (out, err.decode())
-    wait_until(lambda: not any(map(_running, stopped)), message="the workers gone")
+    wait_until(lambda: not any(map(running, stopped)), message="the workers gone")
 
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _workers(pid: int) -> list[int]:
-    """The running multiprocessing workers ``pid`` spawned (from /proc: no psutil here)."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            child = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid
-            # spawn_main: a worker, not the resource tracker
-            if child and _running(int(proc.name)) and b"spawn_main" in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a process that has not exited (a zombie has)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_config_reports_bad_public_keys_with_their_path(tmp_path: Path) -> None:

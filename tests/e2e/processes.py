@@ -22,7 +22,18 @@ SELF_EVENTS = "sidetrail.key.created,sidetrail.key.revoked,sidetrail.export.star
 class CollectorProcess:
     """``sidetrail-collector serve`` on a SQLite file under ``root``; keys are created with the CLI."""
 
-    def __init__(self, root: Path, storage: dict[str, Any] | None = None, signing_key: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        storage: dict[str, Any] | None = None,
+        signing_key: Path | None = None,
+        *,
+        extra_config: str = "",
+        terminal_group: bool = False,
+    ) -> None:
+        """``extra_config``: more top-level YAML for the config; ``terminal_group``: run it in a process group
+        of its own with SIGINT at its default, as a shell in a terminal starts it (a test can then send that
+        group a terminal's Ctrl-C)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.port = free_port()
@@ -34,7 +45,9 @@ class CollectorProcess:
         integrity = orjson.dumps({"signing_key": str(self.signing_key)}).decode()
         self.config.write_text(
             f"listen: 127.0.0.1:{self.port}\nstorage: {orjson.dumps(settings).decode()}\nintegrity: {integrity}\n"
+            + extra_config
         )
+        self.terminal_group = terminal_group
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = False
 
@@ -49,7 +62,12 @@ class CollectorProcess:
         def launch() -> subprocess.Popen[bytes]:
             with open(self.root / "collector.log", "ab") as log:  # the child keeps its own descriptor
                 self.proc = subprocess.Popen(
-                    [str(BIN / "sidetrail-collector"), "serve", "--config", str(self.config)], stdout=log, stderr=log
+                    [str(BIN / "sidetrail-collector"), "serve", "--config", str(self.config)],
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=self.terminal_group,
+                    # A test run started in the background of a shell has SIGINT ignored, which a child inherits.
+                    preexec_fn=_default_sigint if self.terminal_group else None,
                 )
             return self.proc
 
@@ -180,6 +198,10 @@ checkpoint_interval: {checkpoint_interval}
 
     def metric(self, name: str) -> float:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", name)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Exited(AssertionError):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collector.api import health, ingest, integrity_routes, key_routes, otlp, query
+from collector.api import health, ingest, integrity_routes, key_routes, otlp, otlp_decode, query
 from collector.api.dialects.base import ERROR_REF, Dialect
 from collector.api.dialects.native import items, params
 from collector.api.errors import error_response
@@ -90,7 +90,7 @@ _OTLP_RESPONSE = {  # ExportLogsServiceResponse in OTLP/JSON; partialSuccess onl
         )
     },
 }
-_OTLP_MEDIA = {otlp.PROTOBUF: {"type": "string", "format": "binary"}, otlp.JSON: _OTLP_RESPONSE}
+_OTLP_MEDIA = {otlp_decode.PROTOBUF: {"type": "string", "format": "binary"}, otlp_decode.JSON: _OTLP_RESPONSE}
 _STATS = _object(
     interval={"type": "string"},
     group_by={"type": ["string", "null"]},
@@ -155,7 +155,7 @@ ROUTES = (
         "POST", "/v1/logs", otlp.export_logs,
         "OTLP/HTTP logs (OpenTelemetry): an ExportLogsServiceRequest as application/x-protobuf or application/json; "
         "records become events per the collector's otlp rules (README: OpenTelemetry)", scope="ingest",
-        body_media=_OTLP_MEDIA | {otlp.JSON: {"type": "object"}},
+        body_media=_OTLP_MEDIA | {otlp_decode.JSON: {"type": "object"}},
         responses={200: Response("ExportLogsServiceResponse, in the request's encoding", media=_OTLP_MEDIA)},
         errors=_WRITE_ERRORS,
     ),
