@@ -9,7 +9,7 @@ rejection keeps its code and message.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import orjson
@@ -85,23 +85,18 @@ async def store_json(app: web.Application, tenant_id: str, body: bytes) -> tuple
     return await _store_typed(app, tenant_id, events)
 
 
-async def store_rows(
-    app: web.Application,
-    tenant_id: str,
-    count: int,
-    rows: Callable[[int], list[dict[str, Any]] | None],
-    raw_events: Callable[[], Sequence[Any]],
-) -> tuple[InsertResult, list[Rejection]]:
-    """:func:`store` for ``count`` events that a route has in the stored form already (``/v1/logs``:
-    ``collector.api.otlp_rows``): ``rows(latest_ms)`` gives what ``validate_event`` returns for each, or
-    ``None`` when any needs :func:`store`'s per-event path, which then takes ``raw_events()`` and answers as
-    it would have."""
-    _check_count(app, count)
-    received_at, latest_ms = _clock(app)
-    valid = rows(latest_ms)
-    if valid is None:
-        return await store(app, tenant_id, raw_events())
-    return await _commit(app, valid, received_at), []
+def latest_accepted_ms(app: web.Application) -> int:
+    """The latest ``created_at`` (epoch ms) an event may have to be accepted now: what a route that checks
+    events itself (``/v1/logs``: ``collector.api.otlp_rows``) checks them against before :func:`store_valid`."""
+    return _clock(app)[1]
+
+
+async def store_valid(app: web.Application, rows: list[dict[str, Any]]) -> tuple[InsertResult, list[Rejection]]:
+    """:func:`store` for events a route has in the stored form already - what ``validate_event`` returns for
+    each, checked against a :func:`latest_accepted_ms` taken before this call (so never later than the one
+    :func:`store` would take)."""
+    _check_count(app, len(rows))
+    return await _commit(app, rows, now_ms()), []
 
 
 async def _store_typed(

@@ -5,8 +5,8 @@ mapping: hex trace and span ids, enums as numbers, 64-bit integers as strings; u
 any ``Content-Encoding`` the ingest route takes (gzip, zstd), with the same keys and scope (``ingest``).
 The body is decoded and each record mapped to an event (``collector.api.otlp_decode``), in the collector's
 OTLP worker processes (``collector.api.otlp_workers``), and stored through the one ingest path
-(``collector.api.ingest.store_rows``: as stored rows made directly, ``collector.api.otlp_rows``, when every
-record is plainly valid; else each event checked by ``validate_event``). Answers, per the OTLP/HTTP
+(``collector.api.ingest``: as the stored rows made there, ``collector.api.otlp_rows``, when every record is
+plainly valid; else each event checked by ``validate_event``). Answers, per the OTLP/HTTP
 specification:
 
 ========================================  ============================================================
@@ -26,8 +26,6 @@ native route (OTLP clients act on the status; they only log the body).
 
 from __future__ import annotations
 
-from functools import partial
-
 import orjson
 from aiohttp import web
 from google.protobuf import json_format
@@ -36,10 +34,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from collector.api.auth import Principal
 from collector.api.encoding import read_body
 from collector.api.errors import ApiError
-from collector.api.ingest import store_rows
+from collector.api.ingest import latest_accepted_ms, store, store_valid
 from collector.api.otlp_decode import MEDIA_TYPES, PROTOBUF
 from collector.api.otlp_mapping import place
-from collector.api.otlp_rows import raw_events, stored_rows
+from collector.api.otlp_rows import raw_events
 from collector.api.state import METRICS, OTLP_DECODER
 
 _REASONS_SHOWN = 3  # rejection reasons quoted in error_message; the count covers all of them
@@ -53,12 +51,13 @@ async def export_logs(request: web.Request, principal: Principal) -> web.Respons
         )
     body = await read_body(request)
     app = request.app
-    mapped = await app[OTLP_DECODER].decode(body, kind)
+    tenant_id = principal.tenant_id
+    mapped = await app[OTLP_DECODER].decode(body, kind, tenant_id, latest_accepted_ms(app))
     app[METRICS].otlp_records_dropped.inc(mapped.dropped)
-    tenant_id, events = principal.tenant_id, mapped.events
-    _, rejected = await store_rows(
-        app, tenant_id, len(events), partial(stored_rows, events, tenant_id), partial(raw_events, events)
-    )
+    if mapped.rows is not None:
+        _, rejected = await store_valid(app, mapped.rows)
+    else:  # some record is refused, or needs validate_event's look: each is checked on its own
+        _, rejected = await store(app, tenant_id, raw_events(mapped.events))
     response = ExportLogsServiceResponse()
     if rejected:  # left unset on full success, as the specification asks
         response.partial_success.rejected_log_records = len(rejected)

@@ -1,5 +1,6 @@
 """What ``POST /v1/logs`` makes of a body before storing anything: the ``ExportLogsServiceRequest`` decoded
-(protobuf, or OTLP's JSON mapping) and its records mapped (``collector.api.otlp_mapping``). Pure work on
+(protobuf, or OTLP's JSON mapping), its records mapped (``collector.api.otlp_mapping``) and, when all are
+plainly valid, made the rows storage takes (``collector.api.otlp_rows``). Pure work on
 bytes, no I/O: it runs in the collector's process or in its OTLP worker processes
 (``collector.api.otlp_workers``) alike.
 """
@@ -16,6 +17,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from collector.api.errors import ApiError, invalid_parameter
 from collector.api.otlp_mapping import Mapped, encoded_request, map_request, read_request
+from collector.api.otlp_rows import stored_rows
 from collector.config import OtlpConfig
 
 PROTOBUF = "application/x-protobuf"
@@ -24,14 +26,19 @@ MEDIA_TYPES = (PROTOBUF, JSON)
 _ID_LENGTHS = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8}
 
 
-def decode_body(body: bytes, kind: str, config: OtlpConfig) -> Mapped:
-    """The records of a body of media type ``kind`` (one of :data:`MEDIA_TYPES`) mapped by ``config``'s rules;
-    :class:`ApiError` 400 for a body that does not decode, as a whole."""
+def decode_body(body: bytes, kind: str, config: OtlpConfig, tenant_id: str, latest_ms: int) -> Mapped:
+    """The records of a body of media type ``kind`` (one of :data:`MEDIA_TYPES`) mapped by ``config``'s rules,
+    with their stored rows for ``tenant_id`` when all are plainly valid up to ``latest_ms``
+    (:attr:`Mapped.rows`); :class:`ApiError` 400 for a body that does not decode, as a whole."""
     request = decode_protobuf(body) if kind == PROTOBUF else encoded_request(decode_json(body))
     try:
-        return map_request(request, config)
+        mapped = map_request(request, config)
     except DecodeError as exc:  # an attribute that is no KeyValue: the body does not decode, as a whole
         raise _not_protobuf(exc) from None
+    mapped.rows = stored_rows(mapped.events, tenant_id, latest_ms)
+    if mapped.rows is not None:
+        mapped.events, mapped.places = [], []
+    return mapped
 
 
 def decode_protobuf(body: bytes) -> Any:

@@ -74,6 +74,9 @@ class Mapped:
         self.events: list[Any] = []
         self.places: list[tuple[int, int, int]] = []
         self.dropped = 0
+        self.rows: list[dict[str, Any]] | None = None
+        """The events as stored rows when every one is plainly valid (``collector.api.otlp_rows``); then
+        :attr:`events` and :attr:`places` are left empty (nothing to refuse, nothing more to carry back)."""
 
 
 def map_request(request: Any, config: OtlpConfig) -> Mapped:

@@ -5,7 +5,7 @@ a record where ``/v1/ingest`` decodes and checks an event in C in ~7. Done on th
 one interpreter lock that everything else of the collector needs (HTTP, validation, the writer's Python side),
 so ``/v1/logs`` ran at ~0.6x ``/v1/ingest``'s events/s while a CPU stood idle. With ``otlp.workers`` processes
 (default: one a CPU beyond the first, at most 4) a body is decoded, mapped and turned into stored rows there;
-the collector's process only unpickles the result and stores it.
+the collector's process only unpickles the rows and stores them.
 
 Contract of :meth:`OtlpDecoder.decode`: the same answer as :func:`decode_body` run in the collector's process
 (the same :class:`~collector.api.otlp_mapping.Mapped`, the same :class:`ApiError`) - or 503 (retryable)
@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
+from typing import Any
 
 from collector.api.errors import ApiError
 from collector.api.otlp_decode import decode_body
@@ -49,18 +50,18 @@ def _start_worker(config: OtlpConfig) -> None:
     _config = config
 
 
-def _decode_in_worker(body: bytes, kind: str) -> Mapped:
+def _decode_in_worker(body: bytes, kind: str, tenant_id: str, latest_ms: int) -> Mapped:
     assert _config is not None, "the pool's initializer sets the config"
-    return decode_body(body, kind, _config)
+    return decode_body(body, kind, _config, tenant_id, latest_ms)
 
 
-def _submit(pool: ProcessPoolExecutor, body: bytes, kind: str) -> asyncio.Future[Mapped]:
+def _submit(pool: ProcessPoolExecutor, *args: Any) -> asyncio.Future[Mapped]:
     # A worker is spawned by a submit and inherits this thread's signal mask: with SIGINT blocked it does not
     # die of the Ctrl-C a terminal sends the whole process group (a traceback from each worker); the
     # collector takes the interrupt and stops its workers as it shuts down.
     unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return asyncio.get_running_loop().run_in_executor(pool, _decode_in_worker, body, kind)
+        return asyncio.get_running_loop().run_in_executor(pool, _decode_in_worker, *args)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
 
@@ -73,12 +74,13 @@ class OtlpDecoder:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    async def decode(self, body: bytes, kind: str) -> Mapped:
+    async def decode(self, body: bytes, kind: str, tenant_id: str, latest_ms: int) -> Mapped:
+        """:func:`decode_body` of these arguments (with this decoder's config)."""
         if not self._workers:
-            return decode_body(body, kind, self._config)
+            return decode_body(body, kind, self._config, tenant_id, latest_ms)
         pool = self._pool or self._start()
         try:
-            result = await _submit(pool, body, kind)
+            result = await _submit(pool, body, kind, tenant_id, latest_ms)
         except BrokenExecutor:  # a worker died (killed, out of memory): this request is retried, the pool renewed
             self._renew(pool)
             raise ApiError(503, "unavailable", "the OTLP decoder restarted; retry", {"Retry-After": "1"}) from None
