@@ -176,14 +176,7 @@ def _decode_new(encoded: list[bytes], found: list[Any]) -> None:
     if len(_decoded) >= _MAX_DECODED:
         _decoded.clear()  # bounded memory; clearing only costs decoding again
     for index in compress(range(len(found)), map(not_, found)):
-        raw = encoded[index]
-        string = _string_pair(raw)
-        if string is not None:
-            found[index] = string
-            if string[0] not in _UNIQUE:
-                _decoded[raw] = string
-            continue
-        pair = _parse_pair(raw)
+        pair = _parse_pair(encoded[index])
         key, value = pair.key, pair.value
         kind = value.WhichOneof("value")
         if kind in _SCALARS:
@@ -192,58 +185,6 @@ def _decode_new(encoded: list[bytes], found: list[Any]) -> None:
                 _decoded[encoded[index]] = hit
         else:  # maps and lists are built anew for each record: events may change them
             found[index] = (key, any_value(value))
-
-
-def _tag(field: Any) -> int:
-    """The first byte of a length-delimited field numbered below 16 (wire type 2), from its descriptor."""
-    assert field.number < 16
-    return field.number << 3 | 2
-
-
-_KEY_TAG = _tag(KeyValue.DESCRIPTOR.fields_by_name["key"])
-_VALUE_TAG = _tag(KeyValue.DESCRIPTOR.fields_by_name["value"])
-_STRING_TAG = _tag(AnyValue.DESCRIPTOR.fields_by_name["string_value"])
-
-
-def _string_pair(raw: bytes) -> tuple[str, str] | None:
-    """(key, value) of an encoded ``KeyValue`` whose value is a string, when its bytes are laid out as protobuf
-    writes one (key, then value holding only its string; lengths below 16,384): what ``KeyValue.FromString``
-    reads from such bytes. ``None`` for any other bytes (then decoded by protobuf itself), or for text that is
-    not UTF-8 (protobuf then refuses it). Bytes of this exact layout hold one message only, so this reading
-    cannot differ from protobuf's (``tests/collector/test_otlp_encoded.py`` compares the two).
-
-    Why: the attributes no cache holds (each agent record has 2 unique ones, its id and its source stamp, and
-    ~1 more not seen before) each cost a message, its value's message and three calls into upb. Measured
-    (callgrind, the bench's records, reading + mapping + rows, reps 4 minus 1): 187.5k -> 182.3k
-    instructions an event."""
-    try:
-        if raw[0] != _KEY_TAG:
-            return None
-        size = raw[1]
-        if size > 127:  # keys are short; longer ones go to protobuf
-            return None
-        at = size + 2
-        if raw[at] != _VALUE_TAG:
-            return None
-        value_size, at = raw[at + 1], at + 2
-        if value_size > 127:
-            high = raw[at]
-            if high > 127:
-                return None
-            value_size, at = value_size & 127 | high << 7, at + 1
-        if at + value_size != len(raw) or raw[at] != _STRING_TAG:
-            return None
-        text_size, at = raw[at + 1], at + 2
-        if text_size > 127:
-            high = raw[at]
-            if high > 127:
-                return None
-            text_size, at = text_size & 127 | high << 7, at + 1
-        if at + text_size != len(raw):
-            return None
-        return raw[2 : 2 + size].decode(), raw[at:].decode()
-    except (IndexError, UnicodeDecodeError):
-        return None
 
 
 _MAX_BODIES = 4_096

@@ -25,10 +25,11 @@ Measured (callgrind, the bench's events as the agent's OTLP exporter sends them,
 minus 1, ``PYTHONHASHSEED=0``; reading, mapping and rows): 191.7k instructions an event with
 ``core.wire.converted_events`` + ``stored_events`` (a msgspec conversion and an encoding for the NUL check,
 then a Python pass that parsed the ``created_at`` text the mapping had just formatted), 187.5k this way
-(``/v1/ingest``'s decoding and rows in the same harness: 53.5k). With the chain step after it
-(``canonical_and_objects_each``, rows stamped with ``received_at`` as storage gets them), at this commit and
-the next: 223.6k -> 199.2k, ~11k of it the chain step's type checks the :class:`~core.wire.FlatEvents` skip
-(``/v1/ingest`` 75.1k). The mapping itself is most of what is left (134.6k of the 178.7k).
+(``/v1/ingest``'s decoding and rows in the same harness: 53.5k), ~184k with the one ``orjson`` call below.
+With the chain step after it (``canonical_and_objects_each``, rows stamped with ``received_at`` as storage
+gets them): 223.6k -> ~204k, ~11k of it the chain step's type checks the :class:`~core.wire.FlatEvents` skip
+(``/v1/ingest`` 75.1k). The mapping itself is most of what is left (~135k). All of it runs in the OTLP
+worker processes (``collector.api.otlp_workers``), beside the event loop.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def stored_rows(events: list[Any], tenant_id: str, latest_ms: int) -> list[dict[
             return None
         try:
             # Both at once, within the limit together is within it each: an orjson call costs ~3,500 instructions
-            # here whatever it writes (callgrind, as in the module docstring: 182.3k -> 178.7k an event).
+            # here whatever it writes (callgrind, as in the module docstring: 3.6k instructions an event fewer).
             encoded = dumps(objects)
         except orjson.JSONEncodeError:  # too deep, a key that is no string, an integer past 64 bits
             return None

@@ -13,14 +13,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from collector.api.otlp_encoded import EncodedAttributesRequest
-from collector.api.otlp_mapping import (
-    _CANONICAL_IPV4,
-    _record_encoding,
-    _string_pair,
-    any_value,
-    attributes_of,
-    read_request,
-)
+from collector.api.otlp_mapping import _CANONICAL_IPV4, _record_encoding, any_value, attributes_of, read_request
 from core.event import normalize_ip
 
 KEYS = st.sampled_from(["http.request.method", "url.path", "sidetrail.event_id", "sidetrail.source", "k", ""])
@@ -131,28 +124,3 @@ def test_the_bound_holds_for_text_that_json_escapes(text: str) -> None:
 def test_an_ipv4_address_kept_as_sent_is_what_normalize_ip_prints(text: str) -> None:
     if _CANONICAL_IPV4.match(text):
         assert normalize_ip(text) == text
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.text(max_size=140) | KEYS, st.text(max_size=200) | st.integers(60, 9000).map(lambda n: "é" * n))
-def test_a_string_attribute_is_read_as_protobuf_reads_it(key: str, text: str) -> None:
-    """The reading of string attributes without protobuf (``_string_pair``) on what protobuf writes."""
-    encoded = KeyValue(key=key, value=AnyValue(string_value=text)).SerializeToString()
-    pair = _string_pair(encoded)
-    assert pair is None or pair == (key, text)
-    if key and len(key.encode()) < 128 and len(encoded) < 16_000:
-        assert pair == (key, text)  # the usual attribute takes this reading
-
-
-@settings(max_examples=1000, deadline=None)
-@given(
-    st.binary(max_size=40)
-    | st.tuples(KEYS, any_values()).map(lambda p: KeyValue(key=p[0], value=p[1]).SerializeToString())
-)
-def test_bytes_read_without_protobuf_are_what_protobuf_reads(raw: bytes) -> None:
-    """Any bytes ``_string_pair`` reads decode as that ``KeyValue`` (so none that protobuf refuses)."""
-    pair = _string_pair(raw)
-    if pair is not None:
-        real = KeyValue.FromString(raw)
-        assert real.value.WhichOneof("value") == "string_value"
-        assert pair == (real.key, real.value.string_value)
