@@ -22,8 +22,12 @@ import orjson
 
 from agent.processors.event import (
     _ACCESS_KEYS,
+    _ACTOR_LIMIT,
     _ACTOR_TYPE,
+    _AGENT_LIMIT,
+    _METHOD_LIMIT,
     _OUTCOME,
+    _PATH_LIMIT,
     _RULE_VALUE_KIND,
     EventBuilder,
     _canonical_ipv4,
@@ -94,11 +98,11 @@ class RecordParts:
         # 3.11 specialises it for small integers and not ``|`` (callgrind: ~500 instructions an event less).
         present = 0
         if actor:
-            attributes.append(actor if len(actor) <= 512 else actor[:512])
+            attributes.append(actor if len(actor) <= _ACTOR_LIMIT else actor[:_ACTOR_LIMIT])
             present = 1
         bare = query = None
         if path:
-            bare, mark, query = (path if len(path) <= 8192 else path[:8192]).partition("?")
+            bare, mark, query = (path if len(path) <= _PATH_LIMIT else path[:_PATH_LIMIT]).partition("?")
             if mark:
                 present += 6
             else:
@@ -114,10 +118,10 @@ class RecordParts:
             metadata.append(referer)
             present += 32
         if agent:
-            attributes.append(agent if len(agent) <= 2048 else agent[:2048])
+            attributes.append(agent if len(agent) <= _AGENT_LIMIT else agent[:_AGENT_LIMIT])
             present += 64
         if method:
-            method = method if method.isupper() and len(method) <= 16 else method.upper()[:16]
+            method = method if method.isupper() and len(method) <= _METHOD_LIMIT else method.upper()[:_METHOD_LIMIT]
             attributes.append(method)
             present += 128
         if status is not None and 100 <= status <= 599:
@@ -135,7 +139,7 @@ class RecordParts:
                 present += 1024
         has_actor = bool(actor)
         if not actor and remote_user and remote_user != "-":
-            attributes.append(str(remote_user)[:512])
+            attributes.append(str(remote_user)[:_ACTOR_LIMIT])
             present += 2048
             has_actor = True
         outcome = actor_type = action = None
