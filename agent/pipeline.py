@@ -58,8 +58,10 @@ class Pipeline:
         self.notifier = Notifier()
         processors = build_processors(config, self.redactor)
         encode_event = getattr(self.exporter, "encode_event", None)  # an exporter that encodes events itself
+        encode_parts = getattr(self.exporter, "encode_parts", None)  # ... and record parts (OTLP)
+        learn_parts = getattr(self.exporter, "learn_parts", None)
         for processor in processors.values():
-            processor.encode = encode_event
+            processor.encode, processor.encode_parts, processor.learn_parts = encode_event, encode_parts, learn_parts
         self.sources: dict[str, _Source] = {}
         for name, source_config in config.sources.items():
             context = ReceiverContext(name, config.agent.data_dir, self.checkpoints, self.notifier, self.metrics)

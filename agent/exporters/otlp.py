@@ -18,7 +18,7 @@ import socket
 from collections import deque
 from itertools import compress, repeat
 from operator import setitem
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -32,6 +32,9 @@ from agent.exporters.http import HttpExporter
 from agent.exporters.otlp_view import RecordView, RequestView
 from core import __version__, otel
 from core.event import parse_rfc3339_ms, time_ms
+
+if TYPE_CHECKING:
+    from agent.processors.record_parts import Parts
 
 PROTOBUF = "application/x-protobuf"
 _WRITTEN = tuple((name, keys[0]) for name, keys in otel.EVENT_ATTRIBUTES)  # the preferred attribute of each
@@ -199,11 +202,19 @@ class RecordEncoder:
     values in the event's order instead of looking each field up by name, and keying strict shapes by the
     keys alone (the key with every value's type costs ~5,000 more); 39,112 with the record a
     ``RecordView`` (``agent/exporters/otlp_view.py``: values set by index, fewer fields to encode).
+
+    Access-log lines that need no redaction come as record parts instead (:meth:`encode_parts`, made by
+    ``agent/processors/record_parts.py`` straight from the parsed fields): the shape comes with them, no
+    event dict is built and read back, no time text parsed, no source dict written as JSON. Measured by
+    callgrind over the whole in-process data path (parse, rules, build, encode, batch, zstd; 100,000 bench
+    lines, 19,991 kept; instructions per kept line, 3 runs minus 1): 185,750 -> 174,850 (``sidetrail``
+    protocol: 155,690 -> 155,750).
     """
 
     def __init__(self) -> None:
         self._shapes: dict[tuple[Any, ...], _Shape] = {}  # strict shapes, by the keys
         self._typed: dict[tuple[Any, ...], _Shape | None] = {}  # the others, by the keys and the value types
+        self._parts: dict[tuple[Any, ...], _Shape | None] = {}  # shapes of record parts, by their key
 
     def encode(self, event: dict[str, Any], typed: bool = False) -> bytes:
         """The serialized record of ``event`` (``typed``: its shape found by its value types too, after a
@@ -257,16 +268,7 @@ class RecordEncoder:
         """The shape of an event with ``keys`` (``size`` event keys, ``metadata_size`` metadata keys) and
         value types (``kinds`` is both), remembered; ``None`` (remembered too) when a record cannot be reused
         for it."""
-        event_keys, metadata_keys = keys[:size], keys[size + 1 :]
-        types = kinds[len(keys) :]
-        attributes = [kind for name, kind in zip(event_keys, types, strict=False) if name in _ATTRIBUTE_OF_FIELD]
-        attributes += types[size:]
-        path = dict(zip(event_keys, types, strict=False)).get("path", _ABSENT)
-        fits = all(kind in _FIELD_OF_TYPE or kind is _ABSENT for kind in attributes) and path in (str, _ABSENT)
-        if not (fits and {"created_at", "action"} <= {*event_keys}):
-            shape = None
-        else:
-            shape = _Shape(event_keys, metadata_keys, types)
+        shape = _shape_of(keys, kinds, size)
         if len(self._shapes) + len(self._typed) >= _MAX_SHAPES:
             self._shapes.clear()  # bounded memory; clearing only costs rebuilding
             self._typed.clear()
@@ -275,6 +277,72 @@ class RecordEncoder:
         else:
             self._typed[kinds] = shape
         return shape
+
+    def encode_parts(self, parts: Parts) -> bytes | None:
+        """The serialized record of the event whose parts these are (``agent/processors/record_parts.py``),
+        or ``None`` when their shape is not learnt yet or a value does not fit it (then the caller builds
+        the event, encodes it with :meth:`encode` and has this :meth:`learn` the shape)."""
+        key, created_at, action, values = parts
+        shape = self._parts.get(key)
+        if shape is None:
+            return None
+        try:
+            record = shape.record
+            if created_at != shape.created_at:
+                record.time_unix_nano = created_at * _NANOS_PER_MS
+                shape.created_at = created_at
+            if action != shape.action:
+                record.event_name = shape.body[0] = action
+                shape.action = action
+            _consume(map(setitem, shape.targets, _FIRST, values))
+        except _MISFIT:  # another value type than the shape's
+            return None
+        shape.uses -= 1
+        if not shape.uses:
+            encoded = record.SerializeToString()
+            shape.renew()
+            return encoded
+        return record.SerializeToString()
+
+    def learn(self, parts: Parts, event: dict[str, Any]) -> None:
+        """Remember the shape of ``parts``' key from ``event``, the event they are the parts of - unless the
+        parts do not hold exactly the values :meth:`encode` would set for it (then parts of that key are
+        never encoded: ``None`` is remembered)."""
+        key, _, _, found = parts
+        if key in self._parts:
+            return
+        metadata = event.get("metadata") or _NO_METADATA
+        values = [*event.values(), *metadata.values()]
+        keys = (*event, _METADATA, *metadata)
+        shape = _shape_of(keys, (*keys, *map(type, values)), len(event))
+        if shape is not None and shape.strict:
+            path = values[shape.path_at].partition("?") if shape.path_at is not None else ("", "", "")
+            if shape.path_at is not None:
+                values.append(path[0])
+            if shape.source_at is not None:
+                values.append(_dumps(values[shape.source_at]))
+            if path[1]:
+                values.append(path[2])
+                shape = shape.with_query()
+            if len(shape.present) != len(values) or [*compress(values, shape.present)] != found:
+                shape = None
+        if len(self._parts) >= _MAX_SHAPES:
+            self._parts.clear()
+        self._parts[key] = shape if shape is not None and shape.strict else None
+
+
+def _shape_of(keys: tuple[Any, ...], kinds: tuple[Any, ...], size: int) -> _Shape | None:
+    """A new shape for events with ``keys`` (the first ``size`` the event's) and value types (``kinds`` is
+    both), or ``None`` when a record cannot be reused for them."""
+    event_keys, metadata_keys = keys[:size], keys[size + 1 :]
+    types = kinds[len(keys) :]
+    attributes = [kind for name, kind in zip(event_keys, types, strict=False) if name in _ATTRIBUTE_OF_FIELD]
+    attributes += types[size:]
+    path = dict(zip(event_keys, types, strict=False)).get("path", _ABSENT)
+    fits = all(kind in _FIELD_OF_TYPE or kind is _ABSENT for kind in attributes) and path in (str, _ABSENT)
+    if not (fits and {"created_at", "action"} <= {*event_keys}):
+        return None
+    return _Shape(event_keys, metadata_keys, types)
 
 
 def _built(event: dict[str, Any]) -> bytes:
@@ -316,7 +384,10 @@ class OtlpExporter(HttpExporter):
         super().__init__(*args, **kwargs)
         # The line processors encode each event straight into a log record (agent/pipeline.py hands them
         # this): no JSON on the way. Measured: 4 us an event less than re-reading the JSON here.
-        self.encode_event = RecordEncoder().encode
+        encoder = RecordEncoder()
+        self.encode_event = encoder.encode
+        # Events of access-log lines come as record parts instead (agent/processors/record_parts.py).
+        self.encode_parts, self.learn_parts = encoder.encode_parts, encoder.learn
 
     def encode(self, events: list[bytes]) -> tuple[bytes, str]:
         """The ``ExportLogsServiceRequest`` of ``events`` (serialized log records, from ``encode_event``).

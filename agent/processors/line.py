@@ -18,6 +18,7 @@ import orjson
 
 from agent.processors.event import EventBuilder
 from agent.processors.parse import LineParser
+from agent.processors.record_parts import Parts, RecordParts
 from agent.processors.redact import Redactor
 from agent.stages import Chunk, FileRef
 from core.rules import Decision, RuleProcessor
@@ -64,6 +65,13 @@ class LineProcessor:
         # How each event is encoded for the exporter (see Batch): its JSON and a comma, unless the exporter
         # encodes events itself (OTLP: a serialized log record; set by the pipeline).
         self.encode: Callable[[dict[str, Any]], bytes] | None = None
+        # An exporter that encodes record parts (OTLP, set by the pipeline): events of access-log lines that
+        # need no redaction go to it as parts made straight from the fields, no event dict built
+        # (agent/processors/record_parts.py); parts it has not learnt the shape of are built as events,
+        # encoded with ``encode``, and the shape learnt from them.
+        self.encode_parts: Callable[[Parts], bytes | None] | None = None
+        self.learn_parts: Callable[[Parts, dict[str, Any]], None] | None = None
+        self._parts = RecordParts(builder) if type(builder) is EventBuilder else None
         self.redactor = redactor
         self.rules = rules if rules is not None and rules.active else None
         self.precheck = precheck and self.rules is not None and bool(self.rules.drop_methods)
@@ -111,6 +119,8 @@ class LineProcessor:
         parse, build, redact, dumps = self.parser.parse, self.builder.build, self.redactor.apply, orjson.dumps
         encode = self.encode
         decide = rules.decide if rules is not None else None
+        encode_parts, learn_parts = self.encode_parts, self.learn_parts
+        parts_of = self._parts.parts if self._parts is not None and encode_parts is not None and trace is None else None
         redact_every_event = self._redact_every_event
         encoded: list[bytes] = []
         unparsed = 0
@@ -131,8 +141,20 @@ class LineProcessor:
                     continue
                 values = decision.values
             end = bounds[index + 1]
+            redacted = redact_every_event or b"=" in raw or b"%" in raw or b"\\" in raw
+            parts = (
+                None
+                if parts_of is None or redacted
+                else parts_of(fields, path, key, bounds[index], raw, seq, (last_end, end), values)
+            )
+            if parts is not None:
+                record = encode_parts(parts)  # type: ignore[misc]
+                if record is not None:
+                    encoded.append(record)
+                    seq, last_end = seq + 1, end
+                    continue
             event = build(fields, path, key, bounds[index], raw, seq, (last_end, end), values)
-            if redact_every_event or b"=" in raw or b"%" in raw or b"\\" in raw:
+            if redacted:
                 redact(event)
             if trace is not None:
                 trace[index] = LineResult("event", fields, decision, event)
@@ -140,6 +162,8 @@ class LineProcessor:
             # exact-size copy: orjson's own result keeps its whole growth buffer (4-8 KiB an event here),
             # which for the thousands of events in flight was most of the agent's memory.
             encoded.append(dumps(event) + b"," if encode is None else encode(event))
+            if parts is not None:
+                learn_parts(parts, event)  # type: ignore[misc]
             seq, last_end = seq + 1, end
         dropped = len(lines) - len(encoded) - unparsed
         return ChunkResult(encoded, dropped, unparsed, seq, last_end)
