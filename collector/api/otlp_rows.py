@@ -35,7 +35,6 @@ worker processes (``collector.api.otlp_workers``), beside the event loop.
 from __future__ import annotations
 
 import re
-from itertools import chain
 from operator import itemgetter, le
 from typing import Any, Final
 
@@ -43,7 +42,7 @@ import orjson
 
 from core.event import format_ms
 from core.schema import FIELDS, UUID_PATTERN
-from core.wire import FlatEvents
+from core.wire import FlatEvents, has_flat_objects
 
 __all__ = ["raw_events", "stored_rows"]
 
@@ -64,9 +63,6 @@ _OBJECT_BYTES: Final = tuple(field.max_bytes for field in _OBJECTS)
 _MAX_BYTES: Final = min(_OBJECT_BYTES)
 _UUID = re.compile(UUID_PATTERN).match
 _NUL_ESCAPE: Final = b"\\u0000"  # how orjson writes a NUL character: its only way into the encoded bytes
-_FLAT_TYPES: Final = frozenset((str, int, bool, type(None)))
-_FLAT_OR_LIST: Final = _FLAT_TYPES | {list}
-_is_list = list.__instancecheck__
 
 
 def stored_rows(events: list[Any], tenant_id: str, latest_ms: int) -> list[dict[str, Any]] | None:
@@ -117,17 +113,7 @@ def stored_rows(events: list[Any], tenant_id: str, latest_ms: int) -> list[dict[
         if len(encoded) > _MAX_BYTES and not all(map(le, map(len, map(dumps, objects)), _OBJECT_BYTES)):
             return None
         rows.append(row)
-    return FlatEvents(rows) if _flat(rows) else rows
-
-
-def _flat(rows: list[dict[str, Any]]) -> bool:
-    """Whether every row's ``source`` and ``metadata`` values are scalars (no float) or lists of them: C-level
-    passes over the whole batch."""
-    values = list(chain.from_iterable(map(dict.values, chain.from_iterable(map(_OBJECT_VALUES, rows)))))
-    kinds = set(map(type, values))
-    if kinds <= _FLAT_TYPES:
-        return True
-    return kinds <= _FLAT_OR_LIST and _FLAT_TYPES.issuperset(map(type, chain.from_iterable(filter(_is_list, values))))
+    return FlatEvents(rows) if has_flat_objects(rows) else rows
 
 
 def raw_events(events: list[Any]) -> list[Any]:

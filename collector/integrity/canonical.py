@@ -16,7 +16,7 @@ Two paths give the same bytes:
   literal UTF-8), and for ASCII keys code-point order is UTF-16 order. ``tests/collector/test_integrity_canonical.py``
   checks this against ``rfc8785`` with Hypothesis and the RFC's published examples.
   Integers are held to that range by ``OPT_STRICT_INTEGER``; ``source``/``metadata`` whose values are
-  scalars or lists of scalars by the types of those values (:func:`_orjson_is_canonical`) and the keys
+  scalars or lists of scalars by the types of those values (:func:`core.wire.has_flat_objects`) and the keys
   being ASCII; anything nested deeper by a walk (:func:`_plain`).
 - otherwise ``rfc8785`` (Trail of Bits, pure Python).
 
@@ -38,7 +38,7 @@ import orjson
 import rfc8785
 
 from collector.storage.base import INSERT_COLUMNS
-from core.wire import FlatEvents
+from core.wire import FlatEvents, has_flat_objects
 
 HASHED_FIELDS: tuple[str, ...] = INSERT_COLUMNS
 """The fields a chain hash covers: every stored field but ``seq`` (the database's row number)."""
@@ -48,12 +48,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 _SORTED = orjson.OPT_SORT_KEYS
 _SORTED_STRICT = _SORTED | orjson.OPT_STRICT_INTEGER
 _Fragment = orjson.Fragment
-_FLAT_TYPES = frozenset((str, int, bool, type(None)))
-_FLAT_OR_LIST = _FLAT_TYPES | {list}
-_DICT = frozenset((dict,))
 _HASHED_COUNT = len(HASHED_FIELDS)
 _OBJECTS = itemgetter("source", "metadata")
-_is_list = list.__instancecheck__
 
 
 def canonical(event: dict[str, Any]) -> bytes:
@@ -74,7 +70,7 @@ def canonical(event: dict[str, Any]) -> bytes:
         sorted_json = orjson.dumps(document, option=_SORTED_STRICT)
     except orjson.JSONEncodeError:
         return canonical_json({name: document.get(name) for name in HASHED_FIELDS})
-    if _orjson_is_canonical((document,)) and (sorted_json.isascii() or _ascii_keys((document,))):
+    if has_flat_objects((document,)) and (sorted_json.isascii() or _ascii_keys((document,))):
         return sorted_json
     source, metadata = document["source"], document["metadata"]
     if type(source) is dict and type(metadata) is dict and _plain(source) and _plain(metadata):
@@ -100,7 +96,7 @@ def canonical_each(events: Sequence[dict[str, Any]]) -> Iterator[bytes]:
     # Events of exactly the hashed fields (every one present, by the precondition, and no other: the count),
     # in the shape the checks accept; otherwise each event its own exact way.
     if all(map(_HASHED_COUNT.__eq__, map(len, events))) and (
-        isinstance(events, FlatEvents) or _orjson_is_canonical(events)
+        isinstance(events, FlatEvents) or has_flat_objects(events)
     ):
         for event in events:
             try:
@@ -125,7 +121,7 @@ def canonical_and_objects_each(events: Sequence[dict[str, Any]]) -> Iterator[tup
     writes a byte, so the Fragments save less than the nested objects' share of the bytes suggests)."""
     dumps = orjson.dumps
     if all(map(_HASHED_COUNT.__eq__, map(len, events))) and (
-        isinstance(events, FlatEvents) or _orjson_is_canonical(events)
+        isinstance(events, FlatEvents) or has_flat_objects(events)
     ):
         for event in events:
             source, metadata = _OBJECTS(event)
@@ -163,21 +159,6 @@ def rendering(event: dict[str, Any]) -> bytes | None:
         return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         return None
-
-
-def _orjson_is_canonical(events: Iterable[dict[str, Any]]) -> bool:
-    """Whether every event's ``source`` and ``metadata`` are objects whose values are strings, integers,
-    booleans, nulls or lists of those: then ``orjson``'s sorted output of the event is RFC 8785 but for
-    non-ASCII keys (:func:`_ascii_keys`) and out-of-range integers (``OPT_STRICT_INTEGER`` raises). Each
-    step a C-level pass over the whole batch (a loop in Python per value costs 3x as much)."""
-    objects = list(chain.from_iterable(map(_OBJECTS, events)))
-    if not _DICT.issuperset(map(type, objects)):
-        return False
-    values = list(chain.from_iterable(map(dict.values, objects)))
-    kinds = set(map(type, values))
-    if kinds <= _FLAT_TYPES:
-        return True
-    return kinds <= _FLAT_OR_LIST and _FLAT_TYPES.issuperset(map(type, chain.from_iterable(filter(_is_list, values))))
 
 
 def _ascii_keys(events: Iterable[dict[str, Any]]) -> bool:
